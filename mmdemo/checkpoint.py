@@ -1,0 +1,72 @@
+"""Checkpoint directories: config.json + model.safetensors + metrics.json + README.md (model card).
+
+This is the layout PyTorchModelHubMixin writes and reads, so the same directory is bundled in
+`checkpoints/<task>/<model>/`, pushed to the Hub, and loaded back. Only safetensors are ever read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .models import MultimodalClassifier
+
+CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, CARD_FILE = "config.json", "model.safetensors", "metrics.json", "README.md"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, in a format we refuse to read, or does not match what was asked for."""
+
+
+def save_checkpoint(model: MultimodalClassifier, out_dir: str | Path, metrics: dict | None = None,
+                    card: str | None = None) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, config=model.hub_config())
+    if metrics is not None:
+        (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    if card is not None:
+        (out / CARD_FILE).write_text(card)
+    return out
+
+
+def read_config(ckpt_dir: str | Path) -> dict:
+    path = Path(ckpt_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"no {CONFIG_FILE} in {ckpt_dir}: not an mmdemo checkpoint directory")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e})") from e
+
+
+def read_metrics(ckpt_dir: str | Path) -> dict:
+    path = Path(ckpt_dir) / METRICS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def check_compatible(config: dict, *, task: str | None = None, text_encoder: str | None = None,
+                     image_encoder: str | None = None, labels: list[str] | None = None, where: str = "") -> None:
+    """Refuse a checkpoint whose task, encoders or labels differ from the request, naming the mismatch."""
+    wanted = {"task": task, "text_encoder": text_encoder, "image_encoder": image_encoder, "labels": labels}
+    for key, want in wanted.items():
+        if want is not None and config.get(key) != want:
+            raise CheckpointError(f"checkpoint {where} has {key}={config.get(key)!r} but {want!r} was requested")
+
+
+def load_checkpoint(ckpt_dir: str | Path, **expect) -> MultimodalClassifier:
+    """Load a local checkpoint directory (safetensors only), after checking it against `expect`
+    (task=, text_encoder=, image_encoder=, labels=)."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        raise CheckpointError(f"checkpoint directory {ckpt_dir} does not exist")
+    config = read_config(ckpt_dir)
+    check_compatible(config, where=str(ckpt_dir), **expect)
+    if not (ckpt_dir / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"no {WEIGHTS_FILE} in {ckpt_dir}; mmdemo reads safetensors only and never unpickles "
+                              f"(.bin/.pt/.pth files are refused)")
+    try:
+        return MultimodalClassifier.from_pretrained(ckpt_dir, strict=True).eval()
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {ckpt_dir} does not match its config.json "
+                              f"(model {config.get('model')!r}): {e}") from e

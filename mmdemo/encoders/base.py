@@ -1,0 +1,170 @@
+"""The one interface every text and image encoder implements.
+
+Encoders own their preprocessing (tokenizer, image transform), so the trainer and the app run the
+same code from PIL image / caption to features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from PIL import Image
+from torch import nn
+
+
+class EncoderUnavailableError(RuntimeError):
+    """An encoder's weights are not on this machine and cannot be fetched."""
+
+
+@dataclass
+class TextFeatures:
+    """Output of a text encoder.
+
+    layers:          [B, K, L, D] token states of the last K transformer layers, oldest first
+                     (layers[:, -1] is the last layer).
+    attention_mask:  [B, L] 1 for real tokens, 0 for padding.
+    pooled:          [B, D] the encoder's sentence vector (mean pooling for MiniLM, pooler for BERT,
+                     projected EOT token for CLIP).
+    """
+
+    layers: torch.Tensor
+    attention_mask: torch.Tensor
+    pooled: torch.Tensor
+
+    @property
+    def tokens(self) -> torch.Tensor:
+        """[B, L, D] last-layer token states."""
+        return self.layers[:, -1]
+
+    @property
+    def cls(self) -> torch.Tensor:
+        """[B, D] first token of the last layer ([CLS] for BERT-style encoders)."""
+        return self.layers[:, -1, 0]
+
+    def last(self, k: int) -> torch.Tensor:
+        """[B, k, L, D] the last k layers; asks for no more than the encoder gave."""
+        if k > self.layers.shape[1]:
+            raise ValueError(f"a head asked for the last {k} text layers but only {self.layers.shape[1]} were encoded")
+        return self.layers[:, -k:]
+
+    def to(self, device: torch.device | str) -> "TextFeatures":
+        return TextFeatures(self.layers.to(device), self.attention_mask.to(device), self.pooled.to(device))
+
+
+@dataclass
+class ImageFeatures:
+    """Output of an image encoder.
+
+    patches: [B, N, C] tokens of the last feature map, row-major over `grid` (N = h * w); for ViT/CLIP
+             the patch tokens without [CLS].
+    pooled:  [B, P] the global image vector (average pool for CNNs, [CLS]/pooled for ViT/CLIP,
+             fc7 for VGG16).
+    logits:  [B, 1000] ImageNet logits where the encoder has a classifier, else None.
+    """
+
+    patches: torch.Tensor
+    pooled: torch.Tensor
+    logits: torch.Tensor | None = None
+
+    @property
+    def global_vector(self) -> torch.Tensor:
+        """The paper's 'global image vector': ImageNet logits where present (HGLNet uses ResNet's 1000-d
+        output), else the pooled vector."""
+        return self.logits if self.logits is not None else self.pooled
+
+    def to(self, device: torch.device | str) -> "ImageFeatures":
+        return ImageFeatures(self.patches.to(device), self.pooled.to(device),
+                             None if self.logits is None else self.logits.to(device))
+
+
+class TextEncoder(nn.Module):
+    """Base class. Subclasses set `name`, `dim`, `num_layers` and implement `tokenize`, `forward`,
+    `embeddings`, `convert_ids_to_tokens`."""
+
+    name: str = ""
+    dim: int = 0
+    num_layers: int = 0
+    max_length: int = 64
+
+    def tokenize(self, texts: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """-> {"input_ids": [B, L], "attention_mask": [B, L]}"""
+        raise NotImplementedError
+
+    def forward(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor, num_layers: int = 1,
+                inputs_embeds: torch.Tensor | None = None) -> TextFeatures:
+        raise NotImplementedError
+
+    def embeddings(self) -> nn.Module:
+        """The input-embedding layer (Captum's LayerIntegratedGradients attributes to its output)."""
+        raise NotImplementedError
+
+    def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def pad_token_id(self) -> int:
+        return 0
+
+    def encode(self, texts: list[str], num_layers: int = 1, max_length: int | None = None) -> TextFeatures:
+        batch = self.tokenize(texts, max_length)
+        device = next(self.parameters()).device
+        return self(batch["input_ids"].to(device), batch["attention_mask"].to(device), num_layers=num_layers)
+
+
+class ImageEncoder(nn.Module):
+    """Base class. Subclasses set `name`, `dim` (patch channels), `pooled_dim`, `logits_dim` (0 when
+    there is no ImageNet head), `grid`, `transform` and implement `forward` and `feature_layer`."""
+
+    name: str = ""
+    dim: int = 0
+    pooled_dim: int = 0
+    logits_dim: int = 0
+    grid: tuple[int, int] = (7, 7)
+    image_size: int = 224
+    transform: Callable[[Image.Image], torch.Tensor]
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
+        """RGB PIL images -> [B, 3, H, W] pixel tensor in the encoder's own normalisation."""
+        return torch.stack([self.transform(im) for im in images])
+
+    def forward(self, pixel_values: torch.Tensor) -> ImageFeatures:
+        raise NotImplementedError
+
+    def feature_layer(self) -> nn.Module:
+        """The module whose output is the last feature map (Grad-CAM hooks here)."""
+        raise NotImplementedError
+
+    def encode(self, images: list[Image.Image]) -> ImageFeatures:
+        device = next(self.parameters()).device
+        return self(self.preprocess(images).to(device))
+
+
+@dataclass(frozen=True)
+class FeatureDims:
+    """What a fusion head needs to know about the encoders' outputs to build its layers."""
+
+    text_dim: int
+    text_layers: int  # how many layers the text encoder has (a head may read up to this many)
+    image_dim: int
+    image_pooled_dim: int
+    image_logits_dim: int  # 0 when the image encoder has no ImageNet classifier
+    image_grid: tuple[int, int]
+
+    @property
+    def num_patches(self) -> int:
+        return self.image_grid[0] * self.image_grid[1]
+
+    @property
+    def image_global_dim(self) -> int:
+        """Size of ImageFeatures.global_vector."""
+        return self.image_logits_dim or self.image_pooled_dim
+
+    @classmethod
+    def of(cls, text: TextEncoder, image: ImageEncoder) -> "FeatureDims":
+        return cls(text.dim, text.num_layers, image.dim, image.pooled_dim, image.logits_dim, tuple(image.grid))

@@ -1,0 +1,205 @@
+"""Model cards, pushing checkpoint directories to the Hugging Face Hub, and loading with fallback.
+
+A checkpoint directory is exactly what is pushed (config.json, model.safetensors, metrics.json, README.md,
+plots). The app and Predictor resolve a (task, model) pair to a Hub repo when one is configured and
+reachable, else to the bundled `checkpoints/<task>/<model>/`, and say which one they used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .checkpoint import CARD_FILE, CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, CheckpointError, check_compatible, read_config
+from .tasks import TASKS
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_DIR = REPO_ROOT / "checkpoints"
+HUB_CONFIG_ENV = "MMDEMO_HUB_REPOS"  # JSON {"task/model": "user/repo"} or a path to such a JSON file
+UPLOAD_PATTERNS = [CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, CARD_FILE, "*.png"]
+
+# Backbone names -> Hub ids for the card's base_model field.
+BASE_MODELS = {
+    "minilm-l6": "sentence-transformers/all-MiniLM-L6-v2", "bert-base-uncased": "bert-base-uncased",
+    "bert-base-chinese": "bert-base-chinese", "deberta-v3-base": "microsoft/deberta-v3-base",
+    "vit-base-patch16-224": "google/vit-base-patch16-224", "resnet50": "timm/resnet50.tv2_in1k",
+    "vgg16": "timm/vgg16.tv_in1k", "efficientnet-lite0": "timm/efficientnet_lite0.ra_in1k",
+    "clip-vit-b-16": "openai/clip-vit-base-patch16",
+}
+DATASETS = {"mvsa-single": "MVSA-Single", "mvsa-multiple": "MVSA-Multiple", "mediaeval2016": "MediaEval-2016-VMU",
+            "hashtags": "MVSA-Single-hashtags"}
+
+
+class HubError(RuntimeError):
+    """The Hub cannot be used right now (offline, unreachable, no token), said before any work starts."""
+
+
+def _metric_values(split_metrics: dict) -> dict[str, float]:
+    fused = split_metrics.get("fused", {})
+    return {k: v for k, v in fused.items() if isinstance(v, (int, float)) and k != "n"}
+
+
+def make_model_card(config: dict, metrics: dict, command: str = "") -> ModelCard:
+    """A model card with ModelCardData (license, library, tags, datasets, base models, eval results) and a
+    body that says what the model is, how it was trained and evaluated, and how to load it."""
+    from .models import get_model
+
+    entry = get_model(config["model"])
+    task = TASKS.get(config["task"])
+    dataset = DATASETS.get(config["task"], config["task"])
+    evals = []
+    for split in ("dev", "test"):
+        for name, value in _metric_values(metrics.get(split, {})).items():
+            evals.append(EvalResult(task_type="image-text-classification", dataset_type=dataset, dataset_name=dataset,
+                                    dataset_split=split, metric_type=name, metric_value=round(float(value), 4)))
+    base = [BASE_MODELS.get(config["text_encoder"]), BASE_MODELS.get(config["image_encoder"])]
+    data = ModelCardData(
+        license="apache-2.0", library_name="mmdemo", tags=["multimodal", "image-text-classification", config["model"]],
+        datasets=[dataset], base_model=[b for b in base if b], model_name=f"mmdemo-{config['task']}-{config['model']}",
+        eval_results=evals or None,
+    )
+    name = config["model"] + (f" ({config['variant']})" if config.get("variant") else "")
+    rows = []
+    for split in ("dev", "test"):
+        for head in ("fused", "text", "image"):
+            m = metrics.get(split, {}).get(head)
+            if m:
+                vals = " | ".join(f"{m[k]:.4f}" if k in m else "–" for k in ("accuracy", "weighted_f1", "macro_f1"))
+                rows.append(f"| {split} | {head} | {vals} |")
+    table = "\n".join(["| split | head | accuracy | weighted F1 | macro F1 |", "|---|---|---|---|---|", *rows])
+    body = f"""
+# {name} on {config['task']}
+
+{entry.description}. {('Paper: ' + entry.paper + '.') if entry.paper else ''}
+
+- **Task:** {task.description if task else config['task']}; labels: {', '.join(config['labels'])}
+- **Encoders (frozen):** text `{config['text_encoder']}`, image `{config['image_encoder']}`; only the fusion head's
+  weights are in `model.safetensors`.
+- **Interpretable outputs:** {entry.explain_doc or 'none'}
+- **Unimodal predictions:** every mmdemo network also predicts from each modality alone through small auxiliary
+  classifiers on its own unimodal representations, trained jointly with weight
+  `aux_weight={config['head'].get('aux_weight')}` on their cross-entropy.
+- **Selection:** best epoch on dev ({metrics.get('selected_on', 'dev')}); seed {metrics.get('seed', '?')}.
+
+## Evaluation
+
+{table}
+
+## Training
+
+```
+{command or metrics.get('command', 'python -m trainer train ...')}
+```
+
+Head config: `{json.dumps(config['head'], sort_keys=True)}`
+
+## Use
+
+```python
+from mmdemo.predict import Predictor
+p = Predictor.from_checkpoint("path/to/this/directory")   # or mmdemo.hub.load("{config['task']}", "{config['model']}")
+print(p.predict(image, "caption").probs["fused"])
+```
+"""
+    return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body)
+
+
+# ---- pushing ------------------------------------------------------------------------------------------
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def check_hub_ready(token: str | None = None) -> str:
+    """-> the token. Raises HubError before any upload work when offline, unreachable or without a token."""
+    from huggingface_hub import get_token, whoami
+
+    if _offline():
+        raise HubError("HF_HUB_OFFLINE is set: the Hugging Face Hub is not used. Unset it to push.")
+    token = token or get_token()
+    if not token:
+        raise HubError("No Hugging Face token: run `huggingface-cli login` or set HF_TOKEN, then push again.")
+    try:
+        whoami(token=token)
+    except Exception as e:  # connection errors and 401s both end here
+        raise HubError(f"The Hugging Face Hub is unreachable or rejected the token ({type(e).__name__}: {e}).") from e
+    return token
+
+
+def push_checkpoint(ckpt_dir: str | Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
+    """Upload one checkpoint directory to `repo_id`; returns the repo URL."""
+    from huggingface_hub import HfApi
+
+    ckpt_dir = Path(ckpt_dir)
+    read_config(ckpt_dir)
+    if not (ckpt_dir / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"{ckpt_dir} has no {WEIGHTS_FILE}")
+    token = check_hub_ready(token)
+    api = HfApi(token=token)
+    url = api.create_repo(repo_id, private=private, exist_ok=True)
+    api.upload_folder(folder_path=str(ckpt_dir), repo_id=repo_id, allow_patterns=UPLOAD_PATTERNS,
+                      commit_message=f"mmdemo checkpoint {ckpt_dir.name}")
+    return str(url)
+
+
+# ---- loading with fallback ---------------------------------------------------------------------------
+
+
+def configured_repos() -> dict[str, str]:
+    """{"task/model": "user/repo"} from MMDEMO_HUB_REPOS (inline JSON or a JSON file path)."""
+    raw = os.environ.get(HUB_CONFIG_ENV, "").strip()
+    if not raw:
+        return {}
+    text = Path(raw).read_text() if not raw.startswith("{") else raw
+    return dict(json.loads(text))
+
+
+def bundled_checkpoints(root: Path = BUNDLED_DIR) -> dict[str, dict[str, Path]]:
+    """{task: {model: directory}} for every bundled checkpoint directory with a config.json."""
+    out: dict[str, dict[str, Path]] = {}
+    for cfg in sorted(root.glob(f"*/*/{CONFIG_FILE}")):
+        out.setdefault(cfg.parent.parent.name, {})[cfg.parent.name] = cfg.parent
+    return out
+
+
+@dataclass
+class Resolved:
+    path: Path
+    source: str  # "hub:<repo>" or "bundled"
+    note: str = ""  # why the fallback was taken, when it was
+
+
+def resolve(task: str, model: str, root: Path = BUNDLED_DIR) -> Resolved:
+    """Hub repo when configured and reachable, else the bundled directory; says which and why."""
+    repo = configured_repos().get(f"{task}/{model}")
+    note = ""
+    if repo:
+        from huggingface_hub import snapshot_download
+
+        try:
+            # allow_patterns: never fetch pickles, even if a repo has them.
+            path = Path(snapshot_download(repo, allow_patterns=UPLOAD_PATTERNS))
+            if (path / WEIGHTS_FILE).is_file():
+                return Resolved(path, f"hub:{repo}")
+            note = f"Hub repo {repo} has no {WEIGHTS_FILE}"
+        except Exception as e:  # offline, unreachable, missing repo: all fall back
+            note = f"Hub repo {repo} unavailable ({type(e).__name__}); using the bundled checkpoint"
+    path = root / task / model
+    if not (path / CONFIG_FILE).is_file():
+        raise CheckpointError(f"no checkpoint for task {task!r} and model {model!r}: "
+                              f"{note + '; ' if note else ''}nothing bundled at {path}")
+    return Resolved(path, "bundled", note)
+
+
+def load(task: str, model: str, **expect):
+    """-> (MultimodalClassifier, Resolved). The checkpoint must be for `task` (and `expect` if given)."""
+    from .checkpoint import load_checkpoint
+
+    where = resolve(task, model)
+    check_compatible(read_config(where.path), task=task, where=where.source)
+    return load_checkpoint(where.path, task=task, **expect), where

@@ -1,0 +1,69 @@
+"""Model registry: name -> head class, default config, paper, ablation variants.
+
+Each network is one file in this package that calls `register_model(...)`; every module here is
+imported on first use of the registry, so a new network drops in as one file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+
+from .base import MLP, FusionHead, HeadConfig, ModelOutput, masked_mean
+from .classifier import MultimodalClassifier
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    head: type[FusionHead]
+    description: str
+    paper: str = ""  # citation, shown in model cards and the app
+    defaults: dict = field(default_factory=dict)  # config overrides that define this entry (e.g. fusion="text")
+    variants: dict[str, dict] = field(default_factory=dict)  # ablation rows: variant name -> config overrides
+    explain_doc: str = ""  # one line on what the head's `explain` quantities mean (model card, app)
+
+    def config(self, overrides: dict | None = None, variant: str = "") -> HeadConfig:
+        if variant and variant not in self.variants:
+            raise KeyError(f"model {self.name!r} has no variant {variant!r}; variants: {', '.join(self.variants) or 'none'}")
+        d = {**self.defaults, **(self.variants.get(variant, {})), **(overrides or {})}
+        return self.head.config_class.from_dict(d)
+
+
+MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(entry: ModelEntry) -> ModelEntry:
+    if entry.name in MODELS:
+        raise ValueError(f"model {entry.name!r} is registered twice")
+    MODELS[entry.name] = entry
+    return entry
+
+
+_loaded = False
+
+
+def _load_all() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for mod in pkgutil.iter_modules(__path__):
+            if mod.name not in ("base", "classifier"):
+                importlib.import_module(f"{__name__}.{mod.name}")
+
+
+def get_model(name: str) -> ModelEntry:
+    _load_all()
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(sorted(MODELS))}")
+    return MODELS[name]
+
+
+def list_models() -> list[str]:
+    _load_all()
+    return list(MODELS)
+
+
+__all__ = ["ModelEntry", "MODELS", "register_model", "get_model", "list_models", "FusionHead", "HeadConfig",
+           "ModelOutput", "MLP", "masked_mean", "MultimodalClassifier"]

@@ -1,0 +1,60 @@
+"""Baselines: text-only, image-only, and concatenation (late fusion) on the encoders' pooled vectors.
+
+All three train the same two unimodal MLPs (text on the pooled sentence vector, image on the pooled
+image vector), so every baseline reports fused, text-only and image-only predictions like the networks.
+They differ only in what `logits` is: the text MLP, the image MLP, or an MLP over the concatenation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..encoders.base import FeatureDims, ImageFeatures, TextFeatures
+from .base import MLP, FusionHead, HeadConfig, ModelOutput
+
+
+@dataclass
+class BaselineConfig(HeadConfig):
+    hidden: int = 256
+    dropout: float = 0.3
+    fusion: str = "concat"  # "text" | "image" | "concat"
+
+
+class UnimodalBranches(FusionHead):
+    config_class = BaselineConfig
+
+    def __init__(self, config: BaselineConfig, dims: FeatureDims, num_labels: int):
+        super().__init__(config, dims, num_labels)
+        h, p = config.hidden, config.dropout
+        self.text_mlp = MLP(dims.text_dim, h, num_labels, p)
+        self.image_mlp = MLP(dims.image_pooled_dim, h, num_labels, p)
+        if config.fusion == "concat":
+            self.fusion_mlp = MLP(dims.text_dim + dims.image_pooled_dim, h, num_labels, p)
+        elif config.fusion not in ("text", "image"):
+            raise ValueError(f"fusion must be text, image or concat, not {config.fusion!r}")
+
+    def forward(self, text: TextFeatures, image: ImageFeatures) -> ModelOutput:
+        t, v = text.pooled, image.pooled
+        text_logits, image_logits = self.text_mlp(t), self.image_mlp(v)
+        if self.config.fusion == "concat":
+            logits = self.fusion_mlp(torch.cat([t, v], dim=-1))
+        else:
+            logits = text_logits if self.config.fusion == "text" else image_logits
+        return ModelOutput(logits, text_logits, image_logits)
+
+
+def _register() -> None:
+    from . import ModelEntry, register_model
+
+    doc = "Unimodal MLPs on the pooled text and image vectors; no interpretable fusion quantities."
+    register_model(ModelEntry("text-only", UnimodalBranches, "MLP on the text encoder's pooled vector",
+                              defaults={"fusion": "text"}, explain_doc=doc))
+    register_model(ModelEntry("image-only", UnimodalBranches, "MLP on the image encoder's pooled vector",
+                              defaults={"fusion": "image"}, explain_doc=doc))
+    register_model(ModelEntry("concat", UnimodalBranches, "Late fusion: MLP on [text pooled; image pooled]",
+                              defaults={"fusion": "concat"}, explain_doc=doc))
+
+
+_register()

@@ -1,0 +1,55 @@
+"""MultimodalClassifier: a fusion head plus everything needed to rebuild it (task, labels, encoders).
+
+It inherits huggingface_hub's PyTorchModelHubMixin, so `save_pretrained(dir)` writes `config.json` (the
+constructor arguments below) and `model.safetensors` (the head's weights), and `from_pretrained`
+rebuilds it from a local directory or a Hub repo. Encoders are frozen and named, not saved.
+"""
+
+from __future__ import annotations
+
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+from .. import __version__
+from ..encoders.base import FeatureDims, ImageFeatures, TextFeatures
+from .base import FusionHead, HeadConfig, ModelOutput
+
+
+class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo",
+                           tags=["multimodal", "image-text-classification", "mmdemo"]):
+    def __init__(self, model: str, task: str, labels: list[str], text_encoder: str, image_encoder: str,
+                 dims: dict, head: dict | None = None, variant: str = "", multi_label: bool = False,
+                 max_length: int = 64, data_version: str = "", code_version: str = __version__):
+        super().__init__()
+        from . import get_model
+
+        entry = get_model(model)
+        self.model_name, self.task, self.labels, self.multi_label = model, task, list(labels), multi_label
+        self.text_encoder_name, self.image_encoder_name, self.variant = text_encoder, image_encoder, variant
+        self.max_length = max_length  # text tokens the encoder reads (same in training and the app)
+        self.data_version, self.code_version = data_version, code_version
+        self.entry = entry
+        config: HeadConfig = entry.config(head, variant)
+        self.feature_dims = FeatureDims(**{**dims, "image_grid": tuple(dims["image_grid"])})
+        self.head: FusionHead = entry.head(config, self.feature_dims, len(labels))
+
+    @property
+    def head_config(self) -> HeadConfig:
+        return self.head.config
+
+    @property
+    def text_layers(self) -> int:
+        return self.head.config.text_layers
+
+    def forward(self, text: TextFeatures, image: ImageFeatures) -> ModelOutput:
+        return self.head(text, image)
+
+    def hub_config(self) -> dict:
+        """The config.json content (what `save_pretrained` writes), with the head's full config."""
+        return {
+            "model": self.model_name, "task": self.task, "labels": self.labels, "multi_label": self.multi_label,
+            "text_encoder": self.text_encoder_name, "image_encoder": self.image_encoder_name,
+            "dims": {**self.feature_dims.__dict__, "image_grid": list(self.feature_dims.image_grid)},
+            "head": self.head.config.to_dict(), "variant": self.variant, "max_length": self.max_length,
+            "data_version": self.data_version, "code_version": self.code_version,
+        }

@@ -1,0 +1,118 @@
+"""Predictor: PIL image + caption -> per-head probabilities with label names, and the head's explanations.
+
+The same preprocessing as training (owned by the encoders) feeds the full differentiable pipeline
+pixels / token ids -> encoders -> head, which is also what Captum attributes through.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .encoders import ImageEncoder, TextEncoder, shared_image_encoder, shared_text_encoder
+from .inputs import clean_caption, load_image
+from .models import ModelOutput, MultimodalClassifier
+
+HEADS = ("fused", "text", "image")
+
+
+class Pipeline(nn.Module):
+    """encoders + head as one module: (pixel_values, input_ids, attention_mask) -> ModelOutput."""
+
+    def __init__(self, text_encoder: TextEncoder, image_encoder: ImageEncoder, classifier: MultimodalClassifier):
+        super().__init__()
+        self.text_encoder, self.image_encoder, self.classifier = text_encoder, image_encoder, classifier
+
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ModelOutput:
+        text = self.text_encoder(input_ids, attention_mask, num_layers=self.classifier.text_layers)
+        image = self.image_encoder(pixel_values)
+        return self.classifier(text, image)
+
+
+def probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    return torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=-1)
+
+
+@dataclass
+class Prediction:
+    """Probabilities per head ("fused", "text", "image"), each a {label: p} dict sorted by p, plus the
+    head's `explain` quantities for this one input (tensors -> numpy, batch axis removed)."""
+
+    labels: list[str]
+    probs: dict[str, dict[str, float]]
+    explain: dict[str, Any]
+    tokens: list[str]
+    multi_label: bool = False
+    warnings: list[str] = field(default_factory=list)
+    latency_ms: float = 0.0
+
+    def top(self, head: str = "fused") -> tuple[str, float]:
+        return next(iter(self.probs[head].items()))
+
+    @property
+    def disagree(self) -> bool:
+        """True when the text-only and image-only top labels differ from each other or from the fused one."""
+        return len({self.top(h)[0] for h in HEADS}) > 1
+
+
+def _first_item(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach()[0].float().cpu().numpy()
+    if isinstance(value, dict):
+        return {k: _first_item(v) for k, v in value.items()}
+    return value
+
+
+class Predictor:
+    """Loads a checkpoint (directory or MultimodalClassifier) and its frozen encoders (shared per process)."""
+
+    def __init__(self, classifier: MultimodalClassifier, text_encoder: TextEncoder | None = None,
+                 image_encoder: ImageEncoder | None = None, device: str = "cpu"):
+        self.classifier = classifier.eval().to(device)
+        self.text_encoder = (text_encoder or shared_text_encoder(classifier.text_encoder_name)).to(device)
+        self.image_encoder = (image_encoder or shared_image_encoder(classifier.image_encoder_name)).to(device)
+        self.pipeline = Pipeline(self.text_encoder, self.image_encoder, self.classifier).eval()
+        self.device = device
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", **expect) -> "Predictor":
+        from .checkpoint import load_checkpoint
+
+        return cls(load_checkpoint(path, **expect), device=device)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.classifier.labels
+
+    def prepare(self, image, caption) -> tuple[dict[str, torch.Tensor], list[str]]:
+        """Validate and preprocess one input -> model inputs (batch of one) and warnings.
+        Raises mmdemo.inputs.InputError with a readable message on bad input."""
+        rgb = load_image(image)
+        text, notes = clean_caption(caption)
+        batch = self.text_encoder.tokenize([text], max_length=self.classifier.max_length)
+        if int(batch["attention_mask"].sum()) >= batch["attention_mask"].shape[1] == self.classifier.max_length:
+            notes.append(f"The caption was cut to the first {self.classifier.max_length} tokens the model reads.")
+        inputs = {"pixel_values": self.image_encoder.preprocess([rgb]), **batch}
+        return {k: v.to(self.device) for k, v in inputs.items()}, notes
+
+    def tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[str]:
+        ids = input_ids[0][attention_mask[0].bool()].tolist()
+        return self.text_encoder.convert_ids_to_tokens(ids)
+
+    @torch.no_grad()
+    def predict(self, image, caption) -> Prediction:
+        start = time.perf_counter()
+        inputs, notes = self.prepare(image, caption)
+        out: ModelOutput = self.pipeline(**inputs)
+        ml = self.classifier.multi_label
+        probs = {}
+        for head, logits in zip(HEADS, (out.logits, out.text_logits, out.image_logits)):
+            p = probabilities(logits, ml)[0].tolist()
+            probs[head] = dict(sorted(zip(self.labels, p), key=lambda kv: -kv[1]))
+        return Prediction(self.labels, probs, _first_item(out.explain), self.tokens(inputs["input_ids"], inputs["attention_mask"]),
+                          ml, notes, (time.perf_counter() - start) * 1000)

@@ -1,0 +1,26 @@
+import os
+
+# Tests never phone out: no Hub, no Gradio analytics.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def tiny_encoders():
+    from mmdemo.encoders import create_image_encoder, create_text_encoder
+
+    return create_text_encoder("tiny-bert"), create_image_encoder("tiny-resnet")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

@@ -1,0 +1,101 @@
+"""Trainer end to end on a small synthetic task with tiny encoders: cache, train, evaluate, write, report."""
+
+import json
+import random
+
+import pytest
+import torch
+from PIL import Image
+
+from mmdemo.checkpoint import load_checkpoint
+from mmdemo.encoders import FeatureDims
+from trainer.datasets import DatasetSplits, Sample
+from trainer.features import cached_features, load_split
+from trainer.loop import RunSpec, train
+from trainer.metrics import compute_metrics
+from trainer.report import table
+from trainer.run import write_run
+
+LABELS = ["sunny", "rainy"]
+
+
+def synthetic_data(root, n_train=48, n_dev=16, n_test=16, corrupt=2) -> DatasetSplits:
+    """Label = scene: warm images with sunny words vs cool images with rainy words (noisy pixels, shuffled words)."""
+    rng = random.Random(0)
+    words = {0: ["sun", "beach", "bright", "smile", "warm"], 1: ["rain", "storm", "cold", "grey", "wet"]}
+    filler = ["the", "a", "today", "we", "went", "out", "look"]
+
+    def sample(i: int, split: str) -> Sample:
+        y = i % 2
+        colour = (220, 140, 40) if y == 0 else (40, 90, 200)
+        img = Image.new("RGB", (64, 64), tuple(max(0, min(255, c + rng.randint(-40, 40))) for c in colour))
+        path = root / f"{split}_{i}.png"
+        img.save(path)
+        caption = " ".join(rng.sample(filler, 3) + rng.sample(words[y], 2))
+        return Sample(f"{split}{i}", path, caption, y)
+
+    splits = {s: [sample(i, s) for i in range(n)] for s, n in (("train", n_train), ("dev", n_dev), ("test", n_test))}
+    for i in range(corrupt):  # unreadable images are counted, never fatal
+        bad = root / f"corrupt_{i}.jpg"
+        bad.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
+        splits["train"].append(Sample(f"bad{i}", bad, "the sun", 0))
+    return DatasetSplits("synthetic", splits["train"], splits["dev"], splits["test"], LABELS, False, {}, "v1")
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory, tiny_encoders):
+    root = tmp_path_factory.mktemp("synthetic")
+    data = synthetic_data(root)
+    te, ie = tiny_encoders
+    feats = cached_features(data, te, ie, max_length=16, cache_dir=root / "cache", batch_size=16)
+    return data, feats, FeatureDims.of(te, ie), root
+
+
+def test_corrupt_images_are_counted_not_fatal(synthetic):
+    data, feats, _, _ = synthetic
+    assert len(feats["train"]) == len(data.train) - 2
+    assert feats["train"].skipped["unreadable_image"] == 2
+
+
+def test_feature_cache_is_reused_and_batches_are_padded(synthetic, tiny_encoders):
+    data, feats, _, root = synthetic
+    files = sorted((root / "cache").rglob("*.safetensors"))
+    assert len(files) == 3
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    again = cached_features(data, *tiny_encoders, max_length=16, cache_dir=root / "cache")
+    assert [f.stat().st_mtime_ns for f in files] == mtimes  # loaded, not re-encoded
+    assert torch.equal(again["dev"].text_tokens, feats["dev"].text_tokens)
+    text, image, y = feats["dev"].batch(torch.tensor([0, 1, 2]))
+    assert text.layers.shape[:2] == (3, 4) and text.attention_mask.shape == text.layers.shape[:1] + text.layers.shape[2:3]
+    assert (text.attention_mask.sum(1) == feats["dev"].text_offsets[1:4] - feats["dev"].text_offsets[:3]).all()
+    assert image.patches.shape == (3, 4, 512) and y.tolist() == [0, 1, 0]
+    assert torch.equal(load_split(files[0]).labels, load_split(files[0]).labels)
+
+
+def test_tiny_run_learns_well_above_chance_and_writes_a_checkpoint(synthetic, tmp_path):
+    data, feats, dims, _ = synthetic
+    spec = RunSpec(task="mvsa-single", model="concat", labels=LABELS, multi_label=False, text_encoder="tiny-bert",
+                   image_encoder="tiny-resnet", dims=dims, seed=0, overrides={"epochs": 25, "batch_size": 16, "lr": 3e-3},
+                   max_length=16, data_version=data.version, select_metric="accuracy")
+    model, record = train(spec, feats, progress=False)
+    out = tmp_path / "runs" / "mvsa-single" / "concat" / "seed0"
+    metrics = write_run(model, record, feats, data, out, 0, "pytest")
+    assert metrics["test"]["fused"]["accuracy"] >= 0.85, metrics["test"]["fused"]  # chance is 0.5
+    assert 1 <= record["best_epoch"] <= record["epochs_run"] <= 25
+    for name in ("config.json", "model.safetensors", "metrics.json", "README.md", "confusion.png", "curves.png"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "metrics.json").read_text())["data"]["skipped_unreadable"]["train"]["unreadable_image"] == 2
+    assert load_checkpoint(out).labels == LABELS
+    report = table(tmp_path / "runs")
+    assert "| mvsa-single | concat | fused | 1 |" in report
+
+
+def test_metrics_single_and_multi_label():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 3.0]])
+    m = compute_metrics(logits, torch.tensor([0, 1, 1, 1]), LABELS, multi_label=False)
+    assert m["accuracy"] == pytest.approx(0.75) and m["confusion_matrix"] == [[1, 0], [1, 2]]
+    ml = compute_metrics(torch.tensor([[3.0, 2.0, -1.0], [-1.0, 0.5, 2.0]]), torch.tensor([[1, 0, 1], [0, 1, 0]]),
+                         ["a", "b", "c"], multi_label=True)
+    assert ml["precision@1"] == pytest.approx(0.5)  # sample 0 top-1 'a' is right, sample 1 top-1 'c' is wrong
+    assert ml["accuracy@3"] == pytest.approx(1.0)
+    assert ml["recall@1"] == pytest.approx(0.25)  # 1/2 and 0/1

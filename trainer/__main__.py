@@ -1,0 +1,214 @@
+"""python -m trainer {train,eval,floor,report,bundle,bench,push,data} ...
+
+Examples:
+  python -m trainer train --task mvsa-single --model concat --seeds 0 1 2
+  python -m trainer train --task mvsa-single --model hglnet --variant no-gga --seeds 0
+  python -m trainer eval --checkpoint checkpoints/mvsa-single/concat
+  python -m trainer floor --task mvsa-single
+  python -m trainer report --runs runs
+  python -m trainer bundle --task mvsa-single --model concat
+  python -m trainer bench --task mvsa-single
+  python -m trainer push --checkpoint checkpoints/mvsa-single/concat --repo-id USER/NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _value(text: str):
+    """--set values: JSON when it parses (numbers, true/false, lists), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _overrides(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"--set expects key=value, got {pair!r}")
+        k, v = pair.split("=", 1)
+        out[k.strip()] = _value(v)
+    return out
+
+
+def _encoder_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--text-encoder", default="minilm-l6")
+    p.add_argument("--image-encoder", default="efficientnet-lite0")
+    p.add_argument("--max-length", type=int, default=64, help="text tokens read by the encoder")
+    p.add_argument("--data-dir", default=None, help="dataset folder (default: the task's, see mmdemo.tasks)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default: .cache/features)")
+
+
+def cmd_train(a) -> None:
+    from mmdemo.hub import check_hub_ready, push_checkpoint
+
+    from .run import torch_threads, train_task
+
+    if a.push_to_hub:
+        if not a.repo_id:
+            raise SystemExit("--push-to-hub needs --repo-id USER/NAME")
+        check_hub_ready()  # fail before any work
+    torch_threads()
+    dirs = train_task(a.task, a.model, a.seeds, a.variant, a.data_dir, a.out, a.text_encoder, a.image_encoder,
+                      _overrides(a.set), a.max_length, a.cache_dir, progress=not a.quiet)
+    if a.push_to_hub:
+        from .run import best_seed_dir
+
+        best, _ = best_seed_dir(dirs[0].parent)
+        print("pushed", best, "->", push_checkpoint(best, a.repo_id, private=a.private))
+
+
+def cmd_eval(a) -> None:
+    from mmdemo.checkpoint import load_checkpoint
+
+    from .loop import evaluate
+    from .run import load_features
+
+    model = load_checkpoint(a.checkpoint)
+    _, feats, _ = load_features(model.task, model.text_encoder_name, model.image_encoder_name, a.data_dir,
+                                model.max_length, a.cache_dir)
+    res = {split: evaluate(model, feats[split]) for split in a.splits}
+    for split, r in res.items():
+        for head in ("fused", "text", "image"):
+            shown = {k: round(v, 4) for k, v in r[head].items() if isinstance(v, float)}
+            print(f"{split:5s} {head:6s} {shown}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=2))
+
+
+def cmd_floor(a) -> None:
+    from mmdemo.tasks import get_task
+
+    from .floor import logistic_floor
+    from .run import load_features
+
+    data, feats, _ = load_features(a.task, a.text_encoder, a.image_encoder, a.data_dir, a.max_length, a.cache_dir)
+    m = logistic_floor(feats, data.labels, get_task(a.task).paper_metric, a.task, a.out / a.task / "logreg")
+    for split in ("dev", "test"):
+        f = m[split]["fused"]
+        print(f"logreg {a.task} {split}: acc {f['accuracy']:.4f} wF1 {f['weighted_f1']:.4f} mF1 {f['macro_f1']:.4f} (C={m['C']})")
+
+
+def cmd_report(a) -> None:
+    from .report import table
+
+    for head in a.heads:
+        print(table(a.runs, a.split, head, a.tasks, a.models, a.variants))
+
+
+def cmd_bundle(a) -> None:
+    from .report import bundle
+    from .run import run_name
+
+    dest = a.dest / a.task / a.model
+    best, metric = bundle(a.runs / a.task / run_name(a.model, a.variant), dest)
+    print(f"bundled {best} -> {dest} (best dev {metric})")
+
+
+def cmd_bench(a) -> None:
+    from .bench import bench
+
+    bench(a.task, a.model, a.text_encoder, a.image_encoder, a.samples, a.max_length, a.data_dir)
+
+
+def cmd_push(a) -> None:
+    from mmdemo.hub import push_checkpoint
+
+    print(push_checkpoint(a.checkpoint, a.repo_id, private=a.private))
+
+
+def cmd_data(a) -> None:
+    from .datasets import load_task_data
+
+    print(load_task_data(a.task, a.data_dir).describe())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model on a task (one run per seed)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--variant", default="", help="ablation row of the model (see mmdemo.models.get_model(M).variants)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a head config field")
+    p.add_argument("--out", type=Path, default=REPO_ROOT / "runs")
+    p.add_argument("--push-to-hub", action="store_true", help="push the best-on-dev seed to --repo-id")
+    p.add_argument("--repo-id", default="")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _encoder_args(p)
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint directory on its task")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--splits", nargs="+", default=["dev"], choices=["train", "dev", "test"])
+    p.add_argument("--json", default="")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--cache-dir", type=Path, default=None)
+    p.set_defaults(fn=cmd_eval)
+
+    p = sub.add_parser("floor", help="logistic regression on the frozen features (a fair floor)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--out", type=Path, default=REPO_ROOT / "runs")
+    _encoder_args(p)
+    p.set_defaults(fn=cmd_floor)
+
+    p = sub.add_parser("report", help="markdown table, mean ± std over seeds")
+    p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
+    p.add_argument("--split", default="test", choices=["dev", "test"])
+    p.add_argument("--heads", nargs="+", default=["fused"], choices=["fused", "text", "image"])
+    p.add_argument("--tasks", nargs="+", default=None)
+    p.add_argument("--models", nargs="+", default=None)
+    p.add_argument("--variants", action="store_true", help="include ablation variants")
+    p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser("bundle", help="copy the best-on-dev seed into checkpoints/<task>/<model>")
+    p.add_argument("--task", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--variant", default="")
+    p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
+    p.add_argument("--dest", type=Path, default=REPO_ROOT / "checkpoints")
+    p.set_defaults(fn=cmd_bundle)
+
+    p = sub.add_parser("bench", help="feature-extraction throughput; an epoch from cache vs re-encoding")
+    p.add_argument("--task", default="mvsa-single")
+    p.add_argument("--model", default="concat")
+    p.add_argument("--samples", type=int, default=256)
+    _encoder_args(p)
+    p.set_defaults(fn=cmd_bench)
+
+    p = sub.add_parser("push", help="upload a checkpoint directory to the Hugging Face Hub")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--repo-id", required=True)
+    p.add_argument("--private", action="store_true")
+    p.set_defaults(fn=cmd_push)
+
+    p = sub.add_parser("data", help="print a task's dataset summary")
+    p.add_argument("--task", required=True)
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(fn=cmd_data)
+
+    a = parser.parse_args(argv)
+    from mmdemo.checkpoint import CheckpointError
+    from mmdemo.hub import HubError
+
+    try:
+        a.fn(a)
+    except (HubError, CheckpointError, FileNotFoundError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Benchmark: feature-extraction throughput, and one epoch of head training from the cache vs
+re-encoding every batch with the frozen encoders, on the same samples, side by side.
+
+    python -m trainer bench --task mvsa-single --samples 256
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+
+from mmdemo.encoders import FeatureDims, create_image_encoder, create_text_encoder
+from mmdemo.inputs import load_image
+from mmdemo.models import MultimodalClassifier
+
+from .datasets import load_task_data
+from .features import CACHED_TEXT_LAYERS, encode_split
+from .loop import total_loss
+
+
+def _train_epoch(model: MultimodalClassifier, batches, optimizer, multi_label: bool) -> None:
+    model.train()
+    for text, image, y in batches:
+        loss = total_loss(model, model(text, image), y, multi_label)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+
+def bench(task: str, model_name: str, text_encoder: str, image_encoder: str, samples: int, max_length: int,
+          data_dir: str | None = None, batch_size: int = 64) -> dict:
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    data = load_task_data(task, data_dir)
+    subset = data.train[:samples]
+    te, ie = create_text_encoder(text_encoder), create_image_encoder(image_encoder)
+    K = min(CACHED_TEXT_LAYERS, te.num_layers)
+
+    # 1. Feature extraction (decode + preprocess + forward), images and texts separately.
+    start = time.perf_counter()
+    split = encode_split(subset, te, ie, data.num_labels, data.multi_label, max_length, batch_size, desc="bench")
+    extract_s = time.perf_counter() - start
+    start = time.perf_counter()
+    with torch.no_grad():
+        for i in range(0, len(subset), batch_size):
+            te.encode([s.text for s in subset[i:i + batch_size]], num_layers=K, max_length=max_length)
+    text_s = time.perf_counter() - start
+    image_s = extract_s - text_s
+
+    dims = FeatureDims.of(te, ie)
+    clf = MultimodalClassifier(model=model_name, task=task, labels=data.labels, multi_label=data.multi_label,
+                               text_encoder=te.name, image_encoder=ie.name,
+                               dims={**dims.__dict__, "image_grid": list(dims.image_grid)})
+    opt = torch.optim.AdamW(clf.parameters(), lr=1e-3)
+    idx = torch.arange(len(split))
+
+    # 2a. One epoch from the cache.
+    start = time.perf_counter()
+    _train_epoch(clf, (split.batch(idx[i:i + batch_size]) for i in range(0, len(split), batch_size)), opt, data.multi_label)
+    cached_s = time.perf_counter() - start
+
+    # 2b. The same epoch re-encoding every batch (what training without a cache costs).
+    def live_batches():
+        for i in range(0, len(subset), batch_size):
+            chunk = subset[i:i + batch_size]
+            with torch.no_grad():
+                text = te.encode([s.text for s in chunk], num_layers=K, max_length=max_length)
+                image = ie.encode([load_image(s.image) for s in chunk])
+            yield text, image, split.labels[i:i + len(chunk)]
+
+    start = time.perf_counter()
+    _train_epoch(clf, live_batches(), opt, data.multi_label)
+    live_s = time.perf_counter() - start
+
+    n = len(split)
+    full = len(data.train)
+    res = {"samples": n, "threads": torch.get_num_threads(), "extract_samples_per_s": n / extract_s,
+           "image_samples_per_s": n / image_s, "text_samples_per_s": n / text_s,
+           "epoch_cached_s": cached_s, "epoch_live_s": live_s}
+    print(f"\n{task}: {n} train samples, {text_encoder} + {image_encoder}, head {model_name}, "
+          f"{res['threads']} threads, batch {batch_size}")
+    print("| measure | value |\n|---|---|")
+    print(f"| feature extraction (images + texts) | {res['extract_samples_per_s']:.1f} samples/s |")
+    print(f"| image encoder alone (decode + preprocess + forward) | {res['image_samples_per_s']:.1f} samples/s |")
+    print(f"| text encoder alone (tokenize + forward) | {res['text_samples_per_s']:.1f} samples/s |")
+    print(f"| one epoch over {n} samples, from cache | {cached_s:.2f} s |")
+    print(f"| one epoch over {n} samples, re-encoding every batch | {live_s:.2f} s |")
+    print(f"| speed-up of the cache | {live_s / cached_s:.0f}x |")
+    print(f"| full train split ({full}) per epoch, extrapolated: cache / live | "
+          f"{cached_s * full / n:.1f} s / {live_s * full / n:.0f} s |")
+    return res

@@ -1,0 +1,145 @@
+"""Training loop on accelerate: CUDA with bf16 when present, CPU otherwise, several GPUs via
+`accelerate launch -m trainer train ...`. Heads train on cached features; early stopping on dev."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+from mmdemo.encoders import FeatureDims
+from mmdemo.models import ModelOutput, MultimodalClassifier
+from mmdemo.predict import HEADS
+
+from .features import CachedSplit
+from .metrics import compute_metrics
+
+
+@dataclass
+class RunSpec:
+    """Everything that defines one training run (seed included)."""
+
+    task: str
+    model: str
+    labels: list[str]
+    multi_label: bool
+    text_encoder: str
+    image_encoder: str
+    dims: FeatureDims
+    seed: int = 0
+    variant: str = ""
+    overrides: dict = field(default_factory=dict)
+    max_length: int = 64
+    data_version: str = ""
+    select_metric: str = "accuracy"
+
+
+def task_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    logits = logits.float()
+    return F.binary_cross_entropy_with_logits(logits, target.float()) if multi_label else F.cross_entropy(logits, target)
+
+
+def total_loss(model: MultimodalClassifier, out: ModelOutput, target: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    """fused CE + aux_weight * (text CE + image CE) + the head's extra terms (already weighted)."""
+    loss = task_loss(out.logits, target, multi_label)
+    aux = model.head_config.aux_weight
+    if aux:
+        loss = loss + aux * (task_loss(out.text_logits, target, multi_label) + task_loss(out.image_logits, target, multi_label))
+    extras = list(out.losses.values()) + list(model.head.label_losses(out, target).values())
+    return loss + sum(extras) if extras else loss
+
+
+def _loader(split: CachedSplit, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(range(len(split)), batch_size=batch_size, shuffle=shuffle, generator=gen,
+                      collate_fn=lambda idx: split.batch(torch.tensor(idx)))
+
+
+@torch.no_grad()
+def predict_split(model: MultimodalClassifier, split: CachedSplit, batch_size: int = 256,
+                  device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], float]:
+    """-> ({"fused"|"text"|"image": logits [N, C]}, mean loss)"""
+    model.eval()
+    outs: dict[str, list] = {h: [] for h in HEADS}
+    loss_sum = 0.0
+    for text, image, y in _loader(split, batch_size, shuffle=False):
+        out = model(text.to(device), image.to(device))
+        y = y.to(device)
+        loss_sum += total_loss(model, out, y, model.multi_label).item() * len(y)
+        for h, lg in zip(HEADS, (out.logits, out.text_logits, out.image_logits)):
+            outs[h].append(lg.float().cpu())
+    return {h: torch.cat(v) for h, v in outs.items()}, loss_sum / max(len(split), 1)
+
+
+def evaluate(model: MultimodalClassifier, split: CachedSplit, device="cpu") -> dict:
+    """Metrics for the fused, text-only and image-only heads on one split."""
+    logits, loss = predict_split(model, split, device=device)
+    res = {h: compute_metrics(lg, split.labels, model.labels, model.multi_label) for h, lg in logits.items()}
+    res["loss"] = loss
+    return res
+
+
+def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True) -> tuple[MultimodalClassifier, dict]:
+    """Train one head; returns the best-on-dev model and a record with history and timing."""
+    accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
+    set_seed(spec.seed)
+    model = MultimodalClassifier(
+        model=spec.model, task=spec.task, labels=spec.labels, multi_label=spec.multi_label,
+        text_encoder=spec.text_encoder, image_encoder=spec.image_encoder,
+        dims={**spec.dims.__dict__, "image_grid": list(spec.dims.image_grid)}, head=spec.overrides or None,
+        variant=spec.variant, max_length=spec.max_length, data_version=spec.data_version)
+    cfg = model.head_config
+    if cfg.text_layers > feats["train"].text_tokens.shape[1]:
+        raise ValueError(f"{spec.model} reads {cfg.text_layers} text layers; the cache holds "
+                         f"{feats['train'].text_tokens.shape[1]}")
+    train_loader = _loader(feats["train"], cfg.batch_size, shuffle=True, seed=spec.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * len(train_loader)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    raw: MultimodalClassifier = accelerator.unwrap_model(model)
+
+    best_score, best_state, best_epoch, bad_epochs, history = -1.0, None, 0, 0, []
+    start = time.perf_counter()
+    bar = tqdm(range(1, cfg.epochs + 1), desc=f"{spec.task}/{spec.model}{'-' + spec.variant if spec.variant else ''} "
+               f"seed {spec.seed}", disable=not (progress and accelerator.is_main_process), leave=False)
+    for epoch in bar:
+        model.train()
+        loss_sum, n = 0.0, 0
+        for text, image, y in train_loader:
+            text, image, y = text.to(accelerator.device), image.to(accelerator.device), y.to(accelerator.device)
+            with accelerator.autocast():
+                out = model(text, image)
+                loss = total_loss(raw, out, y, spec.multi_label)
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum, n = loss_sum + loss.item() * len(y), n + len(y)
+        dev = evaluate(raw, feats["dev"], device=accelerator.device)
+        score = dev["fused"][spec.select_metric]
+        history.append({"epoch": epoch, "train_loss": loss_sum / n, "dev_loss": dev["loss"],
+                        f"dev_{spec.select_metric}": score})
+        bar.set_postfix(loss=f"{loss_sum / n:.3f}", dev=f"{score:.4f}")
+        if score > best_score:
+            best_score, best_epoch, bad_epochs = score, epoch, 0
+            best_state = copy.deepcopy(raw.state_dict())
+        else:
+            bad_epochs += 1
+            if bad_epochs >= cfg.patience:
+                break
+    raw.load_state_dict(best_state)
+    raw.eval().cpu()
+    record = {"best_epoch": best_epoch, "epochs_run": len(history), "history": history,
+              "train_seconds": round(time.perf_counter() - start, 2), "device": str(accelerator.device),
+              "selected_on": f"dev {spec.select_metric} (fused)"}
+    return raw, record

@@ -1,0 +1,63 @@
+"""Results tables from checkpoint directories: model x task, mean ± std over seeds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+METRICS = ("accuracy", "weighted_f1", "macro_f1")
+ML_METRICS = ("precision@1", "recall@1", "accuracy@3", "precision@3", "recall@3")
+
+
+def collect(runs: Path) -> dict[tuple[str, str, str], list[dict]]:
+    """{(task, model, variant): [metrics.json of each seed]} from <runs>/<task>/<name>/seed*/metrics.json
+    (and <runs>/<task>/<model>/metrics.json for bundled checkpoints)."""
+    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    for path in sorted(runs.rglob("metrics.json")):
+        m = json.loads(path.read_text())
+        if "dev" in m and "test" in m and "task" in m:
+            groups[(m["task"], m["model"], m.get("variant", ""))].append(m)
+    return groups
+
+
+def _fmt(values: list[float]) -> str:
+    mean = statistics.mean(values) * 100
+    if len(values) == 1:
+        return f"{mean:.2f}"
+    return f"{mean:.2f} ± {statistics.stdev(values) * 100:.2f}"
+
+
+def table(runs: Path, split: str = "test", head: str = "fused", tasks: list[str] | None = None,
+          models: list[str] | None = None, variants: bool = False) -> str:
+    groups = collect(runs)
+    lines = []
+    multi = {k: "precision@1" in v[0][split][head] for k, v in groups.items()}
+    for is_ml in (False, True):
+        names = ML_METRICS if is_ml else METRICS
+        keys = [k for k in groups if multi[k] == is_ml and (tasks is None or k[0] in tasks)
+                and (models is None or k[1] in models) and (variants or not k[2])]
+        if not keys:
+            continue
+        lines += [f"| task | model | head | seeds | {split} " + f" | {split} ".join(names) + " |",
+                  "|---" * (4 + len(names)) + "|"]
+        for key in sorted(keys, key=lambda k: (k[0], k[1], k[2])):
+            runs_ = groups[key]
+            cells = [_fmt([r[split][head][m] for r in runs_]) for m in names]
+            model = key[1] + (f" ({key[2]})" if key[2] else "")
+            lines.append(f"| {key[0]} | {model} | {head} | {len(runs_)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines) if lines else f"no metrics.json with dev and test under {runs}"
+
+
+def bundle(run_dir: Path, dest: Path) -> tuple[Path, str]:
+    """Copy the best-on-dev seed of a run into the bundled checkpoints directory."""
+    from .run import best_seed_dir
+
+    best, metric = best_seed_dir(run_dir)
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(best, dest)
+    return best, metric

@@ -1,0 +1,102 @@
+"""One `train` invocation: data -> cached features -> one run per seed -> checkpoint directories.
+
+Each run writes `<out>/<task>/<model>[-<variant>]/seed<k>/` with config.json, model.safetensors,
+metrics.json (dev and test, all three heads), README.md (model card), confusion.png and curves.png.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from mmdemo.checkpoint import read_config, read_metrics, save_checkpoint
+from mmdemo.encoders import FeatureDims, create_image_encoder, create_text_encoder
+from mmdemo.hub import make_model_card
+from mmdemo.models import MultimodalClassifier, get_model
+from mmdemo.tasks import get_task
+
+from .datasets import DatasetSplits, load_task_data
+from .features import CachedSplit, cached_features
+from .loop import RunSpec, evaluate, train
+from .metrics import plot_confusion, plot_curves, selection_metric
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_name(model: str, variant: str = "") -> str:
+    return f"{model}-{variant}" if variant else model
+
+
+def load_features(task: str, text_encoder: str, image_encoder: str, data_dir: str | None = None,
+                  max_length: int = 64, cache_dir: Path | None = None) -> tuple[DatasetSplits, dict[str, CachedSplit], FeatureDims]:
+    data = load_task_data(task, data_dir)
+    te, ie = create_text_encoder(text_encoder), create_image_encoder(image_encoder)
+    feats = cached_features(data, te, ie, max_length=max_length, cache_dir=cache_dir)
+    return data, feats, FeatureDims.of(te, ie)
+
+
+def write_run(model: MultimodalClassifier, record: dict, feats: dict[str, CachedSplit], data: DatasetSplits,
+              out_dir: Path, seed: int, command: str) -> dict:
+    """Evaluate on dev and test (the only place test is touched) and write the checkpoint directory."""
+    metrics = {
+        "task": model.task, "model": model.model_name, "variant": model.variant, "seed": seed,
+        "dev": evaluate(model, feats["dev"]), "test": evaluate(model, feats["test"]),
+        "data": {"version": data.version, "sizes": {k: len(v) for k, v in feats.items()},
+                 "skipped_by_reader": data.skipped, "skipped_unreadable": {k: v.skipped for k, v in feats.items()}},
+        "command": command, **{k: v for k, v in record.items()},
+    }
+    save_checkpoint(model, out_dir, metrics=metrics)
+    card = make_model_card(model.hub_config(), metrics, command)
+    card.save(out_dir / "README.md")
+    title = f"{model.task} / {run_name(model.model_name, model.variant)} / seed {seed}"
+    if not model.multi_label:
+        plot_confusion(metrics["test"]["fused"]["confusion_matrix"], model.labels, out_dir / "confusion.png", f"{title} (test)")
+    plot_curves(record["history"], record["selected_on"].split()[1], out_dir / "curves.png", title)
+    return metrics
+
+
+def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_dir: str | None = None,
+               out: Path = REPO_ROOT / "runs", text_encoder: str = "minilm-l6", image_encoder: str = "efficientnet-lite0",
+               overrides: dict | None = None, max_length: int = 64, cache_dir: Path | None = None,
+               progress: bool = True) -> list[Path]:
+    get_model(model).config(overrides, variant)  # fail fast on unknown model / variant / field
+    t = get_task(task)
+    data, feats, dims = load_features(task, text_encoder, image_encoder, data_dir, max_length, cache_dir)
+    command = "python -m trainer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith(
+        ("__main__.py", "trainer")) else ""
+    metric = selection_metric(data.multi_label, t.paper_metric)
+    written = []
+    for seed in seeds:
+        spec = RunSpec(task=task, model=model, labels=data.labels, multi_label=data.multi_label, text_encoder=text_encoder,
+                       image_encoder=image_encoder, dims=dims, seed=seed, variant=variant, overrides=overrides or {},
+                       max_length=max_length, data_version=data.version, select_metric=metric)
+        clf, record = train(spec, feats, progress=progress)
+        out_dir = out / task / run_name(model, variant) / f"seed{seed}"
+        m = write_run(clf, record, feats, data, out_dir, seed, command)
+        fused = m["test"]["fused"]
+        key = "accuracy" if not data.multi_label else "precision@1"
+        print(f"{task} {run_name(model, variant)} seed {seed}: dev {metric} {m['dev']['fused'][metric]:.4f} | "
+              f"test {key} {fused[key]:.4f} | best epoch {record['best_epoch']}/{record['epochs_run']} | "
+              f"{record['train_seconds']:.0f}s -> {out_dir}", flush=True)
+        written.append(out_dir)
+    return written
+
+
+def best_seed_dir(run_dir: Path) -> tuple[Path, str]:
+    """-> (the seed directory with the best DEV score, the metric); test is never used to choose."""
+    seeds = sorted(p for p in run_dir.glob("seed*") if (p / "metrics.json").is_file())
+    if not seeds:
+        raise FileNotFoundError(f"no trained seeds under {run_dir}")
+    cfg = read_config(seeds[0])
+    metric = selection_metric(cfg["multi_label"], get_task(cfg["task"]).paper_metric)
+    return max(seeds, key=lambda p: read_metrics(p)["dev"]["fused"][metric]), metric
+
+
+def torch_threads() -> None:
+    """Use every core for intra-op parallelism (the default can be lower inside containers)."""
+    import os
+
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
