@@ -74,7 +74,9 @@ class Predictor:
     def __init__(self, classifier: MultimodalClassifier, text_encoder: TextEncoder | None = None,
                  image_encoder: ImageEncoder | None = None, device: str = "cpu"):
         self.classifier = classifier.eval().to(device)
-        self.text_encoder = (text_encoder or shared_text_encoder(classifier.text_encoder_name)).to(device)
+        # A model that fine-tuned its text encoder brings it along; others share the frozen one.
+        own = classifier.text_encoder
+        self.text_encoder = (text_encoder or own or shared_text_encoder(classifier.text_encoder_name)).to(device)
         self.image_encoder = (image_encoder or shared_image_encoder(classifier.image_encoder_name)).to(device)
         self.pipeline = Pipeline(self.text_encoder, self.image_encoder, self.classifier).eval()
         self.device = device

@@ -66,6 +66,7 @@ def test_feature_cache_is_reused_and_batches_are_padded(synthetic, tiny_encoders
     assert [f.stat().st_mtime_ns for f in files] == mtimes  # loaded, not re-encoded
     assert torch.equal(again["dev"].text_tokens, feats["dev"].text_tokens)
     text, image, y = feats["dev"].batch(torch.tensor([0, 1, 2]))
+    assert feats["dev"].batch(torch.tensor([0, 1]), num_layers=1)[0].layers.shape[1] == 1
     assert text.layers.shape[:2] == (3, 4) and text.attention_mask.shape == text.layers.shape[:1] + text.layers.shape[2:3]
     assert (text.attention_mask.sum(1) == feats["dev"].text_offsets[1:4] - feats["dev"].text_offsets[:3]).all()
     assert image.patches.shape == (3, 4, 512) and y.tolist() == [0, 1, 0]
@@ -99,3 +100,29 @@ def test_metrics_single_and_multi_label():
     assert ml["precision@1"] == pytest.approx(0.5)  # sample 0 top-1 'a' is right, sample 1 top-1 'c' is wrong
     assert ml["accuracy@3"] == pytest.approx(1.0)
     assert ml["recall@1"] == pytest.approx(0.25)  # 1/2 and 0/1
+
+
+def test_unfreezing_the_last_text_layer_trains_it_and_only_it(synthetic, tmp_path):
+    data, feats, dims, _ = synthetic
+    live = {name: split for name, split in feats.items()}
+    for name, split in live.items():
+        caption = {s.id: s.text for s in data.splits()[name]}
+        split.texts = [caption[i] for i in split.ids]
+    try:
+        spec = RunSpec(task="mvsa-single", model="concat", labels=LABELS, multi_label=False, text_encoder="tiny-bert",
+                       image_encoder="tiny-resnet", dims=dims, overrides={"epochs": 2, "batch_size": 16},
+                       max_length=16, finetune_text_layers=1, encoder_lr=1e-3)
+        model, _ = train(spec, live, progress=False)
+    finally:
+        for split in live.values():
+            split.texts = None
+    from mmdemo.encoders import create_text_encoder
+
+    fresh = create_text_encoder("tiny-bert").state_dict()
+    tuned = model.text_encoder.state_dict()
+    last, first = "model.encoder.layer.3.attention.self.query.weight", "model.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(fresh[last], tuned[last]) and torch.equal(fresh[first], tuned[first])
+    from mmdemo.checkpoint import save_checkpoint
+
+    save_checkpoint(model, tmp_path)
+    assert torch.equal(load_checkpoint(tmp_path).text_encoder.state_dict()[last], tuned[last])

@@ -56,9 +56,10 @@ def cmd_train(a) -> None:
         if not a.repo_id:
             raise SystemExit("--push-to-hub needs --repo-id USER/NAME")
         check_hub_ready()  # fail before any work
-    torch_threads()
+    torch_threads(a.threads)
     dirs = train_task(a.task, a.model, a.seeds, a.variant, a.data_dir, a.out, a.text_encoder, a.image_encoder,
-                      _overrides(a.set), a.max_length, a.cache_dir, progress=not a.quiet)
+                      _overrides(a.set), a.max_length, a.cache_dir, progress=not a.quiet,
+                      finetune_text_layers=a.unfreeze_text_layers, encoder_lr=a.encoder_lr)
     if a.push_to_hub:
         from .run import best_seed_dir
 
@@ -147,6 +148,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repo-id", default="")
     p.add_argument("--private", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--unfreeze-text-layers", type=int, default=0, metavar="N",
+                   help="fine-tune the last N text-encoder layers (the text encoder then runs live every batch)")
+    p.add_argument("--encoder-lr", type=float, default=2e-5, help="learning rate of the unfrozen text layers")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (0: all cores); 1 is fastest for small heads")
     _encoder_args(p)
     p.set_defaults(fn=cmd_train)
 

@@ -65,25 +65,32 @@ class CachedSplit:
     image_pooled: torch.Tensor  # [M, Cp]
     image_logits: torch.Tensor | None  # [M, 1000] or None
     skipped: dict[str, int]
+    texts: list[str] | None = None  # raw captions, attached (not cached) when the text encoder is fine-tuned
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def batch(self, idx: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[TextFeatures, ImageFeatures, torch.Tensor]:
-        starts, ends = self.text_offsets[idx], self.text_offsets[idx + 1]
-        lengths = ends - starts
-        L = int(lengths.max())
-        B, (K, D) = len(idx), self.text_tokens.shape[1:]
-        layers = torch.zeros(B, K, L, D, dtype=dtype)
-        mask = torch.zeros(B, L, dtype=torch.long)
-        for b, (s, n) in enumerate(zip(starts.tolist(), lengths.tolist())):
-            layers[b, :, :n] = self.text_tokens[s:s + n].transpose(0, 1).to(dtype)
-            mask[b, :n] = 1
-        text = TextFeatures(layers, mask, self.text_pooled[idx].to(dtype))
+    def batch(self, idx: torch.Tensor, num_layers: int | None = None, patches: bool = True,
+              dtype: torch.dtype = torch.float32) -> tuple[TextFeatures | list[str], ImageFeatures, torch.Tensor]:
+        """Padded features of the samples idx, with the last `num_layers` text layers (all cached ones by
+        default; 0 gives an empty layer axis for heads that read only pooled vectors) and the image patches
+        unless `patches` is False (then an empty [B, 0, C] tensor); raw captions instead of text features
+        when `texts` is set."""
         im = self.image_index[idx]
         logits = None if self.image_logits is None else self.image_logits[im].to(dtype)
-        image = ImageFeatures(self.image_patches[im].to(dtype), self.image_pooled[im].to(dtype), logits)
-        return text, image, self.labels[idx]
+        patch = self.image_patches[im] if patches else self.image_patches.new_zeros(len(idx), 0, self.image_patches.shape[-1])
+        image = ImageFeatures(patch.to(dtype), self.image_pooled[im].to(dtype), logits)
+        if self.texts is not None:
+            return [self.texts[i] for i in idx.tolist()], image, self.labels[idx]
+        # One gather for the whole batch: token t of sample b sits at row starts[b] + t of the ragged table.
+        starts, lengths = self.text_offsets[idx], self.text_offsets[idx + 1] - self.text_offsets[idx]
+        positions = torch.arange(int(lengths.max()))
+        mask = (positions[None, :] < lengths[:, None]).long()  # [B, L]
+        rows = (starts[:, None] + positions[None, :]).clamp(max=len(self.text_tokens) - 1)
+        k = self.text_tokens.shape[1] if num_layers is None else num_layers
+        layers = self.text_tokens[rows, self.text_tokens.shape[1] - k:].to(dtype) * mask[:, :, None, None]  # [B, L, k, D], padding zeroed
+        layers = layers.permute(0, 2, 1, 3).contiguous()  # [B, k, L, D]
+        return TextFeatures(layers, mask, self.text_pooled[idx].to(dtype)), image, self.labels[idx]
 
 
 @torch.no_grad()

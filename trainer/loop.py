@@ -41,6 +41,8 @@ class RunSpec:
     max_length: int = 64
     data_version: str = ""
     select_metric: str = "accuracy"
+    finetune_text_layers: int = 0  # > 0: the last n text-encoder layers train too, the text encoder runs live
+    encoder_lr: float = 2e-5
 
 
 def task_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool) -> torch.Tensor:
@@ -58,10 +60,17 @@ def total_loss(model: MultimodalClassifier, out: ModelOutput, target: torch.Tens
     return loss + sum(extras) if extras else loss
 
 
-def _loader(split: CachedSplit, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+def _to(text, device):
+    """Features move to the device; raw captions (fine-tuning) are tokenized inside the model."""
+    return text if isinstance(text, list) else text.to(device)
+
+
+def _loader(split: CachedSplit, batch_size: int, model: MultimodalClassifier, shuffle: bool, seed: int = 0) -> DataLoader:
+    """Batches of exactly what the head reads: its text layers, and patches only if it uses them."""
     gen = torch.Generator().manual_seed(seed)
+    k, patches = model.text_layers, model.head.uses_patches
     return DataLoader(range(len(split)), batch_size=batch_size, shuffle=shuffle, generator=gen,
-                      collate_fn=lambda idx: split.batch(torch.tensor(idx)))
+                      collate_fn=lambda idx: split.batch(torch.tensor(idx), k, patches))
 
 
 @torch.no_grad()
@@ -71,8 +80,8 @@ def predict_split(model: MultimodalClassifier, split: CachedSplit, batch_size: i
     model.eval()
     outs: dict[str, list] = {h: [] for h in HEADS}
     loss_sum = 0.0
-    for text, image, y in _loader(split, batch_size, shuffle=False):
-        out = model(text.to(device), image.to(device))
+    for text, image, y in _loader(split, batch_size, model, shuffle=False):
+        out = model(_to(text, device), image.to(device))
         y = y.to(device)
         loss_sum += total_loss(model, out, y, model.multi_label).item() * len(y)
         for h, lg in zip(HEADS, (out.logits, out.text_logits, out.image_logits)):
@@ -96,13 +105,20 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True) -
         model=spec.model, task=spec.task, labels=spec.labels, multi_label=spec.multi_label,
         text_encoder=spec.text_encoder, image_encoder=spec.image_encoder,
         dims={**spec.dims.__dict__, "image_grid": list(spec.dims.image_grid)}, head=spec.overrides or None,
-        variant=spec.variant, max_length=spec.max_length, data_version=spec.data_version)
+        variant=spec.variant, max_length=spec.max_length, finetune_text_layers=spec.finetune_text_layers,
+        data_version=spec.data_version)
     cfg = model.head_config
-    if cfg.text_layers > feats["train"].text_tokens.shape[1]:
+    if spec.finetune_text_layers and any(split.texts is None for split in feats.values()):
+        raise ValueError("fine-tuning the text encoder needs the raw captions attached to every split (CachedSplit.texts)")
+    if cfg.text_layers > feats["train"].text_tokens.shape[1] and not spec.finetune_text_layers:
         raise ValueError(f"{spec.model} reads {cfg.text_layers} text layers; the cache holds "
                          f"{feats['train'].text_tokens.shape[1]}")
-    train_loader = _loader(feats["train"], cfg.batch_size, shuffle=True, seed=spec.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    train_loader = _loader(feats["train"], cfg.batch_size, model, shuffle=True, seed=spec.seed)
+    # Fine-tuned encoder layers get a BERT-style small learning rate; the head keeps its own.
+    head_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("text_encoder.")]
+    enc_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("text_encoder.")]
+    groups = [{"params": head_params}] + ([{"params": enc_params, "lr": spec.encoder_lr}] if enc_params else [])
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * len(train_loader)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
@@ -116,7 +132,7 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True) -
         model.train()
         loss_sum, n = 0.0, 0
         for text, image, y in train_loader:
-            text, image, y = text.to(accelerator.device), image.to(accelerator.device), y.to(accelerator.device)
+            text, image, y = _to(text, accelerator.device), image.to(accelerator.device), y.to(accelerator.device)
             with accelerator.autocast():
                 out = model(text, image)
                 loss = total_loss(raw, out, y, spec.multi_label)

@@ -61,18 +61,23 @@ def write_run(model: MultimodalClassifier, record: dict, feats: dict[str, Cached
 def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_dir: str | None = None,
                out: Path = REPO_ROOT / "runs", text_encoder: str = "minilm-l6", image_encoder: str = "efficientnet-lite0",
                overrides: dict | None = None, max_length: int = 64, cache_dir: Path | None = None,
-               progress: bool = True) -> list[Path]:
+               progress: bool = True, finetune_text_layers: int = 0, encoder_lr: float = 2e-5) -> list[Path]:
     get_model(model).config(overrides, variant)  # fail fast on unknown model / variant / field
     t = get_task(task)
     data, feats, dims = load_features(task, text_encoder, image_encoder, data_dir, max_length, cache_dir)
     command = "python -m trainer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith(
         ("__main__.py", "trainer")) else ""
     metric = selection_metric(data.multi_label, t.paper_metric)
+    if finetune_text_layers:  # the text encoder runs live on the captions; images still come from the cache
+        for name, split in feats.items():
+            caption = {s.id: s.text for s in data.splits()[name]}
+            split.texts = [caption[i] for i in split.ids]
     written = []
     for seed in seeds:
         spec = RunSpec(task=task, model=model, labels=data.labels, multi_label=data.multi_label, text_encoder=text_encoder,
                        image_encoder=image_encoder, dims=dims, seed=seed, variant=variant, overrides=overrides or {},
-                       max_length=max_length, data_version=data.version, select_metric=metric)
+                       max_length=max_length, data_version=data.version, select_metric=metric,
+                       finetune_text_layers=finetune_text_layers, encoder_lr=encoder_lr)
         clf, record = train(spec, feats, progress=progress)
         out_dir = out / task / run_name(model, variant) / f"seed{seed}"
         m = write_run(clf, record, feats, data, out_dir, seed, command)
@@ -95,8 +100,9 @@ def best_seed_dir(run_dir: Path) -> tuple[Path, str]:
     return max(seeds, key=lambda p: read_metrics(p)["dev"]["fused"][metric]), metric
 
 
-def torch_threads() -> None:
-    """Use every core for intra-op parallelism (the default can be lower inside containers)."""
+def torch_threads(n: int) -> None:
+    """Intra-op threads. Small heads on cached features are latency-bound: one thread is fastest (measured
+    with 2 threads: several times slower per batch on a 2-core machine); encoding benefits from all cores."""
     import os
 
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    torch.set_num_threads(n if n > 0 else max(1, len(os.sched_getaffinity(0))))

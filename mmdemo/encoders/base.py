@@ -100,6 +100,17 @@ class TextEncoder(nn.Module):
         """The input-embedding layer (Captum's LayerIntegratedGradients attributes to its output)."""
         raise NotImplementedError
 
+    def blocks(self) -> nn.ModuleList:
+        """The transformer blocks, first to last (the trainer may unfreeze the last few)."""
+        raise NotImplementedError
+
+    def unfreeze_last(self, n: int) -> None:
+        """Make the last n blocks trainable (everything else stays frozen)."""
+        self.requires_grad_(False)
+        if n > 0:
+            for block in self.blocks()[-n:]:
+                block.requires_grad_(True)
+
     def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
         raise NotImplementedError
 

@@ -79,6 +79,9 @@ class HFTextEncoder(TextEncoder):
     def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
         return self.tokenizer.convert_ids_to_tokens(ids)
 
+    def blocks(self) -> nn.ModuleList:
+        return self.model.encoder.layer  # BERT, MiniLM and DeBERTa-v2/v3 alike
+
     @property
     def pad_token_id(self) -> int:
         return self.tokenizer.pad_token_id or 0
@@ -125,6 +128,9 @@ class CLIPTextEncoder(TextEncoder):
 
     def embeddings(self) -> nn.Module:
         return self.token_embedding
+
+    def blocks(self) -> nn.ModuleList:
+        return self.transformer.resblocks
 
     def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
         dec = getattr(self.tokenizer, "decoder", None) or {}

@@ -48,7 +48,7 @@ class HeadConfig:
     stopping on dev); they live here because the papers set them per network.
     """
 
-    text_layers: int = 1  # how many of the text encoder's last layers the head reads
+    text_layers: int = 1  # how many of the text encoder's last layers the head reads (0: only pooled)
     aux_weight: float = 0.5  # weight of the auxiliary text-only and image-only cross-entropy terms
     dropout: float = 0.1
     lr: float = 1e-3
@@ -79,6 +79,9 @@ class FusionHead(nn.Module):
     """
 
     config_class: ClassVar[type[HeadConfig]] = HeadConfig
+    # False for heads that read only ImageFeatures.pooled/logits: the feature cache then hands them an
+    # empty [B, 0, C] patch tensor instead of copying 49 patches per sample every batch.
+    uses_patches: ClassVar[bool] = True
     explain_labels: ClassVar[dict[str, tuple[str, ...]]] = {}
     attention_axes: ClassVar[dict[str, tuple[str, str]]] = {}
 

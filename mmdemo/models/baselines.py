@@ -17,6 +17,7 @@ from .base import MLP, FusionHead, HeadConfig, ModelOutput
 
 @dataclass
 class BaselineConfig(HeadConfig):
+    text_layers: int = 0  # the baselines read only the pooled vectors
     hidden: int = 256
     dropout: float = 0.3
     fusion: str = "concat"  # "text" | "image" | "concat"
@@ -24,6 +25,7 @@ class BaselineConfig(HeadConfig):
 
 class UnimodalBranches(FusionHead):
     config_class = BaselineConfig
+    uses_patches = False
 
     def __init__(self, config: BaselineConfig, dims: FeatureDims, num_labels: int):
         super().__init__(config, dims, num_labels)

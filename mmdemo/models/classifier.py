@@ -11,7 +11,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from .. import __version__
-from ..encoders.base import FeatureDims, ImageFeatures, TextFeatures
+from ..encoders.base import FeatureDims, ImageFeatures, TextEncoder, TextFeatures
 from .base import FusionHead, HeadConfig, ModelOutput
 
 
@@ -19,7 +19,8 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
                            tags=["multimodal", "image-text-classification", "mmdemo"]):
     def __init__(self, model: str, task: str, labels: list[str], text_encoder: str, image_encoder: str,
                  dims: dict, head: dict | None = None, variant: str = "", multi_label: bool = False,
-                 max_length: int = 64, data_version: str = "", code_version: str = __version__):
+                 max_length: int = 64, finetune_text_layers: int = 0, data_version: str = "",
+                 code_version: str = __version__):
         super().__init__()
         from . import get_model
 
@@ -32,6 +33,14 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
         config: HeadConfig = entry.config(head, variant)
         self.feature_dims = FeatureDims(**{**dims, "image_grid": tuple(dims["image_grid"])})
         self.head: FusionHead = entry.head(config, self.feature_dims, len(labels))
+        # Fine-tuning the last text layers makes the text encoder part of the model (and of its weights file).
+        self.finetune_text_layers = finetune_text_layers
+        self.text_encoder: TextEncoder | None = None
+        if finetune_text_layers > 0:
+            from ..encoders import create_text_encoder
+
+            self.text_encoder = create_text_encoder(text_encoder)
+            self.text_encoder.unfreeze_last(finetune_text_layers)
 
     @property
     def head_config(self) -> HeadConfig:
@@ -41,7 +50,15 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
     def text_layers(self) -> int:
         return self.head.config.text_layers
 
-    def forward(self, text: TextFeatures, image: ImageFeatures) -> ModelOutput:
+    def forward(self, text: TextFeatures | list[str], image: ImageFeatures) -> ModelOutput:
+        """text: encoder features, or raw captions when this model fine-tunes its own text encoder."""
+        if not isinstance(text, TextFeatures):
+            if self.text_encoder is None:
+                raise TypeError("raw captions need a model with finetune_text_layers > 0; pass TextFeatures")
+            batch = self.text_encoder.tokenize(text, max_length=self.max_length)
+            device = image.pooled.device
+            text = self.text_encoder(batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                                     num_layers=self.text_layers)
         return self.head(text, image)
 
     def hub_config(self) -> dict:
@@ -51,5 +68,6 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
             "text_encoder": self.text_encoder_name, "image_encoder": self.image_encoder_name,
             "dims": {**self.feature_dims.__dict__, "image_grid": list(self.feature_dims.image_grid)},
             "head": self.head.config.to_dict(), "variant": self.variant, "max_length": self.max_length,
+            "finetune_text_layers": self.finetune_text_layers,
             "data_version": self.data_version, "code_version": self.code_version,
         }

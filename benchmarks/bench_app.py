@@ -1,0 +1,210 @@
+"""How fast the app answers on this CPU: prediction latency per bundled network, one explanation per method,
+and the time from starting `python app.py` to its first answer. Prints a markdown table; asserts nothing.
+
+    python benchmarks/bench_app.py                 # bundled checkpoints/ (or an untrained stand-in)
+    python benchmarks/bench_app.py --threads 2 --runs 30 --root checkpoints
+
+Targets: prediction p50 <= 150 ms, Integrated Gradients <= 3 s. When checkpoints/ holds no network, an
+UNTRAINED concat checkpoint with the default encoders (minilm-l6 + efficientnet-lite0) is written to a temp
+directory: latency does not depend on the weights' values, and the table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+EXAMPLES = [("beach.jpg", "Best day ever at the beach, sun, sea and ice cream!"),
+            ("rain.jpg", "Grey, cold and raining all week. So miserable."),
+            ("cake.jpg", "Happy birthday to my best friend, love you!")]
+
+
+def make_untrained_checkpoint(root: Path, model: str = "concat", task: str = "mvsa-single",
+                              text: str = "minilm-l6", image: str = "efficientnet-lite0") -> Path:
+    """A randomly initialised checkpoint with real encoders: the same compute as a trained one."""
+    import torch
+
+    from mmdemo.checkpoint import save_checkpoint
+    from mmdemo.encoders import FeatureDims, shared_image_encoder, shared_text_encoder
+    from mmdemo.models import MultimodalClassifier
+    from mmdemo.tasks import get_task
+
+    te, ie = shared_text_encoder(text), shared_image_encoder(image)
+    dims = FeatureDims.of(te, ie).__dict__
+    torch.manual_seed(0)
+    clf = MultimodalClassifier(model=model, task=task, labels=list(get_task(task).labels), text_encoder=text,
+                               image_encoder=image, dims={**dims, "image_grid": list(dims["image_grid"])})
+    card = (f"# {model} on {task} (UNTRAINED)\n\nRandom head weights, written by benchmarks/bench_app.py to "
+            f"measure speed. Its predictions mean nothing.\n")
+    return save_checkpoint(clf, root / task / model, metrics={}, card=card)
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
+
+
+def timed(fn, runs: int, warmup: int = 1) -> list[float]:
+    """Wall-clock milliseconds of `runs` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def bench_predictions(root: Path, runs: int) -> tuple[list[list[str]], tuple[str, str] | None]:
+    from PIL import Image
+
+    from mmdemo.hub import bundled_checkpoints
+    from mmdemo.predict import Predictor
+
+    rows, first = [], None
+    images = [(Image.open(REPO / "examples" / f).convert("RGB"), c) for f, c in EXAMPLES]
+    for task, models in bundled_checkpoints(root).items():
+        for model, path in models.items():
+            t = time.perf_counter()
+            p = Predictor.from_checkpoint(path, task=task)
+            load_ms = (time.perf_counter() - t) * 1000
+            i = iter(range(10**9))
+            ms = timed(lambda: p.predict(*images[next(i) % len(images)]), runs, warmup=2)
+            rows.append([f"predict {task}/{model}", f"{statistics.median(ms):.0f}", f"{pct(ms, 95):.0f}",
+                         f"{runs} runs; load {load_ms:.0f} ms (encoders shared after the first)"])
+            first = first or (task, model)
+    return rows, first
+
+
+def bench_explanations(root: Path, task: str, model: str, runs: int) -> list[list[str]]:
+    from PIL import Image
+
+    from mmdemo import explain as X
+    from mmdemo.predict import Predictor
+
+    p = Predictor.from_checkpoint(root / task / model, task=task)
+    image, caption = Image.open(REPO / "examples" / EXAMPLES[0][0]), EXAMPLES[0][1]
+    inputs, _ = p.prepare(image, caption)
+    cases = {
+        "Grad-CAM": lambda: X.grad_cam(p.pipeline, inputs),
+        "Integrated Gradients (pixels, 16 steps)": lambda: X.integrated_gradients(p.pipeline, inputs, n_steps=16),
+        "Occlusion (4x4 windows, stride 1/2)": lambda: X.occlusion(p.pipeline, inputs),
+        "Word attributions (LayerIG, 20 steps)": lambda: X.token_attributions(p.pipeline, inputs, n_steps=20),
+    }
+    rows = []
+    for name, fn in cases.items():
+        ms = timed(fn, runs)
+        rows.append([f"explain {model}: {name}", f"{statistics.median(ms):.0f}", f"{pct(ms, 95):.0f}", f"{runs} runs"])
+    from mmdemo.ui import DemoApp
+
+    app = DemoApp(root)
+    ms = timed(lambda: app.explain_fn(image, caption, task, model, "grad-cam"), runs)
+    rows.append([f"explain {model}: the page's Explain step (words + Grad-CAM + overlay)",
+                 f"{statistics.median(ms):.0f}", f"{pct(ms, 95):.0f}", f"{runs} runs, DemoApp.explain_fn"])
+    pred = p.predict(image, caption)
+    head = p.classifier.head
+    if X.attention_matrices(pred.explain, head.attention_axes, len(pred.tokens))[0] is None:
+        rows.append([f"explain {model}: attention", "–", "–", "the network has no attention maps"])
+    else:
+        ms = timed(lambda: X.attention_matrices(p.predict(image, caption).explain, head.attention_axes,
+                                                len(pred.tokens)), runs)
+        rows.append([f"explain {model}: attention (predict + maps)", f"{statistics.median(ms):.0f}",
+                     f"{pct(ms, 95):.0f}", f"{runs} runs"])
+    return rows
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_app_start(root: Path, task: str, model: str, calls: int) -> list[list[str]]:
+    """Start `python app.py` in a subprocess; time until its first /predict answer, then API round trips."""
+    from gradio_client import Client, handle_file
+
+    port = _free_port()
+    env = {**os.environ, "MMDEMO_CHECKPOINTS": str(root), "GRADIO_SERVER_PORT": str(port),
+           "GRADIO_SERVER_NAME": "127.0.0.1"}
+    url = f"http://127.0.0.1:{port}/"
+    image, caption = str(REPO / "examples" / EXAMPLES[0][0]), EXAMPLES[0][1]
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = None
+        while client is None:
+            if proc.poll() is not None:
+                raise RuntimeError(f"app.py exited with {proc.returncode}")
+            if time.perf_counter() - start > 300:
+                raise TimeoutError("app.py did not answer within 300 s")
+            try:
+                client = Client(url, verbose=False)
+            except Exception:  # not listening yet
+                time.sleep(0.2)
+        up_ms = (time.perf_counter() - start) * 1000
+        result = client.predict(handle_file(image), caption, task, model, api_name="/predict")
+        first_ms = (time.perf_counter() - start) * 1000
+        assert result[0] and result[0].get("label"), result
+        ms = timed(lambda: client.predict(handle_file(image), caption, task, model, api_name="/predict"), calls, 0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return [["app start → page served", f"{up_ms:.0f}", "–", "`python app.py` in a subprocess"],
+            ["app start → first /predict answer", f"{first_ms:.0f}", "–", "includes loading encoders + checkpoint"],
+            ["/predict over HTTP (gradio_client)", f"{statistics.median(ms):.0f}", f"{pct(ms, 95):.0f}",
+             f"{calls} calls, upload + queue + predict"]]
+
+
+def main() -> None:
+    from mmdemo.hub import BUNDLED_DIR, bundled_checkpoints
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", type=Path, default=BUNDLED_DIR, help="checkpoints directory (<task>/<model>/)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (default 1: on a small shared CPU more threads oversubscribe it)")
+    ap.add_argument("--runs", type=int, default=20, help="timed predictions per network")
+    ap.add_argument("--explain-runs", type=int, default=3)
+    ap.add_argument("--no-app", action="store_true", help="skip the app start-up measurement")
+    a = ap.parse_args()
+
+    os.environ["OMP_NUM_THREADS"] = str(a.threads)  # the app subprocess too
+    import torch
+
+    torch.set_num_threads(a.threads)
+    root, note = a.root, f"bundled checkpoints in `{a.root}`"
+    tmp = None
+    if not bundled_checkpoints(root):
+        tmp = tempfile.TemporaryDirectory(prefix="mmdemo-bench-")
+        root = Path(tmp.name)
+        make_untrained_checkpoint(root)
+        note = (f"no checkpoint in `{a.root}`: an UNTRAINED concat checkpoint (minilm-l6 + efficientnet-lite0) "
+                f"was written to a temp dir; latency does not depend on the weights")
+    rows, first = bench_predictions(root, a.runs)
+    rows += bench_explanations(root, *first, a.explain_runs)
+    if not a.no_app:
+        rows += bench_app_start(root, *first, calls=10)
+    print(f"\nmmdemo app benchmark — {note}; torch {torch.__version__}, {a.threads} thread(s), "
+          f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}\n")
+    print("| what | p50 ms | p95 ms | notes |\n|---|---:|---:|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    if tmp:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

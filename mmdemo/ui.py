@@ -1,0 +1,603 @@
+"""The Gradio app: upload an image and a caption, pick a task and a network, and see the fused prediction beside
+the text-only and image-only ones, the network's own interpretable quantities, Captum and attention heatmaps,
+every network of the task side by side, and the model card.
+
+`build_demo(root)` builds the Blocks; `DemoApp` holds the plain functions the Blocks wire up (each with an
+api_name, so gradio_client can call them). Everything the network explains is rendered generically from
+`Prediction.explain` and the head's `explain_labels` / `attention_axes`: nothing here branches on a model name.
+Bad input and broken checkpoints become a message in the page, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from . import explain as X
+from .checkpoint import CheckpointError, read_config, read_metrics
+from .encoders import EncoderUnavailableError
+from .hub import BUNDLED_DIR, REPO_ROOT, HubError, Resolved, bundled_checkpoints, configured_repos, resolve
+from .inputs import InputError
+from .predict import HEADS, Prediction, Predictor
+from .tasks import TASKS
+
+log = logging.getLogger(__name__)
+
+EXAMPLES_DIR = REPO_ROOT / "examples"
+ALL_WORDS, ALL_REGIONS, PREDICTED = "(all words)", "(all regions)", "(predicted class)"
+HEAD_NAMES = {"fused": "Fused", "text": "Text only", "image": "Image only"}
+USER_ERRORS = (InputError, CheckpointError, EncoderUnavailableError, HubError)
+
+NO_CHECKPOINT_HELP = """**No trained checkpoint was found** in `{root}`. Train one and bundle it, then restart the app:
+
+```
+python -m trainer train --task mvsa-single --model concat
+python -m trainer bundle --task mvsa-single --model concat
+```
+(or set `MMDEMO_HUB_REPOS` to map `task/model` to Hugging Face Hub repos)."""
+NO_CHECKPOINT_LINE = ("No trained checkpoint was found in {root}. Train and bundle one, then restart the app: "
+                      "python -m trainer train --task mvsa-single --model concat, then "
+                      "python -m trainer bundle --task mvsa-single --model concat.")
+
+
+@dataclass(frozen=True)
+class Signal:
+    """How to show one `explain` key: a title, what low and high values mean, and the range of its bar."""
+
+    title: str
+    meaning: str
+    low: float | None = 0.0
+    high: float | None = 1.0
+
+
+# Keyed by explain KEY (shared by every network that emits it), never by model name. Unknown keys fall back
+# to their name and a bar scaled to the values.
+SIGNALS: dict[str, Signal] = {
+    "discrepancy": Signal("Modality discrepancy",
+                          "low = text and image agree, high = they conflict (a sigmoid of the divergence between "
+                          "the text-only and image-only views, so 0.5 means no divergence)"),
+    "kl": Signal("KL divergence text ↔ image", "0 = the unimodal views give the same distribution; larger = more "
+                 "conflict", 0.0, None),
+    "distance": Signal("Text ↔ image distance", "0 = the unimodal representations coincide; larger = more "
+                       "conflict", 0.0, None),
+    "score": Signal("Predicted intensity", "+1 = the first label (e.g. positive), −1 = the last (e.g. negative)",
+                    -1.0, 1.0),
+    "modality_weights": Signal("Modality weights", "the share of the fusion each modality gets (sums to 1)"),
+    "gates": Signal("Gates", "0 = the gate keeps the stream out of the fusion, 1 = lets it through"),
+    "beta": Signal("Balance β", "how the fused decision is split between the modalities' branches"),
+    "alignment": Signal("Image–text alignment", "higher = the caption and the image match better", None, None),
+}
+
+
+def safe_image(**kwargs) -> gr.Image:
+    """gr.Image whose preprocessing never raises: a file PIL cannot open reaches the app function as its path,
+    and mmdemo.inputs.load_image turns it into a readable InputError instead of Gradio's bare 'Error'.
+    (The instance's method is wrapped: subclassing a component makes Gradio write a .pyi next to this file.)"""
+    image = gr.Image(**kwargs)
+    preprocess = image.preprocess
+
+    def safe_preprocess(payload):
+        try:
+            return preprocess(payload)
+        except Exception:  # unreadable, truncated, decompression bomb, ...
+            return getattr(payload, "path", None) or b""  # b"": an undecodable data URL
+
+    image.preprocess = safe_preprocess
+    return image
+
+
+@dataclass
+class Loaded:
+    predictor: Predictor
+    where: Resolved
+    config: dict
+
+
+# ---- HTML snippets (inline styles: readable in light and dark themes, no CSS file to pass to launch) ----------
+
+
+def _box(text: str, kind: str = "error") -> str:
+    colours = {"error": ("#fdecea", "#b3261e", "⚠️"), "info": ("#e8f0fe", "#1a4d8f", "ℹ️"),
+               "ok": ("#e6f4ea", "#1e6b34", "✅"), "warn": ("#fff4e5", "#8a4b00", "⚠️")}
+    bg, fg, icon = colours[kind]
+    return (f'<div class="mm-{kind}" style="background:{bg};color:{fg};border-left:4px solid {fg};'
+            f'padding:8px 12px;border-radius:6px;margin:4px 0">{icon} {text}</div>')
+
+
+def error_html(message: str) -> str:
+    return _box(html.escape(message), "error")
+
+
+def notes_html(notes: list[str]) -> str:
+    return "".join(_box(html.escape(n), "info") for n in notes)
+
+
+def verdict_html(pred: Prediction) -> str:
+    """A banner that says whether the fused, text-only and image-only heads agree on their top label."""
+    tops = {h: pred.top(h) for h in HEADS}
+    if not pred.disagree:
+        label, _ = tops["fused"]
+        return _box(f"<b>The modalities agree</b>: fused, text-only and image-only all say "
+                    f"<b>{html.escape(label)}</b>.", "ok")
+    parts = ", ".join(f"{HEAD_NAMES[h].lower()} → <b>{html.escape(lab)}</b> ({p:.0%})" for h, (lab, p) in tops.items())
+    return _box(f"<b>The modalities disagree</b>: {parts}.", "warn")
+
+
+def _bar(value: float, low: float, high: float) -> str:
+    frac = 0.0 if high <= low else float(np.clip((value - low) / (high - low), 0.0, 1.0))
+    return (f'<div style="background:#8884;border-radius:4px;height:10px;width:100%;min-width:80px">'
+            f'<div style="background:#f97316;height:10px;border-radius:4px;width:{frac * 100:.1f}%"></div></div>')
+
+
+def _signal_rows(key: str, value: Any, labels: dict[str, tuple[str, ...]]) -> list[str]:
+    """Table rows for one explain entry: a scalar -> one bar, a vector -> one bar per component."""
+    if isinstance(value, dict):  # nested quantities, e.g. several gates
+        return [row for sub, v in value.items() for row in _signal_rows(f"{key}.{sub}", v, labels)]
+    arr = np.asarray(value, dtype=np.float64)
+    top = key.split(".")[0]
+    sig = SIGNALS.get(key) or SIGNALS.get(top) or Signal(key.replace("_", " ").capitalize(), "", None, None)
+    if arr.ndim > 1:
+        return [f"<tr><td>{html.escape(sig.title)}</td><td colspan=2>array {tuple(arr.shape)}, mean "
+                f"{arr.mean():.3f}</td><td>{html.escape(sig.meaning)}</td></tr>"]
+    values = arr.reshape(-1)
+    names = labels.get(key) or labels.get(top) or ()
+    low = sig.low if sig.low is not None else min(0.0, float(values.min()))
+    high = sig.high if sig.high is not None else max(float(np.abs(values).max()), 1e-9)
+    rows = []
+    for i, v in enumerate(values[:16]):  # long vectors: the first 16 components
+        name = sig.title if values.size == 1 else f"{sig.title}: {names[i] if i < len(names) else i}"
+        meaning = sig.meaning if i == 0 else ""
+        rows.append(f"<tr><td>{html.escape(name)}</td><td style='width:35%'>{_bar(float(v), low, high)}</td>"
+                    f"<td><b>{v:.3f}</b></td><td style='font-size:90%;opacity:.85'>{html.escape(meaning)}</td></tr>")
+    return rows
+
+
+def signals_html(pred: Prediction, labels: dict[str, tuple[str, ...]], axes: dict[str, tuple[str, str]]) -> str:
+    """The network's own interpretable quantities (Prediction.explain) as labelled bars."""
+    rows = [r for k, v in pred.explain.items() if k != "attention" for r in _signal_rows(k, v, labels)]
+    attention = pred.explain.get("attention") or {}
+    parts = ["<div style='margin-top:6px'><b>What the network itself reports</b></div>"]
+    if rows:
+        parts.append("<table style='width:100%;font-size:95%'>" + "".join(rows) + "</table>")
+    if attention:
+        names = ", ".join(f"{n} ({' → '.join(axes.get(n, ('?', '?')))})" for n in attention)
+        parts.append(f"<div style='font-size:90%'>Cross-modal attention maps: {html.escape(names)} — see the "
+                     f"<i>Attention</i> tab.</div>")
+    if not rows and not attention:
+        parts.append("<div style='font-size:90%;opacity:.85'>This network reports no interpretable fusion "
+                     "quantities (a baseline); use the heatmaps below.</div>")
+    return "".join(parts)
+
+
+def main_signal(pred: Prediction, labels: dict[str, tuple[str, ...]]) -> str:
+    """One short text for the compare table: the first non-attention explain entry."""
+    for key, value in pred.explain.items():
+        if key == "attention" or isinstance(value, dict):
+            continue
+        arr = np.asarray(value, dtype=np.float64).reshape(-1)
+        if arr.size == 1:
+            return f"{key} = {arr[0]:.3f}"
+        names = labels.get(key) or [str(i) for i in range(arr.size)]
+        return f"{key}: " + ", ".join(f"{n} {v:.2f}" for n, v in zip(names, arr[:4]))
+    return "attention maps" if pred.explain.get("attention") else "–"
+
+
+def label_value(pred: Prediction, head: str) -> dict[str, float]:
+    return dict(pred.probs[head])
+
+
+def highlighted_tokens(words: list[tuple[str, float]]) -> list[tuple[str, float | None]]:
+    """(word, score in [-1, 1]) -> gr.HighlightedText value with spaces between words."""
+    out: list[tuple[str, float | None]] = []
+    for i, (w, s) in enumerate(words):
+        if i:
+            out.append((" ", None))
+        out.append((w, round(float(s), 4)))
+    return out
+
+
+def strip_front_matter(card: str) -> str:
+    if card.startswith("---"):
+        end = card.find("\n---", 3)
+        if end != -1:
+            return card[end + 4:].lstrip()
+    return card
+
+
+def demote_headings(md: str, levels: int = 3) -> str:
+    """'# Title' -> '#### Title' outside code fences, so a model card sits under the panel's own headings."""
+    out, fenced = [], False
+    for line in md.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("#"):
+            line = "#" * levels + line
+        out.append(line)
+    return "\n".join(out)
+
+
+# ---- the app -------------------------------------------------------------------------------------------------
+
+
+class DemoApp:
+    """Predictors cached per (task, model), loaded on first use; the functions the page and the API call."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root is not None else BUNDLED_DIR
+        self._cache: dict[tuple[str, str], Loaded] = {}
+        self._lock = threading.Lock()
+
+    # -- catalogue and loading --
+
+    def catalogue(self) -> dict[str, list[str]]:
+        """{task: [models]} from bundled checkpoints and MMDEMO_HUB_REPOS."""
+        cat = {t: sorted(models) for t, models in bundled_checkpoints(self.root).items()}
+        try:
+            repos = configured_repos()
+        except (OSError, ValueError) as e:
+            log.warning("ignoring MMDEMO_HUB_REPOS: %s", e)
+            repos = {}
+        for key in repos:
+            task, _, model = key.partition("/")
+            if model and model not in cat.setdefault(task, []):
+                cat[task].append(model)
+        return {t: m for t, m in sorted(cat.items()) if m}
+
+    def default_model(self, task: str) -> str | None:
+        """The model with the best dev score for the task's paper metric, else the first one."""
+        models = self.catalogue().get(task, [])
+        metric = TASKS[task].paper_metric if task in TASKS else "weighted_f1"
+
+        def dev_score(model: str) -> float:
+            m = read_metrics(self.root / task / model).get("dev", {}).get("fused", {})
+            return float(m.get(metric, m.get("accuracy", -1.0)))
+
+        return max(models, key=dev_score) if models else None
+
+    def load(self, task: str | None, model: str | None) -> Loaded:
+        if not self.catalogue():
+            raise CheckpointError(NO_CHECKPOINT_LINE.format(root=self.root))
+        if not task or not model:
+            raise InputError("Pick a task and a model first.")
+        key = (task, model)
+        with self._lock:  # two requests for a new model load it once
+            if key not in self._cache:
+                where = resolve(task, model, self.root)
+                predictor = Predictor.from_checkpoint(where.path, task=task)
+                self._cache[key] = Loaded(predictor, where, read_config(where.path))
+            return self._cache[key]
+
+    def preload(self, task: str, model: str) -> None:
+        """Load a network ahead of its first request; failures are left for that request to report."""
+        try:
+            self.load(task, model)
+        except Exception as e:
+            log.warning("could not preload %s/%s: %s", task, model, e)
+
+    def _head_meta(self, loaded: Loaded) -> tuple[dict, dict]:
+        head = loaded.predictor.classifier.head
+        return dict(head.explain_labels), dict(head.attention_axes)
+
+    @staticmethod
+    def _message(e: Exception, what: str) -> str:
+        if isinstance(e, USER_ERRORS):
+            return str(e)
+        log.exception("%s failed", what)
+        return f"Sorry, the {what} failed unexpectedly ({type(e).__name__}). The details are in the server log."
+
+    # -- the functions the page wires up --
+
+    def models_fn(self, task: str | None):
+        """Task changed -> the model dropdown lists the networks trained for it."""
+        models = self.catalogue().get(task or "", [])
+        return gr.update(choices=models, value=self.default_model(task) if models else None)
+
+    def labels_of(self, task: str | None, model: str | None) -> list[str]:
+        """The checkpoint's label names, read from its config.json without loading it ([] when unknown)."""
+        path = self.root / (task or "") / (model or "")
+        try:
+            return list(read_config(path).get("labels", [])) if task and model else []
+        except CheckpointError:
+            return []
+
+    def targets_fn(self, task: str | None, model: str | None):
+        return gr.update(choices=[PREDICTED] + self.labels_of(task, model), value=PREDICTED)
+
+    def predict_fn(self, image, caption: str | None, task: str | None, model: str | None):
+        """-> (fused, text-only, image-only {label: p}, agreement banner, network signals, status), all HTML
+        strings except the label dicts; on bad input the dicts are None and the status says what is wrong."""
+        try:
+            loaded = self.load(task, model)
+            pred = loaded.predictor.predict(image, caption)
+        except Exception as e:
+            msg = self._message(e, "prediction")
+            gr.Warning(msg)
+            return None, None, None, "", "", error_html(msg)
+        labels, axes = self._head_meta(loaded)
+        notes = list(pred.warnings) + ([loaded.where.note] if loaded.where.note else [])
+        return (label_value(pred, "fused"), label_value(pred, "text"), label_value(pred, "image"),
+                verdict_html(pred), signals_html(pred, labels, axes), notes_html(notes))
+
+    def explain_fn(self, image, caption: str | None, task: str | None, model: str | None,
+                   method: str = "grad-cam", head: str = "fused", target: str | None = None):
+        """-> (heatmap over the image, token attributions for gr.HighlightedText, note HTML)."""
+        try:
+            loaded = self.load(task, model)
+            p = loaded.predictor
+            inputs, _ = p.prepare(image, caption)
+            head = head if head in HEADS else "fused"
+            labels = p.labels
+            cls = labels.index(target) if target in labels else X.predicted_class(p.pipeline, inputs)
+            mid = X.method_id(method)
+            view = X.encoder_view(p.image_encoder, _rgb(image))
+            tok = X.token_attributions(p.pipeline, inputs, target=cls, head=head)
+            # [CLS]/[SEP] stay in the baseline, so their attribution is 0 by construction: show the words only
+            words = highlighted_tokens([(w, sc) for w, sc in X.merge_subwords(tok.tokens, tok.normalised())
+                                        if not X.is_special_token(w)])
+            notes = [f"Explaining the <b>{HEAD_NAMES[head].lower()}</b> head's score for <b>"
+                     f"{html.escape(labels[cls])}</b>{' (the fused prediction)' if target not in labels else ''}. "
+                     f"Words: red pushes towards it, purple away (Integrated Gradients on the word embeddings)."]
+            if not np.any(tok.scores):
+                notes.append(f"The {HEAD_NAMES[head].lower()} head does not read the caption.")
+            if mid == "attention":
+                heat, note = self._attention_heat(loaded, image, caption)
+                if heat is None:
+                    return None, words, "".join(_box(n, "info") for n in notes + [note])
+            else:
+                heat = X.image_attribution(mid, p.pipeline, inputs, target=cls, head=head)
+                note = {"grad-cam": "Grad-CAM on the image encoder's last feature map.",
+                        "integrated-gradients": "Integrated Gradients on the pixels (baseline: the mean image).",
+                        "occlusion": "Occlusion: how much the score drops when each square is blanked."}[mid]
+                if not np.any(heat):
+                    note += (" The map is flat: this head's score for the class does not depend on this part of "
+                             "the image encoder (e.g. it reads only the pooled vector); try another method.")
+            return X.overlay(view, heat), words, "".join(_box(n, "info") for n in notes + [note])
+        except Exception as e:
+            return None, None, error_html(self._message(e, "explanation"))
+
+    def _attention_heat(self, loaded: Loaded, image, caption) -> tuple[np.ndarray | None, str]:
+        pred = loaded.predictor.predict(image, caption)
+        _, axes = self._head_meta(loaded)
+        t2i, _ = X.attention_matrices(pred.explain, axes, len(pred.tokens))
+        if t2i is None:
+            return None, "This network has no text ↔ image attention; pick Grad-CAM, Integrated Gradients or Occlusion."
+        grid = X.grid_shape(t2i.shape[1], loaded.predictor.image_encoder.grid)
+        return X.word_to_image(t2i, None, grid), "Attention from all words to the image regions (mean over heads)."
+
+    def attention_fn(self, image, caption: str | None, task: str | None, model: str | None,
+                     word: str | None = None, region: str | None = None):
+        """Pick a word -> which image regions it attends to; pick a region -> which words it attends to.
+        -> (word dropdown, region dropdown, heatmap, word weights for gr.HighlightedText, note HTML)."""
+        keep = gr.update(), gr.update()
+        try:
+            loaded = self.load(task, model)
+            pred = loaded.predictor.predict(image, caption)
+            _, axes = self._head_meta(loaded)
+            t2i, i2t = X.attention_matrices(pred.explain, axes, len(pred.tokens))
+            if t2i is None:
+                return (*keep, None, None, _box("This network has no text ↔ image attention (only the networks "
+                                                 "with cross-modal attention have these maps).", "info"))
+            grid = X.grid_shape(t2i.shape[1], loaded.predictor.image_encoder.grid)
+            word_choices = [ALL_WORDS] + [f"{i}: {t}" for i, t in enumerate(pred.tokens)]
+            region_choices = [ALL_REGIONS] + [f"row {r + 1}, col {c + 1}" for r in range(grid[0])
+                                              for c in range(grid[1])]
+            word = word if word in word_choices else ALL_WORDS
+            region = region if region in region_choices else ALL_REGIONS
+            w_idx = None if word == ALL_WORDS else word_choices.index(word) - 1  # None: the mean over all
+            r_idx = None if region == ALL_REGIONS else region_choices.index(region) - 1
+            view = X.encoder_view(loaded.predictor.image_encoder, _rgb(image))
+            heat = X.overlay(view, X.word_to_image(t2i, w_idx, grid))
+            if r_idx is not None:
+                heat = X.outline_region(heat, r_idx, grid)
+            weights = X.normalise_map(X.image_to_words(i2t, r_idx))  # stretched to [0, 1] like the heatmaps
+            words = highlighted_tokens([(t, float(w)) for t, w in zip(pred.tokens, weights)])
+            where = f"{html.escape(region)} (white box)" if r_idx is not None else "the whole image"
+            note = (f"Heatmap: where <b>{html.escape(word if w_idx is not None else 'all words')}</b> looks in the "
+                    f"image. Words: how much <b>{where}</b> attends to each token. Mean over attention heads.")
+            return (gr.update(choices=word_choices, value=word), gr.update(choices=region_choices, value=region),
+                    heat, words, _box(note, "info"))
+        except Exception as e:
+            return (*keep, None, None, error_html(self._message(e, "attention view")))
+
+    def compare_fn(self, image, caption: str | None, task: str | None):
+        """Every network of the task on the same input -> (table, note HTML)."""
+        columns = ["network", "fused", "text only", "image only", "agree", "network's signal", "latency ms"]
+        rows = []
+        try:
+            models = self.catalogue().get(task or "", [])
+            if not models:
+                raise CheckpointError(f"No networks are trained for task {task!r}.")
+            for model in models:
+                try:
+                    loaded = self.load(task, model)
+                    pred = loaded.predictor.predict(image, caption)
+                except InputError:
+                    raise
+                except Exception as e:  # one broken checkpoint should not hide the others
+                    rows.append([model, self._message(e, f"{model} prediction"), "", "", "", "", None])
+                    continue
+                labels, _ = self._head_meta(loaded)
+                top = {h: "{} ({:.0%})".format(*pred.top(h)) for h in HEADS}
+                rows.append([model, top["fused"], top["text"], top["image"], "no" if pred.disagree else "yes",
+                             main_signal(pred, labels), round(pred.latency_ms, 1)])
+        except Exception as e:
+            return pd.DataFrame(rows, columns=columns), error_html(self._message(e, "comparison"))
+        return pd.DataFrame(rows, columns=columns), ""
+
+    def model_info_fn(self, task: str | None, model: str | None) -> str:
+        """Markdown: where the checkpoint came from, backbones, training data, test metrics, model card."""
+        if not task or not model:
+            return NO_CHECKPOINT_HELP.format(root=self.root) if not self.catalogue() else "Pick a task and a model."
+        try:
+            cached = self._cache.get((task, model))
+            where = cached.where if cached else resolve(task, model, self.root)
+            config = read_config(where.path)
+        except Exception as e:
+            return f"**Cannot read this checkpoint:** {self._message(e, 'model panel')}"
+        source = (f"Hugging Face Hub (`{where.source.removeprefix('hub:')}`)" if where.source.startswith("hub:")
+                  else f"bundled checkpoint `{_short(where.path)}`")
+        t = TASKS.get(config.get("task", ""))
+        lines = [
+            f"### {model} on {task}",
+            f"- **Loaded from:** {source}" + (f" — {where.note}" if where.note else ""),
+            f"- **Backbones (frozen):** text `{config.get('text_encoder')}`, image `{config.get('image_encoder')}`",
+            f"- **Training data:** {t.description if t else task}" +
+            (f" (data version `{config['data_version']}`)" if config.get("data_version") else ""),
+            f"- **Labels:** {', '.join(config.get('labels', []))}",
+        ]
+        lines += ["", "#### Test metrics", _metrics_table(read_metrics(where.path))]
+        card = where.path / "README.md"
+        if card.is_file():
+            lines += ["", "---", "#### Model card", demote_headings(strip_front_matter(card.read_text()))]
+        return "\n".join(lines)
+
+
+def _rgb(image) -> Image.Image:
+    from .inputs import load_image
+
+    return load_image(image)
+
+
+def _short(path: Path) -> str:
+    try:
+        return str(path.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _metrics_table(metrics: dict) -> str:
+    test = metrics.get("test", {})
+    heads = [h for h in HEADS if isinstance(test.get(h), dict)]
+    if not heads:
+        return "_No test metrics recorded in metrics.json._"
+    names = [k for k in ("accuracy", "weighted_f1", "macro_f1", "precision@1", "recall@1")
+             if any(k in test[h] for h in heads)]
+    names = names or [k for k in test[heads[0]] if isinstance(test[heads[0]][k], (int, float)) and k != "n"][:5]
+    out = ["| head | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for h in heads:
+        vals = [f"{test[h][k]:.4f}" if isinstance(test[h].get(k), (int, float)) else "–" for k in names]
+        out.append(f"| {HEAD_NAMES[h].lower()} | " + " | ".join(vals) + " |")
+    return "\n".join(out)
+
+
+def example_rows() -> list[list[str]]:
+    """[[image path, caption], ...] from examples/examples.json (empty when the folder is absent)."""
+    import json
+
+    index = EXAMPLES_DIR / "examples.json"
+    if not index.is_file():
+        return []
+    return [[str(EXAMPLES_DIR / r["image"]), r["caption"]] for r in json.loads(index.read_text())
+            if (EXAMPLES_DIR / r["image"]).is_file()]
+
+
+# ---- layout ----------------------------------------------------------------------------------------------
+
+
+def build_demo(checkpoints_root: Path | None = None, preload: bool = False) -> gr.Blocks:
+    """The whole page. `checkpoints_root` holds <task>/<model>/ checkpoint directories (default: checkpoints/).
+    preload: load the default network in a background thread while the server starts (faster first answer)."""
+    app = DemoApp(checkpoints_root)
+    cat = app.catalogue()
+    task0 = "mvsa-single" if "mvsa-single" in cat else next(iter(cat), None)
+    model0 = app.default_model(task0) if task0 else None
+    if preload and model0:
+        threading.Thread(target=app.preload, args=(task0, model0), daemon=True).start()
+    labels0 = app.labels_of(task0, model0)
+    if EXAMPLES_DIR.is_dir():
+        gr.set_static_paths([EXAMPLES_DIR])
+
+    with gr.Blocks(title="mmdemo — image + caption classification") as demo:
+        demo.mmdemo_app = app  # tests and benchmarks reach the cache through this
+        gr.Markdown("## mmdemo — what do the picture and its caption say, together and apart?\n"
+                    "Upload an image, write its caption, pick a task and a network. You get the **fused** "
+                    "prediction next to the **text-only** and **image-only** ones, what the network itself "
+                    "reports about the fusion, and heatmaps that show which pixels and words drove the answer.")
+        if not cat:
+            gr.Markdown(NO_CHECKPOINT_HELP.format(root=_short(app.root)))
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=5, min_width=320):
+                image = safe_image(sources=["upload", "webcam", "clipboard"], type="pil", image_mode=None,
+                                  label="Image", height=300, elem_id="mm-image")
+                caption = gr.Textbox(label="Caption", lines=2, placeholder="The text that goes with the image",
+                                     elem_id="mm-caption")
+                with gr.Row():
+                    task = gr.Dropdown(list(cat), value=task0, label="Task", elem_id="mm-task")
+                    model = gr.Dropdown(cat.get(task0, []), value=model0, label="Network", elem_id="mm-model")
+                method = gr.Dropdown([(label, key) for key, label in X.METHODS.items()], value="grad-cam",
+                                     label="Image explanation", elem_id="mm-method")
+                with gr.Accordion("Explanation options", open=False):
+                    with gr.Row():
+                        head = gr.Radio([(HEAD_NAMES[h], h) for h in HEADS], value="fused", label="Explain head")
+                        target = gr.Dropdown([PREDICTED] + labels0, value=PREDICTED, label="Explain class")
+                run = gr.Button("Predict and explain", variant="primary", elem_id="mm-run")
+                rows = example_rows()
+                if rows:
+                    gr.Examples(rows, inputs=[image, caption], label="Examples: pictures and captions that agree "
+                                "or conflict", examples_per_page=6)
+            with gr.Column(scale=7, min_width=420):
+                status = gr.HTML(elem_id="mm-status")
+                verdict = gr.HTML(elem_id="mm-verdict")
+                with gr.Row():
+                    fused = gr.Label(num_top_classes=3, label="Fused", elem_id="mm-fused")
+                    text_only = gr.Label(num_top_classes=3, label="Text only", elem_id="mm-text")
+                    image_only = gr.Label(num_top_classes=3, label="Image only", elem_id="mm-image-only")
+                signals = gr.HTML(elem_id="mm-signals")
+                # The tabs sit beside the inputs and examples, so the whole answer is visible without scrolling.
+                with gr.Tabs():
+                    with gr.Tab("Explanation"):
+                        with gr.Row():
+                            heatmap = gr.Image(type="pil", label="Image explanation", interactive=False, height=320,
+                                               elem_id="mm-heatmap", format="png")
+                            with gr.Column():
+                                tokens = gr.HighlightedText(label="Word attributions", show_legend=False,
+                                                            elem_id="mm-tokens")
+                                explain_note = gr.HTML(elem_id="mm-explain-note")
+                    with gr.Tab("Attention"):
+                        gr.Markdown("For networks with cross-modal attention: pick a word to see which image regions "
+                                    "it attends to, or a region to see which words it attends to.")
+                        with gr.Row():
+                            word = gr.Dropdown([ALL_WORDS], value=ALL_WORDS, label="Word", elem_id="mm-word")
+                            region = gr.Dropdown([ALL_REGIONS], value=ALL_REGIONS, label="Image region",
+                                                 elem_id="mm-region")
+                        with gr.Row():
+                            attn_image = gr.Image(type="pil", label="Word → image", interactive=False, height=320,
+                                                  format="png")
+                            with gr.Column():
+                                attn_words = gr.HighlightedText(label="Region → words", show_legend=False)
+                                attn_note = gr.HTML()
+                    with gr.Tab("Compare networks"):
+                        compare_btn = gr.Button("Run every network of this task on the input")
+                        compare_note = gr.HTML()
+                        table = gr.Dataframe(label="All networks, same input", interactive=False, wrap=True)
+                    with gr.Tab("Model"):
+                        info = gr.Markdown(app.model_info_fn(task0, model0))
+
+        inputs = [image, caption, task, model]
+        # Predictions first (fast), then the Captum heatmap and the attention view, each its own API endpoint.
+        gr.on([run.click, caption.submit], app.predict_fn, inputs,
+              [fused, text_only, image_only, verdict, signals, status], api_name="predict").then(
+            app.explain_fn, inputs + [method, head, target], [heatmap, tokens, explain_note], api_name="explain").then(
+            app.attention_fn, inputs + [word, region], [word, region, attn_image, attn_words, attn_note],
+            api_name="attention")
+        method.input(app.explain_fn, inputs + [method, head, target], [heatmap, tokens, explain_note],
+                     api_visibility="private")
+        gr.on([head.input, target.input], app.explain_fn, inputs + [method, head, target],
+              [heatmap, tokens, explain_note], api_visibility="private")
+        for dd in (word, region):
+            dd.input(app.attention_fn, inputs + [word, region], [word, region, attn_image, attn_words, attn_note],
+                     api_visibility="private")
+        compare_btn.click(app.compare_fn, [image, caption, task], [table, compare_note], api_name="compare")
+        task.change(app.models_fn, task, model, api_name="models")
+        model.change(app.model_info_fn, [task, model], info, api_name="model_info")
+        model.change(app.targets_fn, [task, model], target, api_visibility="private")
+    return demo

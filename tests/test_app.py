@@ -1,0 +1,234 @@
+"""The Gradio app, served for real: gradio_client calls its API (predictions, explanations, compare view, model
+panel, bad input), and headless Debian Chromium drives the page (marked `browser`).
+
+One module-scoped server on a free local port serves every test; checkpoints are tiny random-initialised
+networks written to a temporary directory."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import socket
+import struct
+import zlib
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from mmdemo.checkpoint import save_checkpoint  # noqa: E402
+from mmdemo.encoders import FeatureDims, create_image_encoder, create_text_encoder  # noqa: E402
+from mmdemo.models import MultimodalClassifier  # noqa: E402
+from mmdemo.ui import NO_CHECKPOINT_HELP, PREDICTED, DemoApp, build_demo  # noqa: E402
+
+LABELS = ["positive", "neutral", "negative"]
+TASK = "mvsa-single"
+CHROMIUM = Path("/usr/bin/chromium")
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "beach.jpg"
+METRICS = {"dev": {"fused": {"accuracy": 0.6, "weighted_f1": 0.58}},
+           "test": {h: {"accuracy": 0.61, "weighted_f1": 0.6, "macro_f1": 0.5} for h in ("fused", "text", "image")}}
+
+
+def make_checkpoint(root: Path, model: str, task: str = TASK, text: str = "tiny-bert",
+                    image: str = "tiny-resnet") -> Path:
+    te, ie = create_text_encoder(text), create_image_encoder(image)
+    dims = FeatureDims.of(te, ie).__dict__
+    torch.manual_seed(0)
+    clf = MultimodalClassifier(model=model, task=task, labels=LABELS, text_encoder=text, image_encoder=image,
+                               dims={**dims, "image_grid": list(dims["image_grid"])})
+    card = f"---\nlicense: apache-2.0\n---\n# {model} test card\n\nA tiny random network for tests.\n"
+    return save_checkpoint(clf, root / task / model, metrics=METRICS, card=card)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """(url, checkpoints root, files dir): the app on a free local port, shared by every test here."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # a small shared CPU: oversubscribed threads are several times slower
+    root = tmp_path_factory.mktemp("checkpoints")
+    for model in ("concat", "text-only"):
+        make_checkpoint(root, model)
+    demo = build_demo(root)
+    demo.queue(default_concurrency_limit=1)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(),
+                            quiet=True)
+    yield url, root, tmp_path_factory.mktemp("files")
+    demo.close()
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    from gradio_client import Client
+
+    return Client(server[0], verbose=False)
+
+
+def _predict(client, image, caption: str | None, model: str = "concat"):
+    from gradio_client import handle_file
+
+    img = handle_file(str(image)) if image is not None else None
+    return client.predict(img, caption, TASK, model, api_name="/predict")
+
+
+def _assert_ok(result) -> None:
+    fused, text, image, verdict, signals, status = result
+    for head in (fused, text, image):
+        assert head["label"] in LABELS, result
+        assert len(head["confidences"]) == 3
+    assert "modalities" in verdict and "mm-error" not in status
+
+
+# ---- the API -------------------------------------------------------------------------------------------------
+
+
+def test_predict_gives_fused_text_and_image_labels(client):
+    result = _predict(client, EXAMPLE, "Best day ever at the beach!")
+    _assert_ok(result)
+    assert "no interpretable fusion" in result[4]  # the concat baseline reports no fusion quantities
+
+
+def _huge_png(path: Path, side: int = 30_000) -> Path:
+    """A valid 1x1 PNG whose header claims side x side pixels: tests the size guard without the memory."""
+    Image.new("RGB", (1, 1)).save(path)
+    raw = bytearray(path.read_bytes())
+    ihdr = raw[12:29]  # b"IHDR" + 13 bytes of data
+    ihdr[4:12] = struct.pack(">II", side, side)
+    raw[12:29] = ihdr
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_bad_inputs_give_clear_messages_and_the_server_keeps_serving(server, client):
+    files = server[2]
+    not_image = files / "notes.png"
+    not_image.write_text("this is not a picture")
+    tiny = files / "tiny.png"
+    Image.new("RGB", (4, 4), "red").save(tiny)
+    cases = {
+        "no image": (None, "a caption", "No image was given"),
+        "empty caption": (EXAMPLE, "   ", "caption is empty"),
+        "unreadable file": (not_image, "a caption", "could not be read as an image"),
+        "tiny image": (tiny, "a caption", "only 4x4 pixels"),
+        "huge image": (_huge_png(files / "huge.png"), "a caption", "too large"),
+    }
+    for name, (image, caption, message) in cases.items():
+        fused, text, img, verdict, signals, status = _predict(client, image, caption)
+        assert not fused and "mm-error" in status, name
+        assert message in status, (name, status)
+        assert "Traceback" not in status
+    _assert_ok(_predict(client, EXAMPLE, "still serving after bad input"))
+
+
+def test_odd_image_modes_and_long_captions_are_handled(server, client):
+    files = server[2]
+    rgb = Image.open(EXAMPLE).convert("RGB")
+    frames = [rgb.resize((64, 48)), rgb.resize((64, 48)).rotate(180)]
+    odd = {
+        "cmyk.jpg": lambda p: rgb.convert("CMYK").save(p),
+        "rgba.png": lambda p: rgb.convert("RGBA").save(p),
+        "grey16.png": lambda p: Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 15).astype(np.uint16)).save(p),
+        "palette.png": lambda p: rgb.convert("P").save(p),
+        "animated.gif": lambda p: frames[0].save(p, save_all=True, append_images=frames[1:], duration=100),
+    }
+    for name, write in odd.items():
+        write(files / name)
+        _assert_ok(_predict(client, files / name, f"odd mode {name}"))
+    long = _predict(client, EXAMPLE, "so happy " * 400)
+    _assert_ok(long)
+    assert "only the first" in long[5] and "mm-info" in long[5]  # a note, not an error
+
+
+def test_explain_api_returns_heatmap_and_word_attributions(client):
+    from gradio_client import handle_file
+
+    heat, words, note = client.predict(handle_file(str(EXAMPLE)), "Best day ever at the beach", TASK, "concat",
+                                       "grad-cam", "fused", PREDICTED, api_name="/explain")
+    assert Path(heat).is_file() and min(Image.open(heat).size) >= 224
+    tokens = [w["token"] for w in words if w["class_or_confidence"] is not None]
+    assert tokens[:2] == ["best", "day"] and "beach" in tokens and "[CLS]" not in tokens
+    assert "the fused prediction" in note and "mm-error" not in note
+    # the network has no attention: the method says so instead of failing
+    heat, _, note = client.predict(handle_file(str(EXAMPLE)), "a caption", TASK, "concat", "attention", "fused",
+                                   PREDICTED, api_name="/explain")
+    assert heat is None and "no text ↔ image attention" in note
+
+
+def test_compare_runs_every_network_of_the_task(client):
+    from gradio_client import handle_file
+
+    table, note = client.predict(handle_file(str(EXAMPLE)), "Best day ever", TASK, api_name="/compare")
+    assert [row[0] for row in table["data"]] == ["concat", "text-only"]
+    assert all(row[1].split(" ")[0] in LABELS for row in table["data"]) and note == ""
+
+
+def test_model_panel_and_model_list(client):
+    info = client.predict(TASK, "concat", api_name="/model_info")
+    for text in ("bundled checkpoint", "tiny-bert", "tiny-resnet", "Test metrics", "0.6100", "concat test card"):
+        assert text in info, text
+    assert "license: apache" not in info  # the card's YAML front matter is not shown
+    models = client.predict(TASK, api_name="/models")  # a dropdown update: the task's networks, best on dev first
+    assert [c[0] for c in models["choices"]] == ["concat", "text-only"] and models["value"] == "concat"
+
+
+def test_unknown_model_is_a_message(server, client):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="not in the list of choices"):  # Gradio checks dropdown values itself
+        _predict(client, EXAMPLE, "hello", model="hglnet-missing")
+    status = html.unescape(DemoApp(server[1]).predict_fn(Image.open(EXAMPLE), "hello", TASK, "hglnet-missing")[5])
+    assert "no checkpoint for task 'mvsa-single' and model 'hglnet-missing'" in status
+    _assert_ok(_predict(client, EXAMPLE, "still serving"))
+
+
+def test_no_checkpoint_explains_how_to_train(tmp_path):
+    demo = build_demo(tmp_path)  # builds without any checkpoint
+    app: DemoApp = demo.mmdemo_app
+    assert app.catalogue() == {}
+    status = app.predict_fn(Image.open(EXAMPLE), "hello", None, None)[5]
+    assert "No trained checkpoint" in status and "python -m trainer train --task mvsa-single --model concat" in status
+    assert "python -m trainer bundle --task mvsa-single --model concat" in NO_CHECKPOINT_HELP
+    assert "python -m trainer train" in app.model_info_fn(None, None)
+
+
+# ---- the page in a real browser -------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_page_in_headless_chromium(server):
+    if not CHROMIUM.exists():
+        pytest.skip(f"Debian Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    url = server[0]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.locator("#mm-image input[type=file]").set_input_files(str(EXAMPLE))
+            expect(page.locator("#mm-image img")).to_be_visible(timeout=30_000)  # the upload has landed
+            page.locator("#mm-caption textarea").fill("Best day ever at the beach!")
+            page.locator("#mm-run").click()
+            expect(page.locator("#mm-fused")).to_contain_text(re.compile("|".join(LABELS)), timeout=30_000)
+            heat = page.locator("#mm-heatmap img")
+            expect(heat).to_be_visible(timeout=30_000)
+            assert heat.evaluate("img => img.complete && img.naturalWidth") > 0
+            expect(page.locator("#mm-verdict")).to_contain_text("modalities")
+        finally:
+            browser.close()

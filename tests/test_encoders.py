@@ -1,0 +1,115 @@
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from mmdemo.encoders import (IMAGE_ENCODERS, TEXT_ENCODERS, EncoderUnavailableError, FeatureDims, create_image_encoder,
+                             create_text_encoder)
+
+ASSETS = Path(__file__).parent / "assets"
+TINY_TEXT = [n for n in TEXT_ENCODERS if n.startswith("tiny-")]
+TINY_IMAGE = [n for n in IMAGE_ENCODERS if n.startswith("tiny-")]
+
+
+@pytest.mark.parametrize("name", TINY_TEXT)
+def test_tiny_text_encoders_return_documented_shapes(name):
+    enc = create_text_encoder(name)
+    feats = enc.encode(["a short caption", "a somewhat longer caption with more words in it", "x"], num_layers=2)
+    B, K, L, D = feats.layers.shape
+    assert (B, K, D) == (3, 2, enc.dim)
+    assert feats.attention_mask.shape == (B, L)
+    assert feats.pooled.shape[0] == B and feats.cls.shape == (B, D) and feats.tokens.shape == (B, L, D)
+    # padding is masked: the short caption has fewer real tokens than the long one
+    assert feats.attention_mask[2].sum() < feats.attention_mask[1].sum()
+    assert all(p.requires_grad is False for p in enc.parameters())
+    # batch of one
+    one = enc.encode(["one"], num_layers=1)
+    assert one.layers.shape[:2] == (1, 1)
+    assert isinstance(enc.embeddings(), torch.nn.Module)
+
+
+@pytest.mark.parametrize("name", TINY_IMAGE)
+def test_tiny_image_encoders_return_documented_shapes(name):
+    enc = create_image_encoder(name)
+    ims = [Image.new("RGB", (80, 60), (200, 30, 30)), Image.new("RGB", (50, 90), (20, 30, 200))]
+    feats = enc.encode(ims)
+    assert feats.patches.shape == (2, enc.num_patches, enc.dim)
+    assert feats.pooled.shape == (2, enc.pooled_dim)
+    if enc.logits_dim:
+        assert feats.logits.shape == (2, 1000)
+    else:
+        assert feats.logits is None
+    assert feats.global_vector.shape == (2, enc.logits_dim or enc.pooled_dim)
+    assert enc.encode(ims[:1]).patches.shape[0] == 1  # batch of one
+
+
+def test_feature_dims_match_encoders(tiny_encoders):
+    te, ie = tiny_encoders
+    dims = FeatureDims.of(te, ie)
+    assert dims.text_dim == te.dim and dims.image_dim == ie.dim and dims.num_patches == ie.num_patches
+    assert dims.image_global_dim == 1000
+
+
+@pytest.mark.parametrize("name, kind", [("bert-base-uncased", "text"), ("deberta-v3-base", "text"),
+                                        ("resnet50", "image"), ("vit-base-patch16-224", "image"),
+                                        ("clip-vit-b-16", "image")])
+def test_missing_online_encoder_gives_one_clear_error(name, kind, monkeypatch, tmp_path):
+    # Empty caches so nothing a developer downloaded earlier can satisfy the request.
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import torch.hub
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("network is off in tests")))
+    create = create_text_encoder if kind == "text" else create_image_encoder
+    with pytest.raises(EncoderUnavailableError) as err:
+        create(name)
+    assert name.split("/")[-1].split("-")[0] in str(err.value)
+    assert "offline default" in str(err.value) or "local checkpoint" in str(err.value)
+
+
+def test_unknown_encoder_names_the_registered_ones():
+    with pytest.raises(KeyError, match="minilm-l6"):
+        create_text_encoder("no-such-encoder")
+
+
+def test_minilm_puts_a_paraphrase_closer_than_an_unrelated_sentence():
+    enc = create_text_encoder("minilm-l6")
+    f = enc.encode(["A man is playing a guitar on stage.", "Someone performs music with a guitar in a concert.",
+                    "The stock market fell sharply on Tuesday."])
+    e = torch.nn.functional.normalize(f.pooled, dim=-1)
+    para, unrelated = float(e[0] @ e[1]), float(e[0] @ e[2])
+    assert para > 0.5 and para > unrelated + 0.3, (para, unrelated)
+
+
+def test_efficientnet_lite0_ranks_the_known_photo_class_first():
+    """A real photo shipped in tests/assets (see its LICENSE) is classified as its ImageNet class."""
+    from tests.assets import KNOWN_PHOTOS
+
+    enc = create_image_encoder("efficientnet-lite0")
+    for filename, imagenet_class in KNOWN_PHOTOS.items():
+        img = Image.open(ASSETS / filename).convert("RGB")
+        logits = enc.encode([img]).logits[0]
+        assert int(logits.argmax()) == imagenet_class, (filename, int(logits.argmax()))
+
+
+def test_import_reads_no_weights_and_touches_no_network():
+    code = textwrap.dedent("""
+        import socket, torch, safetensors.torch
+        def refuse(*a, **k): raise AssertionError("network or weight access during import")
+        socket.socket.connect = refuse
+        torch.load = refuse
+        safetensors.torch.load_file = refuse
+        safetensors.safe_open = refuse
+        import mmdemo, mmdemo.encoders, mmdemo.models, mmdemo.predict, mmdemo.hub, mmdemo.checkpoint, mmdemo.tasks
+        assert "concat" in mmdemo.models.list_models()
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1],
+                         timeout=120)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
