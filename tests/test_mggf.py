@@ -1,0 +1,301 @@
+"""MGGF (mmdemo/models/mggf.py): shapes, the paper's stated properties, masking, gradients, variants,
+checkpoint round trip, two encoder families."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmdemo.checkpoint import load_checkpoint, save_checkpoint
+from mmdemo.encoders import FeatureDims, ImageFeatures, TextFeatures, create_image_encoder, create_text_encoder
+from mmdemo.models import MultimodalClassifier, get_model
+from mmdemo.models.mggf import MGGF, CrossModalGuidance, LocalFeature, intensity_targets, mean_discrepancy
+
+ENTRY = get_model("mggf")
+CAPTIONS = ["a happy dog running on the beach", "so sad", "what a day it is today, great weather!", "meh"]
+
+
+def _encode(text_name: str, image_name: str, n: int = 4):
+    te, ie = create_text_encoder(text_name), create_image_encoder(image_name)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        text = te.encode(CAPTIONS[:n], num_layers=1)
+        image = ie(torch.randn(n, 3, ie.image_size, ie.image_size))
+    return FeatureDims.of(te, ie), text, image
+
+
+@pytest.fixture(scope="module")
+def bert_resnet():
+    return _encode("tiny-bert", "tiny-resnet")
+
+
+@pytest.fixture(scope="module")
+def clip_pair():
+    return _encode("tiny-clip-text", "tiny-clip-image")
+
+
+def _head(dims: FeatureDims, variant: str = "", num_labels: int = 3, **overrides) -> MGGF:
+    """A small MGGF (d = 64 instead of 256, the outer product 16^2) to keep the tests fast."""
+    torch.manual_seed(0)
+    return ENTRY.head(ENTRY.config({"hidden": 64, "outer_dim": 16, **overrides}, variant), dims, num_labels)
+
+
+def test_registry_defaults():
+    cfg = ENTRY.config()
+    assert isinstance(cfg, MGGF.config_class) and cfg.hidden == 256 and cfg.outer_dim == 32
+    assert (cfg.granularity, cfg.cmgl, cfg.distance, cfg.fusion) == ("both", True, "kl", "cmf")
+    assert cfg.reg_weight == 1.0 and cfg.batch_size == 128 and cfg.text_layers == 1
+
+
+def _trainer_loss(head: MGGF, out, labels: torch.Tensor) -> torch.Tensor:
+    """What the trainer adds up: CE + aux_weight * unimodal CEs + out.losses + label_losses."""
+    aux = head.config.aux_weight * (F.cross_entropy(out.text_logits, labels) + F.cross_entropy(out.image_logits, labels))
+    extra = sum(out.losses.values()) + sum(head.label_losses(out, labels).values())
+    return F.cross_entropy(out.logits, labels) + aux + extra
+
+
+def test_forward_shapes_and_explain(bert_resnet):
+    dims, text, image = bert_resnet
+    B, L, N = text.attention_mask.shape[0], text.attention_mask.shape[1], dims.num_patches
+    out = _head(dims).eval()(text, image)
+    for t in (out.logits, out.text_logits, out.image_logits):
+        assert t.shape == (B, 3) and torch.isfinite(t).all()
+    ex = out.explain
+    assert ex["discrepancy"].shape == ex["kl"].shape == ex["score"].shape == (B,)
+    assert ex["attention"]["v->t"].shape == (B, 1, L, N)
+    assert ex["attention"]["t->v"].shape == (B, 1, N, L)
+    assert set(ex["attention"]) == set(MGGF.attention_axes)
+    # alpha = sigmoid(KL), KL >= 0 (eq. 7)
+    assert torch.allclose(ex["discrepancy"], torch.sigmoid(ex["kl"]))
+    assert (ex["kl"] >= 0).all() and (ex["discrepancy"] >= 0.5).all() and (ex["discrepancy"] < 1).all()
+
+
+def test_padding_is_masked(bert_resnet):
+    """A padded sample gives the same outputs as the same sample alone without padding, whatever sits in
+    the padded token states (Conv1D input zeroed, max pool and attention masked)."""
+    dims, text, image = bert_resnet
+    head = _head(dims).eval()
+    mask = text.attention_mask
+    i = int(mask.sum(1).argmin())  # the shortest caption, padded in the batch
+    n = int(mask[i].sum())
+    assert n < mask.shape[1]
+    noisy = text.layers.clone()
+    pad = (mask == 0)[:, None, :, None].expand_as(noisy)
+    noisy[pad] = 1e4  # garbage in every padded token state
+    batch = head(TextFeatures(noisy, mask, text.pooled), image)
+    alone = head(TextFeatures(text.layers[i:i + 1, :, :n], mask[i:i + 1, :n], text.pooled[i:i + 1]),
+                 ImageFeatures(image.patches[i:i + 1], image.pooled[i:i + 1], image.logits[i:i + 1]))
+    for key in ("logits", "text_logits", "image_logits"):
+        torch.testing.assert_close(getattr(batch, key)[i:i + 1], getattr(alone, key), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(batch.explain["discrepancy"][i:i + 1], alone.explain["discrepancy"])
+    v2t, t2v = batch.explain["attention"]["v->t"][i, 0], batch.explain["attention"]["t->v"][i, 0]
+    assert (v2t[n:] == 0).all() and (t2v[:, n:] == 0).all()
+    torch.testing.assert_close(v2t[:n], alone.explain["attention"]["v->t"][0, 0])
+    torch.testing.assert_close(t2v[:, :n], alone.explain["attention"]["t->v"][0, 0])
+
+
+def test_local_feature_max_pool_ignores_padding():
+    torch.manual_seed(0)
+    local = LocalFeature(8, 16, kernel_size=3)
+    tokens = torch.randn(1, 6, 8)
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0]])
+    tokens[0, 4:] = 1e6  # would win every max if the pool saw it
+    pooled, h = local(tokens, mask)
+    ref, _ = local(tokens[:, :4], mask[:, :4])
+    torch.testing.assert_close(pooled, ref)
+    assert h.shape == (1, 6, 16)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_batch_of_one(bert_resnet, mode):
+    dims, text, image = bert_resnet
+    head = _head(dims)
+    head.train(mode == "train")
+    one_t = TextFeatures(text.layers[:1], text.attention_mask[:1], text.pooled[:1])
+    one_i = ImageFeatures(image.patches[:1], image.pooled[:1], image.logits[:1])
+    out = head(one_t, one_i)
+    assert out.logits.shape == (1, 3) and out.explain["discrepancy"].shape == (1,)
+    _trainer_loss(head, out, torch.tensor([2])).backward()
+    assert all(torch.isfinite(p.grad).all() for p in head.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("distance", ["kl", "cos", "dis"])
+def test_cmgl_alpha_is_half_for_identical_modalities(distance):
+    """X_t == X_v -> distance 0 -> alpha = sigmoid(0) = 0.5 (eq. 7); different -> alpha in (0.5, 1)."""
+    torch.manual_seed(0)
+    cmgl = CrossModalGuidance(distance)
+    x = torch.randn(5, 64, requires_grad=True)
+    alpha, stats = cmgl(x, x.clone())
+    if distance == "cos":  # 1 - cos(x, x) is 0 only up to rounding
+        torch.testing.assert_close(alpha, torch.full((5,), 0.5))
+    else:
+        assert (alpha == 0.5).all()
+    assert (stats["kl"] == 0).all()
+    alpha.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    alpha, _ = cmgl(3 * torch.randn(5, 64), 3 * torch.randn(5, 64))
+    assert (alpha > 0.5).all() and (alpha < 1).all()
+
+
+def test_cmgl_kl_matches_reference_and_disabled_is_half():
+    torch.manual_seed(0)
+    x_t, x_v = torch.randn(4, 32), torch.randn(4, 32)
+    alpha, stats = CrossModalGuidance("kl")(x_t, x_v)
+    lp_t, lp_v = x_t.log_softmax(-1), x_v.log_softmax(-1)
+    a1 = F.kl_div(lp_t, lp_v, log_target=True, reduction="none").sum(-1)  # KL(p_v || p_t)
+    a2 = F.kl_div(lp_v, lp_t, log_target=True, reduction="none").sum(-1)  # KL(p_t || p_v)
+    torch.testing.assert_close(stats["kl"], (a1 + a2) / 2)
+    torch.testing.assert_close(alpha, torch.sigmoid((a1 + a2) / 2))
+    alpha_off, _ = CrossModalGuidance("kl", enabled=False)(x_t, x_v)
+    assert (alpha_off == 0.5).all()
+
+
+@pytest.mark.parametrize("distance", ["kl", "cos", "dis"])
+def test_alpha_in_range_for_extreme_inputs(distance):
+    torch.manual_seed(0)
+    alpha, _ = CrossModalGuidance(distance)(100 * torch.randn(8, 64), 100 * torch.randn(8, 64))
+    assert torch.isfinite(alpha).all() and (alpha >= 0.5).all() and (alpha <= 1).all()
+
+
+def test_alpha_weights_cross_modal_vs_unimodal(bert_resnet):
+    """eq. 11: the classifier sees alpha * X^ and (1 - alpha) * X_t, (1 - alpha) * X_v."""
+    dims, text, image = bert_resnet
+    head = _head(dims).eval()
+    seen = {}
+    head.classifier.trunk.register_forward_hook(lambda m, inp, out: seen.update(x=inp[0]))
+    out = head(text, image)
+    d, fused = head.config.hidden, head.config.outer_dim ** 2
+    x = seen["x"]
+    assert x.shape[1] == fused + 2 * d
+    x_t, _ = head.text_branch(text.cls, text.tokens, text.attention_mask)
+    a = out.explain["discrepancy"].unsqueeze(-1)
+    torch.testing.assert_close(x[:, fused:fused + d], (1 - a) * x_t)
+
+
+@pytest.mark.parametrize("variant", ["", *ENTRY.variants])
+def test_gradients_reach_every_parameter(bert_resnet, variant):
+    dims, text, image = bert_resnet
+    head = _head(dims, variant).train()
+    out = head(text, image)
+    # labels whose intensity targets (+1, -1, +1, +1) cannot cancel in the L1 gradient of the score bias
+    _trainer_loss(head, out, torch.tensor([0, 2, 0, 0])).backward()
+    for name, p in head.named_parameters():
+        assert p.grad is not None, f"{variant or 'default'}: no gradient for {name}"
+        assert torch.isfinite(p.grad).all(), f"{variant or 'default'}: non-finite gradient for {name}"
+        assert p.grad.abs().sum() > 0, f"{variant or 'default'}: zero gradient for {name}"
+
+
+def test_variants_change_what_they_claim(bert_resnet):
+    dims, text, image = bert_resnet
+    assert set(ENTRY.variants) == {"global-only", "local-only", "no-cmgl", "cat", "cnn", "cos", "dis"}
+    run = {v: _head(dims, v).eval() for v in ENTRY.variants}
+    outs = {v: h(text, image) for v, h in run.items()}
+    assert (outs["no-cmgl"].explain["discrepancy"] == 0.5).all()
+    assert run["global-only"].text_branch.local is None and run["global-only"].text_branch.global_ff is not None
+    assert run["local-only"].text_branch.global_ff is None and run["local-only"].image_branch.local is not None
+    assert "attention" not in outs["global-only"].explain  # no token sets without local features
+    assert "attention" not in outs["cat"].explain and "attention" not in outs["cnn"].explain
+    for v in ("cos", "dis"):
+        ex = outs[v].explain
+        assert ex["distance"].shape == (4,) and torch.allclose(ex["discrepancy"], torch.sigmoid(ex["distance"]))
+    x_t, x_v = torch.randn(4, 16), torch.randn(4, 16)
+    cos = CrossModalGuidance("cos")(x_t, x_v)[1]["distance"]
+    torch.testing.assert_close(cos, 1 - F.cosine_similarity(x_t, x_v, dim=-1))
+    dis = CrossModalGuidance("dis")(x_t, x_v)[1]["distance"]
+    torch.testing.assert_close(dis, (x_t - x_v).norm(dim=-1) / 4)
+    with pytest.raises(ValueError):
+        _head(dims, fusion="transformer")
+    with pytest.raises(ValueError):
+        _head(dims, distance="wasserstein")
+
+
+def test_label_losses_intensity_and_probs(bert_resnet):
+    dims, text, image = bert_resnet
+    torch.testing.assert_close(intensity_targets(3), torch.tensor([1.0, 0.0, -1.0]))  # pos, neu, neg
+    labels = torch.tensor([0, 1, 2, 2])
+    head = _head(dims, reg_weight=2.0).eval()
+    out = head(text, image)
+    reg = head.label_losses(out, labels)["reg"]
+    torch.testing.assert_close(reg, 2.0 * (out.explain["score"] - torch.tensor([1.0, 0.0, -1.0, -1.0])).abs().mean())
+    assert head.label_losses(out, torch.zeros(4, 3)) == {}  # multi-label: no intensity scale
+
+    probs_head = _head(dims, reg_target="probs").eval()
+    assert probs_head.classifier.reg is None
+    out = probs_head(text, image)
+    assert "score" not in out.explain
+    p_y = out.logits.softmax(-1)[torch.arange(4), labels]
+    torch.testing.assert_close(probs_head.label_losses(out, labels)["reg"], (2 * (1 - p_y)).mean())
+    multi = torch.tensor([[1.0, 0, 1], [0, 0, 0], [0, 1, 0], [1, 1, 1]])
+    torch.testing.assert_close(probs_head.label_losses(out, multi)["reg"],
+                               (out.logits.sigmoid() - multi).abs().sum(-1).mean())
+
+    off = _head(dims, reg_weight=0.0)
+    assert off.classifier.reg is None and off.label_losses(off(text, image), labels) == {}
+
+
+def test_aux_classifiers_detached_by_default(bert_resnet):
+    dims, text, image = bert_resnet
+    for detach in (True, False):
+        head = _head(dims, aux_detach=detach)
+        out = head(text, image)
+        F.cross_entropy(out.text_logits, torch.tensor([0, 1, 2, 0])).backward()
+        branch_grad = head.text_branch.mlp[0].weight.grad
+        assert (branch_grad is None) == detach
+
+
+def test_mean_discrepancy(bert_resnet):
+    dims, text, image = bert_resnet
+    head = _head(dims).train()
+    m = mean_discrepancy(head, text, image)
+    assert 0.5 <= m < 1 and head.training
+    with torch.no_grad():
+        ref = float(head.eval()(text, image).explain["discrepancy"].mean())
+    assert math.isclose(m, ref, rel_tol=1e-6)
+
+
+def test_learns_a_small_batch(bert_resnet):
+    """The whole head (with L_reg) can fit 4 examples: a wiring check that fails if a path is broken."""
+    dims, text, image = bert_resnet
+    head = _head(dims, dropout=0.0, hidden=32, outer_dim=8).train()
+    labels = torch.tensor([0, 1, 2, 0])
+    opt = torch.optim.Adam(head.parameters(), lr=3e-3)
+    for _ in range(25):
+        opt.zero_grad()
+        loss = _trainer_loss(head, head(text, image), labels)
+        loss.backward()
+        opt.step()
+    out = head.eval()(text, image)
+    assert (out.logits.argmax(-1) == labels).all()
+    assert F.l1_loss(out.explain["score"], intensity_targets(3)[labels]) < 0.2
+
+
+def test_checkpoint_round_trip(bert_resnet, tmp_path):
+    dims, text, image = bert_resnet
+    torch.manual_seed(0)
+    model = MultimodalClassifier("mggf", "mvsa-single", ["positive", "neutral", "negative"], "tiny-bert",
+                                 "tiny-resnet", {**dims.__dict__, "image_grid": list(dims.image_grid)},
+                                 head={"hidden": 64}, variant="cos").eval()
+    save_checkpoint(model, tmp_path / "ckpt")
+    loaded = load_checkpoint(tmp_path / "ckpt", task="mvsa-single")
+    assert loaded.variant == "cos" and loaded.head.config.hidden == 64 and loaded.head.config.distance == "cos"
+    a, b = model(text, image), loaded(text, image)
+    for key in ("logits", "text_logits", "image_logits"):
+        assert torch.equal(getattr(a, key), getattr(b, key))
+    assert torch.equal(a.explain["discrepancy"], b.explain["discrepancy"])
+
+
+def test_clip_encoders_without_logits(clip_pair):
+    dims, text, image = clip_pair
+    assert image.logits is None and dims.image_logits_dim == 0
+    for variant in ("", "global-only", "cnn"):
+        head = _head(dims, variant, num_labels=2)
+        out = head(text, image)
+        assert out.logits.shape == (4, 2)
+        _trainer_loss(head, out, torch.tensor([0, 1, 1, 0])).backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
+    assert out.explain["discrepancy"].shape == (4,)
+    ex = _head(dims).eval()(text, image).explain
+    assert ex["attention"]["v->t"].shape == (4, 1, text.attention_mask.shape[1], 16)
