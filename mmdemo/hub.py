@@ -167,6 +167,16 @@ def bundled_checkpoints(root: Path = BUNDLED_DIR) -> dict[str, dict[str, Path]]:
     return out
 
 
+def download(repo_id: str) -> Path:
+    """A Hub checkpoint repo -> local snapshot directory (config, safetensors, metrics, card, plots only)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=UPLOAD_PATTERNS))
+    except Exception as e:  # offline, unreachable, missing repo
+        raise CheckpointError(f"could not fetch Hub repo {repo_id!r} ({type(e).__name__}: {e})") from e
+
+
 @dataclass
 class Resolved:
     path: Path
@@ -179,16 +189,13 @@ def resolve(task: str, model: str, root: Path = BUNDLED_DIR) -> Resolved:
     repo = configured_repos().get(f"{task}/{model}")
     note = ""
     if repo:
-        from huggingface_hub import snapshot_download
-
         try:
-            # allow_patterns: never fetch pickles, even if a repo has them.
-            path = Path(snapshot_download(repo, allow_patterns=UPLOAD_PATTERNS))
+            path = download(repo)  # allow_patterns: never fetches pickles, even if a repo has them
             if (path / WEIGHTS_FILE).is_file():
                 return Resolved(path, f"hub:{repo}")
-            note = f"Hub repo {repo} has no {WEIGHTS_FILE}"
-        except Exception as e:  # offline, unreachable, missing repo: all fall back
-            note = f"Hub repo {repo} unavailable ({type(e).__name__}); using the bundled checkpoint"
+            note = f"Hub repo {repo} has no {WEIGHTS_FILE}; using the bundled checkpoint"
+        except CheckpointError as e:  # offline, unreachable, missing repo: all fall back
+            note = f"Hub repo {repo} unavailable ({type(e.__cause__).__name__}); using the bundled checkpoint"
     path = root / task / model
     if not (path / CONFIG_FILE).is_file():
         raise CheckpointError(f"no checkpoint for task {task!r} and model {model!r}: "

@@ -80,12 +80,29 @@ class Predictor:
         self.image_encoder = (image_encoder or shared_image_encoder(classifier.image_encoder_name)).to(device)
         self.pipeline = Pipeline(self.text_encoder, self.image_encoder, self.classifier).eval()
         self.device = device
+        self.source, self.note = "", ""  # set by for_task: "bundled" or "hub:<repo>"
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu", **expect) -> "Predictor":
+    def from_checkpoint(cls, path_or_repo: str | Path, device: str = "cpu", **expect) -> "Predictor":
+        """A local checkpoint directory, or a Hub repo id ("user/name") when no such directory exists."""
         from .checkpoint import load_checkpoint
+        from .hub import download
 
+        path = Path(path_or_repo)
+        if not path.exists() and str(path_or_repo).count("/") == 1:
+            path = download(str(path_or_repo))
         return cls(load_checkpoint(path, **expect), device=device)
+
+    @classmethod
+    def for_task(cls, task: str, model: str, device: str = "cpu", **expect) -> "Predictor":
+        """The configured Hub repo for (task, model) when reachable, else the bundled checkpoint;
+        `predictor.source` says which was used (and `predictor.note` why a fallback happened)."""
+        from .hub import load
+
+        classifier, where = load(task, model, **expect)
+        predictor = cls(classifier, device=device)
+        predictor.source, predictor.note = where.source, where.note
+        return predictor
 
     @property
     def labels(self) -> list[str]:

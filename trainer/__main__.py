@@ -1,4 +1,4 @@
-"""python -m trainer {train,eval,floor,report,bundle,bench,push,data} ...
+"""python -m trainer {train,eval,floor,report,bundle,bench,probe,push,data} ...
 
 Examples:
   python -m trainer train --task mvsa-single --model concat --seeds 0 1 2
@@ -8,6 +8,7 @@ Examples:
   python -m trainer report --runs runs
   python -m trainer bundle --task mvsa-single --model concat
   python -m trainer bench --task mvsa-single
+  python -m trainer probe --checkpoint checkpoints/mvsa-single/mggf --split dev
   python -m trainer push --checkpoint checkpoints/mvsa-single/concat --repo-id USER/NAME
 """
 
@@ -120,6 +121,25 @@ def cmd_bench(a) -> None:
     bench(a.task, a.model, a.text_encoder, a.image_encoder, a.samples, a.max_length, a.data_dir)
 
 
+def cmd_probe(a) -> None:
+    from mmdemo.checkpoint import load_checkpoint
+
+    from .probe import matched_vs_shuffled
+    from .run import load_features
+
+    model = load_checkpoint(a.checkpoint)
+    _, feats, _ = load_features(model.task, model.text_encoder_name, model.image_encoder_name, a.data_dir,
+                                model.max_length, a.cache_dir)
+    report = matched_vs_shuffled(model, feats[a.split], a.seed)
+    if not report:
+        print(f"{model.model_name} has no scalar explain signals")
+    print(f"{a.checkpoint} on {a.split} ({len(feats[a.split])} pairs): matched vs images shuffled across samples")
+    print("| signal | matched mean ± std | shuffled mean ± std | shuffled higher |\n|---|---|---|---|")
+    for key, r in report.items():
+        print(f"| {key} | {r['matched_mean']:.4f} ± {r['matched_std']:.4f} | {r['shuffled_mean']:.4f} ± "
+              f"{r['shuffled_std']:.4f} | {r['shuffled_higher_fraction']:.1%} |")
+
+
 def cmd_push(a) -> None:
     from mmdemo.hub import push_checkpoint
 
@@ -192,6 +212,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--samples", type=int, default=256)
     _encoder_args(p)
     p.set_defaults(fn=cmd_bench)
+
+    p = sub.add_parser("probe", help="scalar explain signals on matched vs shuffled image-caption pairs")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--split", default="dev", choices=["train", "dev", "test"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--cache-dir", type=Path, default=None)
+    p.set_defaults(fn=cmd_probe)
 
     p = sub.add_parser("push", help="upload a checkpoint directory to the Hugging Face Hub")
     p.add_argument("--checkpoint", required=True)

@@ -44,7 +44,11 @@ class HFTextEncoder(TextEncoder):
     def from_pretrained(cls, name: str, source: str | Path, pooling: str = "cls", max_length: int = 64,
                         local_only: bool = False) -> "HFTextEncoder":
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()  # the load report lists the pooler we deliberately do not build
+        hf_logging.disable_progress_bar()
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=local_only)
             model = AutoModel.from_pretrained(str(source), local_files_only=local_only, add_pooling_layer=pooling == "pooler")
@@ -53,6 +57,10 @@ class HFTextEncoder(TextEncoder):
                 f"Text encoder {name!r} needs the Hugging Face model {str(source)!r}, which is neither in the local "
                 f"cache nor reachable ({type(e).__name__}). On a machine with internet run "
                 f"`huggingface-cli download {source}` once, or use the offline default 'minilm-l6'.") from e
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
         return cls(name, model.eval(), tokenizer, pooling, max_length)
 
     def tokenize(self, texts: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from ..encoders.base import FeatureDims, ImageFeatures, TextFeatures
 from .base import MLP, FusionHead, HeadConfig, ModelOutput
@@ -18,9 +19,13 @@ from .base import MLP, FusionHead, HeadConfig, ModelOutput
 @dataclass
 class BaselineConfig(HeadConfig):
     text_layers: int = 0  # the baselines read only the pooled vectors
-    hidden: int = 256
-    dropout: float = 0.3
+    # hidden / dropout / lr chosen by mean dev weighted F1 of concat on mvsa-single over seeds 0-2, among
+    # (256, 0.3, 1e-3), (256, 0.5, 1e-3), (64, 0.5, 1e-3), (128, 0.5, 1e-3, wd 0.1) and this one.
+    hidden: int = 64
+    dropout: float = 0.6
+    lr: float = 3e-4
     fusion: str = "concat"  # "text" | "image" | "concat"
+    input_norm: bool = True  # LayerNorm each pooled vector first: MiniLM and EfficientNet differ ~10x in scale
 
 
 class UnimodalBranches(FusionHead):
@@ -30,6 +35,8 @@ class UnimodalBranches(FusionHead):
     def __init__(self, config: BaselineConfig, dims: FeatureDims, num_labels: int):
         super().__init__(config, dims, num_labels)
         h, p = config.hidden, config.dropout
+        norm = nn.LayerNorm if config.input_norm else lambda d: nn.Identity()
+        self.text_norm, self.image_norm = norm(dims.text_dim), norm(dims.image_pooled_dim)
         self.text_mlp = MLP(dims.text_dim, h, num_labels, p)
         self.image_mlp = MLP(dims.image_pooled_dim, h, num_labels, p)
         if config.fusion == "concat":
@@ -38,7 +45,7 @@ class UnimodalBranches(FusionHead):
             raise ValueError(f"fusion must be text, image or concat, not {config.fusion!r}")
 
     def forward(self, text: TextFeatures, image: ImageFeatures) -> ModelOutput:
-        t, v = text.pooled, image.pooled
+        t, v = self.text_norm(text.pooled), self.image_norm(image.pooled)
         text_logits, image_logits = self.text_mlp(t), self.image_mlp(v)
         if self.config.fusion == "concat":
             logits = self.fusion_mlp(torch.cat([t, v], dim=-1))

@@ -1,0 +1,124 @@
+"""Hub integration without network: clear errors before any work, card round trip, fallback to bundled."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+
+from mmdemo import hub
+from mmdemo.checkpoint import save_checkpoint
+from mmdemo.models import MultimodalClassifier
+from tests.test_contract import LABELS, features, make_classifier
+
+METRICS = {"seed": 0, "selected_on": "dev weighted_f1 (fused)",
+           "dev": {"fused": {"accuracy": 0.71, "weighted_f1": 0.70, "macro_f1": 0.55}},
+           "test": {"fused": {"accuracy": 0.69, "weighted_f1": 0.68, "macro_f1": 0.52}}}
+
+
+@pytest.fixture
+def ckpt(tiny_encoders, tmp_path) -> Path:
+    te, ie = tiny_encoders
+    model = make_classifier(te, ie, "concat")
+    out = tmp_path / "checkpoints" / "mvsa-single" / "concat"
+    save_checkpoint(model, out, metrics=METRICS)
+    hub.make_model_card(model.hub_config(), METRICS, "python -m trainer train --task mvsa-single --model concat").save(
+        out / "README.md")
+    return out
+
+
+def test_push_fails_fast_offline(ckpt, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(hub.HubError, match="HF_HUB_OFFLINE"):
+        hub.push_checkpoint(ckpt, "someone/mmdemo-test")
+
+
+def test_push_without_token_or_reachable_hub_says_so(ckpt, monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    with pytest.raises(hub.HubError, match="token"):
+        hub.push_checkpoint(ckpt, "someone/mmdemo-test")
+
+    def unreachable(*a, **k):
+        raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(huggingface_hub, "whoami", unreachable)
+    with pytest.raises(hub.HubError, match="unreachable"):
+        hub.push_checkpoint(ckpt, "someone/mmdemo-test", token="hf_fake")
+
+
+def test_cli_push_and_push_to_hub_fail_before_any_work(ckpt):
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    root = Path(__file__).parents[1]
+    for args in (["push", "--checkpoint", str(ckpt), "--repo-id", "a/b"],
+                 ["train", "--task", "mvsa-single", "--model", "concat", "--push-to-hub", "--repo-id", "a/b"]):
+        out = subprocess.run([sys.executable, "-m", "trainer", *args], capture_output=True, text=True, cwd=root,
+                             env=env, timeout=120)
+        assert out.returncode == 2 and "HF_HUB_OFFLINE" in out.stderr, out.stderr[-1000:]
+        assert "Traceback" not in out.stderr
+
+
+def test_local_directory_round_trips_through_from_pretrained(ckpt, tiny_encoders):
+    te, ie = tiny_encoders
+    loaded = MultimodalClassifier.from_pretrained(ckpt)
+    text, image = features(te, ie)
+    again = MultimodalClassifier.from_pretrained(ckpt)
+    assert torch.equal(loaded(text, image).logits, again(text, image).logits)
+    assert loaded.labels == LABELS and loaded.task == "mvsa-single"
+
+
+def test_model_card_parses_back_with_eval_results(ckpt):
+    card = ModelCard.load(ckpt / "README.md")
+    results = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert results[("test", "accuracy")] == pytest.approx(0.69)
+    assert results[("dev", "weighted_f1")] == pytest.approx(0.70)
+    assert card.data.library_name == "mmdemo" and card.data.license == "apache-2.0"
+    assert "sentence-transformers/all-MiniLM-L6-v2" not in card.data.base_model  # tiny encoders have no Hub id
+    assert "python -m trainer train --task mvsa-single --model concat" in card.text
+
+
+def test_resolve_falls_back_to_bundled_when_hub_unreachable(ckpt, monkeypatch):
+    root = ckpt.parents[1]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv(hub.HUB_CONFIG_ENV, json.dumps({"mvsa-single/concat": "someone/does-not-exist"}))
+    where = hub.resolve("mvsa-single", "concat", root=root)
+    assert where.source == "bundled" and where.path == ckpt
+    assert "someone/does-not-exist" in where.note and "bundled" in where.note
+    monkeypatch.delenv(hub.HUB_CONFIG_ENV)
+    assert hub.resolve("mvsa-single", "concat", root=root).note == ""
+    with pytest.raises(Exception, match="nothing bundled"):
+        hub.resolve("mvsa-single", "hglnet", root=root)
+
+
+def test_resolve_uses_the_hub_snapshot_when_reachable(ckpt, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setenv(hub.HUB_CONFIG_ENV, json.dumps({"mvsa-single/concat": "someone/mmdemo-concat"}))
+    asked = {}
+
+    def fake_snapshot(repo_id, allow_patterns):
+        asked.update(repo=repo_id, patterns=allow_patterns)
+        return str(ckpt)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    where = hub.resolve("mvsa-single", "concat", root=ckpt.parents[1] / "elsewhere")
+    assert where.source == "hub:someone/mmdemo-concat"
+    assert not any(p.endswith((".bin", ".pt", ".pth")) for p in asked["patterns"])  # never fetch pickles
+
+
+def test_bundled_checkpoints_are_what_push_uploads():
+    for task, models in hub.bundled_checkpoints().items():
+        for model, path in models.items():
+            names = {p.name for p in path.iterdir()}
+            assert {"config.json", "model.safetensors", "metrics.json", "README.md"} <= names, path
+            assert all(any(Path(n).match(pat) for pat in hub.UPLOAD_PATTERNS) for n in names), names
+            assert path.joinpath("model.safetensors").stat().st_size < 25 * 2**20
+            card = ModelCard.load(path / "README.md")
+            assert card.data.eval_results, path
