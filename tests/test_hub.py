@@ -114,7 +114,9 @@ def test_resolve_uses_the_hub_snapshot_when_reachable(ckpt, monkeypatch):
 
 
 def test_bundled_checkpoints_are_what_push_uploads():
-    for task, models in hub.bundled_checkpoints().items():
+    bundled = hub.bundled_checkpoints()
+    assert {"mvsa-single", "mediaeval2016"} <= set(bundled)
+    for task, models in bundled.items():
         for model, path in models.items():
             names = {p.name for p in path.iterdir()}
             assert {"config.json", "model.safetensors", "metrics.json", "README.md"} <= names, path
