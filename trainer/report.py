@@ -32,7 +32,7 @@ def _fmt(values: list[float]) -> str:
 
 def table(runs: Path, split: str = "test", head: str = "fused", tasks: list[str] | None = None,
           models: list[str] | None = None, variants: bool = False) -> str:
-    groups = collect(runs)
+    groups = {k: v for k, v in collect(runs).items() if head in v[0][split]}  # logreg has no unimodal heads
     lines = []
     multi = {k: "precision@1" in v[0][split][head] for k, v in groups.items()}
     for is_ml in (False, True):
