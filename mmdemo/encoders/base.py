@@ -14,6 +14,12 @@ from PIL import Image
 from torch import nn
 
 
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the token axis of x [B, L, D], counting only mask == 1 positions."""
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
 class EncoderUnavailableError(RuntimeError):
     """An encoder's weights are not on this machine and cannot be fetched."""
 

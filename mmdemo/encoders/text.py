@@ -7,12 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .base import EncoderUnavailableError, TextEncoder, TextFeatures
-
-
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    m = mask.unsqueeze(-1).to(x.dtype)
-    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+from .base import EncoderUnavailableError, TextEncoder, TextFeatures, masked_mean
 
 
 def minilm_path() -> Path:
@@ -74,7 +69,7 @@ class HFTextEncoder(TextEncoder):
         layers = torch.stack(out.hidden_states[-num_layers:], dim=1)  # hidden_states[0] is the embedding output
         last = out.hidden_states[-1]
         if self.pooling == "mean":
-            pooled = _masked_mean(last, attention_mask)
+            pooled = masked_mean(last, attention_mask)
         elif self.pooling == "pooler":
             pooled = out.pooler_output
         else:

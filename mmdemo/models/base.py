@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..encoders.base import FeatureDims, ImageFeatures, TextFeatures
+from ..encoders.base import FeatureDims, ImageFeatures, TextFeatures, masked_mean  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -105,8 +105,3 @@ class MLP(nn.Sequential):
     def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float = 0.1):
         super().__init__(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
 
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the token axis of x [B, L, D], counting only mask == 1 positions."""
-    m = mask.unsqueeze(-1).to(x.dtype)
-    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)

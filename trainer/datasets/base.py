@@ -16,8 +16,6 @@ import hashlib
 import json
 import os
 import random
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
