@@ -106,8 +106,7 @@ def test_unfreezing_the_last_text_layer_trains_it_and_only_it(synthetic, tmp_pat
     data, feats, dims, _ = synthetic
     live = {name: split for name, split in feats.items()}
     for name, split in live.items():
-        caption = {s.id: s.text for s in data.splits()[name]}
-        split.texts = [caption[i] for i in split.ids]
+        split.attach_texts(data.splits()[name])
     try:
         spec = RunSpec(task="mvsa-single", model="concat", labels=LABELS, multi_label=False, text_encoder="tiny-bert",
                        image_encoder="tiny-resnet", dims=dims, overrides={"epochs": 2, "batch_size": 16},
@@ -115,7 +114,7 @@ def test_unfreezing_the_last_text_layer_trains_it_and_only_it(synthetic, tmp_pat
         model, _ = train(spec, live, progress=False)
     finally:
         for split in live.values():
-            split.texts = None
+            split.attach_texts(None)
     from mmdemo.encoders import create_text_encoder
 
     fresh = create_text_encoder("tiny-bert").state_dict()

@@ -72,11 +72,10 @@ def cmd_eval(a) -> None:
     from mmdemo.checkpoint import load_checkpoint
 
     from .loop import evaluate
-    from .run import load_features
+    from .run import checkpoint_features
 
     model = load_checkpoint(a.checkpoint)
-    _, feats, _ = load_features(model.task, model.text_encoder_name, model.image_encoder_name, a.data_dir,
-                                model.max_length, a.cache_dir)
+    feats = checkpoint_features(model, a.data_dir, a.cache_dir)
     res = {split: evaluate(model, feats[split]) for split in a.splits}
     for split, r in res.items():
         for head in ("fused", "text", "image"):
@@ -125,14 +124,14 @@ def cmd_probe(a) -> None:
     from mmdemo.checkpoint import load_checkpoint
 
     from .probe import matched_vs_shuffled
-    from .run import load_features
+    from .run import checkpoint_features
 
     model = load_checkpoint(a.checkpoint)
-    _, feats, _ = load_features(model.task, model.text_encoder_name, model.image_encoder_name, a.data_dir,
-                                model.max_length, a.cache_dir)
+    feats = checkpoint_features(model, a.data_dir, a.cache_dir)
     report = matched_vs_shuffled(model, feats[a.split], a.seed)
     if not report:
         print(f"{model.model_name} has no scalar explain signals")
+        return
     print(f"{a.checkpoint} on {a.split} ({len(feats[a.split])} pairs): matched vs images shuffled across samples")
     print("| signal | matched mean ± std | shuffled mean ± std | shuffled higher |\n|---|---|---|---|")
     for key, r in report.items():

@@ -6,7 +6,6 @@ re-encoding every batch with the frozen encoders, on the same samples, side by s
 
 from __future__ import annotations
 
-import os
 import time
 
 import torch
@@ -18,6 +17,7 @@ from mmdemo.models import MultimodalClassifier
 from .datasets import load_task_data
 from .features import CACHED_TEXT_LAYERS, encode_split
 from .loop import total_loss
+from .run import torch_threads
 
 
 def _train_epoch(model: MultimodalClassifier, batches, optimizer, multi_label: bool) -> None:
@@ -31,7 +31,7 @@ def _train_epoch(model: MultimodalClassifier, batches, optimizer, multi_label: b
 
 def bench(task: str, model_name: str, text_encoder: str, image_encoder: str, samples: int, max_length: int,
           data_dir: str | None = None, batch_size: int = 64) -> dict:
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    torch_threads(0)  # encoding dominates here and uses every core
     data = load_task_data(task, data_dir)
     subset = data.train[:samples]
     te, ie = create_text_encoder(text_encoder), create_image_encoder(image_encoder)

@@ -70,6 +70,14 @@ class CachedSplit:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def attach_texts(self, samples: list[Sample] | None) -> None:
+        """Give every cached sample its raw caption (fine-tuning runs the text encoder live); None detaches."""
+        if samples is None:
+            self.texts = None
+            return
+        caption = {s.id: s.text for s in samples}
+        self.texts = [caption[i] for i in self.ids]
+
     def batch(self, idx: torch.Tensor, num_layers: int | None = None, patches: bool = True,
               dtype: torch.dtype = torch.float32) -> tuple[TextFeatures | list[str], ImageFeatures, torch.Tensor]:
         """Padded features of the samples idx, with the last `num_layers` text layers (all cached ones by

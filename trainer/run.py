@@ -38,6 +38,14 @@ def load_features(task: str, text_encoder: str, image_encoder: str, data_dir: st
     return data, feats, FeatureDims.of(te, ie)
 
 
+def checkpoint_features(model: MultimodalClassifier, data_dir: str | None = None,
+                        cache_dir: Path | None = None) -> dict[str, CachedSplit]:
+    """The cached features of a trained model's task, with the encoders and text length it was trained with."""
+    _, feats, _ = load_features(model.task, model.text_encoder_name, model.image_encoder_name, data_dir,
+                                model.max_length, cache_dir)
+    return feats
+
+
 def write_run(model: MultimodalClassifier, record: dict, feats: dict[str, CachedSplit], data: DatasetSplits,
               out_dir: Path, seed: int, command: str) -> dict:
     """Evaluate on dev and test (the only place test is touched) and write the checkpoint directory."""
@@ -70,8 +78,7 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
     metric = selection_metric(data.multi_label, t.paper_metric)
     if finetune_text_layers:  # the text encoder runs live on the captions; images still come from the cache
         for name, split in feats.items():
-            caption = {s.id: s.text for s in data.splits()[name]}
-            split.texts = [caption[i] for i in split.ids]
+            split.attach_texts(data.splits()[name])
     written = []
     for seed in seeds:
         spec = RunSpec(task=task, model=model, labels=data.labels, multi_label=data.multi_label, text_encoder=text_encoder,
