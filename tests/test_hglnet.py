@@ -124,7 +124,7 @@ def test_gga_scales_streams_and_no_gga_leaves_them_unscaled():
     head = _head(dims).eval()
     e = head.text_align(text.last(4))  # eq. 8 / 9 transforms computed directly
     v = head.image_align(image.patches)
-    w = head.gga(text.cls, image.global_vector)
+    w = head.gga(text.global_vector, image.global_vector)
     s = head.aligned_streams(text, image)
     assert torch.allclose(s["text"], w[:, 0, None, None, None] * e, atol=1e-6)
     assert torch.allclose(s["image"], w[:, 1, None, None] * v, atol=1e-6)
@@ -144,7 +144,7 @@ def test_forward_matches_equations_step_by_step():
     dims, text, image = _features()
     head = _head(dims).eval()
     mask = text.attention_mask
-    w = head.gga(text.cls, image.global_vector)
+    w = head.gga(text.global_vector, image.global_vector)
     v = head.image_align(image.patches) * w[:, 1, None, None]
     pooled = []
     for k, crt in enumerate([head.crts[0], head.crts[0], head.crts[1], head.crts[1]]):

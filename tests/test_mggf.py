@@ -170,7 +170,7 @@ def test_alpha_weights_cross_modal_vs_unimodal(bert_resnet):
     d, fused = head.config.hidden, head.config.outer_dim ** 2
     x = seen["x"]
     assert x.shape[1] == fused + 2 * d
-    x_t, _ = head.text_branch(text.cls, text.tokens, text.attention_mask)
+    x_t, _ = head.text_branch(text.global_vector, text.tokens, text.attention_mask)
     a = out.explain["discrepancy"].unsqueeze(-1)
     torch.testing.assert_close(x[:, fused:fused + d], (1 - a) * x_t)
 

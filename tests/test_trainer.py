@@ -125,3 +125,36 @@ def test_unfreezing_the_last_text_layer_trains_it_and_only_it(synthetic, tmp_pat
 
     save_checkpoint(model, tmp_path)
     assert torch.equal(load_checkpoint(tmp_path).text_encoder.state_dict()[last], tuned[last])
+
+
+def test_sweep_ranks_points_by_mean_dev_never_by_test_and_promotes_the_best(tmp_path, monkeypatch):
+    import subprocess
+    from pathlib import Path
+
+    from trainer import sweep as sweep_mod
+
+    assert sweep_mod.grid_points({"lr": [1e-3, 3e-4], "dropout": [0.5]}) == [
+        {"lr": 1e-3, "dropout": 0.5}, {"lr": 3e-4, "dropout": 0.5}]
+    # lr 3e-4 wins on test, lr 1e-3 on dev: the sweep must pick 1e-3.
+    dev = {1e-3: [0.70, 0.72], 3e-4: [0.69, 0.70]}
+    test = {1e-3: 0.60, 3e-4: 0.90}
+
+    def fake_run(cmd, **kwargs):
+        out, seed = Path(cmd[cmd.index("--out") + 1]), int(cmd[cmd.index("--seeds") + 1])
+        lr = json.loads(cmd[cmd.index("--set") + 1].split("=", 1)[1])
+        run = out / "toy" / "concat" / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({
+            "selected_on": "dev weighted_f1 (fused)", "dev": {"fused": {"weighted_f1": dev[lr][seed]}},
+            "test": {"fused": {"weighted_f1": test[lr]}}}))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(sweep_mod.subprocess, "run", fake_run)
+    result = sweep_mod.sweep("toy", "concat", {"lr": [1e-3, 3e-4]}, [0, 1], tmp_path / "sweep", jobs=2)
+    assert result["best"] == {"lr": 1e-3}
+    assert [round(p["dev_mean"], 3) for p in result["points"]] == [0.71, 0.695]
+    assert json.loads((tmp_path / "sweep" / "toy" / "concat" / "sweep.json").read_text())["best"] == {"lr": 1e-3}
+    assert "test" not in sweep_mod.sweep_table(result)
+    dest = sweep_mod.promote(result, tmp_path / "sweep", tmp_path / "runs")
+    assert sorted(p.name for p in dest.iterdir()) == ["seed0", "seed1"]
+    assert json.loads((dest / "seed0" / "metrics.json").read_text())["dev"]["fused"]["weighted_f1"] == 0.70

@@ -1,10 +1,11 @@
-"""python -m trainer {train,eval,floor,report,bundle,bench,probe,push,data} ...
+"""python -m trainer {train,sweep,eval,floor,report,bundle,bench,probe,push,data} ...
 
 Examples:
   python -m trainer train --task mvsa-single --model concat --seeds 0 1 2
   python -m trainer train --task mvsa-single --model hglnet --variant no-gga --seeds 0
   python -m trainer eval --checkpoint checkpoints/mvsa-single/concat
   python -m trainer floor --task mvsa-single
+  python -m trainer sweep --task mvsa-single --model hglnet --grid lr=1e-3,3e-4 --seeds 0 1 2 --jobs 2
   python -m trainer report --runs runs
   python -m trainer bundle --task mvsa-single --model concat
   python -m trainer bench --task mvsa-single
@@ -98,9 +99,31 @@ def cmd_floor(a) -> None:
         print(f"logreg {a.task} {split}: acc {f['accuracy']:.4f} wF1 {f['weighted_f1']:.4f} mF1 {f['macro_f1']:.4f} (C={m['C']})")
 
 
+def cmd_sweep(a) -> None:
+    from .sweep import promote, sweep, sweep_table
+
+    grid = {}
+    for pair in a.grid:
+        if "=" not in pair:
+            raise SystemExit(f"--grid expects key=v1,v2,..., got {pair!r}")
+        k, values = pair.split("=", 1)
+        grid[k.strip()] = [_value(v) for v in values.split(",")]
+    extra = ["--unfreeze-text-layers", str(a.unfreeze_text_layers)] if a.unfreeze_text_layers else []
+    result = sweep(a.task, a.model, grid, a.seeds, a.out, a.variant, a.jobs, a.threads, extra)
+    print(sweep_table(result))
+    print("best (dev):", json.dumps(result["best"]))
+    if a.promote:
+        print("promoted ->", promote(result, a.out, a.runs))
+
+
 def cmd_report(a) -> None:
     from .report import table
+    from .sweep import sweep_table
 
+    if a.sweeps:  # dev-only tables of `sweep` runs
+        for path in sorted(a.sweeps.rglob("sweep.json")):
+            print(sweep_table(json.loads(path.read_text())) + "\n")
+        return
     for head in a.heads:
         print(table(a.runs, a.split, head, a.tasks, a.models, a.variants))
 
@@ -195,7 +218,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tasks", nargs="+", default=None)
     p.add_argument("--models", nargs="+", default=None)
     p.add_argument("--variants", action="store_true", help="include ablation variants")
+    p.add_argument("--sweeps", type=Path, default=None, metavar="DIR",
+                   help="print the dev tables of the hyperparameter sweeps under DIR (e.g. runs-sweep) instead")
     p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser("sweep", help="choose head hyperparameters on dev: a grid x seeds, ranked by mean dev score")
+    p.add_argument("--task", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--variant", default="")
+    p.add_argument("--grid", nargs="+", default=[], metavar="KEY=V1,V2", help="head config values to try")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--out", type=Path, default=REPO_ROOT / "runs-sweep")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    p.add_argument("--unfreeze-text-layers", type=int, default=0, metavar="N")
+    p.add_argument("--promote", action="store_true", help="copy the best point's runs into --runs")
+    p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
+    p.set_defaults(fn=cmd_sweep)
 
     p = sub.add_parser("bundle", help="copy the best-on-dev seed into checkpoints/<task>/<model>")
     p.add_argument("--task", required=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,9 +110,9 @@ def _encode_texts(encoder: TextEncoder, texts: list[str], max_length: int, batch
         feats = encoder.encode(texts[i:i + batch_size], num_layers=K, max_length=max_length)
         for b in range(feats.layers.shape[0]):
             n = int(feats.attention_mask[b].sum())
-            tokens.append(feats.layers[b, :, :n].transpose(0, 1).half())  # [n, K, D]
+            tokens.append(feats.layers[b, :, :n].transpose(0, 1).half().cpu())  # [n, K, D]
             offsets.append(offsets[-1] + n)
-        pooled.append(feats.pooled.float())
+        pooled.append(feats.pooled.float().cpu())
     return torch.cat(tokens), torch.tensor(offsets), torch.cat(pooled)
 
 
@@ -130,10 +131,10 @@ def _encode_images(encoder: ImageEncoder, paths: list[Path], batch_size: int, de
         if not ims:
             continue
         feats = encoder.encode(ims)
-        patches.append(feats.patches.half())
-        pooled.append(feats.pooled.float())
+        patches.append(feats.patches.half().cpu())
+        pooled.append(feats.pooled.float().cpu())
         if feats.logits is not None:
-            logits.append(feats.logits.half())
+            logits.append(feats.logits.half().cpu())
     cat = lambda xs: torch.cat(xs) if xs else None  # noqa: E731
     return cat(patches), cat(pooled), cat(logits), ok
 
@@ -180,17 +181,32 @@ def load_split(path: Path) -> CachedSplit:
     return CachedSplit(ids=meta["ids"], skipped=meta["skipped"], image_logits=t.pop("image_logits", None), **t)
 
 
+@contextmanager
+def full_precision():
+    """No TF32 in CUDA matmuls and convolutions while encoding, so a cache built on a GPU matches one built
+    on a CPU to float32 rounding (the key does not say where a cache was made)."""
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+
+
 def cached_features(data: DatasetSplits, text_encoder: TextEncoder, image_encoder: ImageEncoder,
                     max_length: int = 64, cache_dir: Path | None = None, splits=("train", "dev", "test"),
                     batch_size: int = 64) -> dict[str, CachedSplit]:
-    """Load the cached features of each split, encoding (once) what is missing."""
+    """Load the cached features of each split, encoding (once, on CUDA when present) what is missing."""
     root = (cache_dir or default_cache_dir()) / cache_key(text_encoder, image_encoder, data, max_length)
     out = {}
     for name in splits:
         path = root / f"{name}.safetensors"
         if not path.exists():
-            split = encode_split(data.splits()[name], text_encoder, image_encoder, data.num_labels, data.multi_label,
-                                 max_length, batch_size, desc=f"{data.name}/{name}")
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            with full_precision():
+                split = encode_split(data.splits()[name], text_encoder.to(device), image_encoder.to(device),
+                                     data.num_labels, data.multi_label, max_length, batch_size,
+                                     desc=f"{data.name}/{name}")
             save_split(split, path)
         out[name] = load_split(path)
     return out

@@ -49,6 +49,14 @@ class TextFeatures:
         """[B, D] first token of the last layer ([CLS] for BERT-style encoders)."""
         return self.layers[:, -1, 0]
 
+    @property
+    def global_vector(self) -> torch.Tensor:
+        """[B, D] the papers' 'global text vector' e_cls: the encoder's own sentence vector. For BERT that is
+        the last-layer [CLS] token itself (pooling "cls"); MiniLM-L6 was trained as a sentence encoder with
+        mean pooling, so its [CLS] state carries little and its sentence vector is the mean; CLIP's is the
+        projected end-of-text token (its position-0 token does not depend on the caption)."""
+        return self.pooled
+
     def last(self, k: int) -> torch.Tensor:
         """[B, k, L, D] the last k layers; asks for no more than the encoder gave."""
         if k > self.layers.shape[1]:
