@@ -124,7 +124,13 @@ def test_unfreezing_the_last_text_layer_trains_it_and_only_it(synthetic, tmp_pat
     from mmdemo.checkpoint import save_checkpoint
 
     save_checkpoint(model, tmp_path)
-    assert torch.equal(load_checkpoint(tmp_path).text_encoder.state_dict()[last], tuned[last])
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:  # only the tuned block joins the head
+        saved = [k for k in f.keys() if k.startswith("text_encoder.")]
+    assert saved and all(".layer.3." in k for k in saved)
+    reloaded = load_checkpoint(tmp_path).text_encoder.state_dict()
+    assert torch.equal(reloaded[last], tuned[last]) and torch.equal(reloaded[first], fresh[first])
 
 
 def test_sweep_ranks_points_by_mean_dev_never_by_test_and_promotes_the_best(tmp_path, monkeypatch):

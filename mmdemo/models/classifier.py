@@ -2,10 +2,14 @@
 
 It inherits huggingface_hub's PyTorchModelHubMixin, so `save_pretrained(dir)` writes `config.json` (the
 constructor arguments below) and `model.safetensors` (the head's weights), and `from_pretrained`
-rebuilds it from a local directory or a Hub repo. Encoders are frozen and named, not saved.
+rebuilds it from a local directory or a Hub repo. Encoders are frozen and named, not saved; when the last text
+layers are fine-tuned, only those layers are saved beside the head (the frozen rest is the encoder's published
+weights, rebuilt by name), so a checkpoint stays a few MB instead of carrying the whole encoder.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
@@ -41,6 +45,37 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
 
             self.text_encoder = create_text_encoder(text_encoder)
             self.text_encoder.unfreeze_last(finetune_text_layers)
+
+    def _saved_keys(self) -> set[str]:
+        """State-dict keys written to model.safetensors: everything but the frozen text-encoder weights."""
+        keys = set(self.state_dict())
+        if self.text_encoder is not None:
+            keys -= {f"text_encoder.{n}" for n, p in self.text_encoder.named_parameters() if not p.requires_grad}
+            keys -= {f"text_encoder.{n}" for n, _ in self.text_encoder.named_buffers()}
+        return keys
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        from safetensors.torch import save_file
+
+        keys = self._saved_keys()
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items() if k in keys}
+        save_file(state, str(Path(save_directory) / "model.safetensors"), metadata={"format": "pt"})
+
+    @classmethod
+    def _load_as_safetensor(cls, model: "MultimodalClassifier", model_file: str, map_location: str,
+                            strict: bool) -> "MultimodalClassifier":
+        from safetensors.torch import load_file
+
+        state = load_file(model_file, device=map_location)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = sorted(set(missing) & model._saved_keys())  # frozen encoder weights come from the encoder itself
+        if strict and (missing or unexpected):
+            raise RuntimeError(f"weights do not match the model: missing {missing[:5]}, unexpected {sorted(unexpected)[:5]}")
+        return model.eval()
+
+    @classmethod
+    def _load_as_pickle(cls, model, model_file: str, map_location: str, strict: bool):
+        raise RuntimeError(f"{model_file} is a pickle: mmdemo reads model.safetensors only and never unpickles")
 
     @property
     def head_config(self) -> HeadConfig:
