@@ -148,18 +148,18 @@ def test_sweep_ranks_points_by_mean_dev_never_by_test_and_promotes_the_best(tmp_
     def fake_run(cmd, **kwargs):
         out, seed = Path(cmd[cmd.index("--out") + 1]), int(cmd[cmd.index("--seeds") + 1])
         lr = json.loads(cmd[cmd.index("--set") + 1].split("=", 1)[1])
-        run = out / "toy" / "concat" / f"seed{seed}"
+        run = out / "mvsa-single" / "concat" / f"seed{seed}"  # MVSA-Single selects on weighted F1
         run.mkdir(parents=True)
+        (run / "config.json").write_text(json.dumps({"task": "mvsa-single", "multi_label": False}))
         (run / "metrics.json").write_text(json.dumps({
-            "selected_on": "dev weighted_f1 (fused)", "dev": {"fused": {"weighted_f1": dev[lr][seed]}},
-            "test": {"fused": {"weighted_f1": test[lr]}}}))
+            "dev": {"fused": {"weighted_f1": dev[lr][seed]}}, "test": {"fused": {"weighted_f1": test[lr]}}}))
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     monkeypatch.setattr(sweep_mod.subprocess, "run", fake_run)
-    result = sweep_mod.sweep("toy", "concat", {"lr": [1e-3, 3e-4]}, [0, 1], tmp_path / "sweep", jobs=2)
+    result = sweep_mod.sweep("mvsa-single", "concat", {"lr": [1e-3, 3e-4]}, [0, 1], tmp_path / "sweep", jobs=2)
     assert result["best"] == {"lr": 1e-3}
     assert [round(p["dev_mean"], 3) for p in result["points"]] == [0.71, 0.695]
-    assert json.loads((tmp_path / "sweep" / "toy" / "concat" / "sweep.json").read_text())["best"] == {"lr": 1e-3}
+    assert json.loads((tmp_path / "sweep" / "mvsa-single" / "concat" / "sweep.json").read_text())["best"] == {"lr": 1e-3}
     assert "test" not in sweep_mod.sweep_table(result)
     dest = sweep_mod.promote(result, tmp_path / "sweep", tmp_path / "runs")
     assert sorted(p.name for p in dest.iterdir()) == ["seed0", "seed1"]

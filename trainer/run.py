@@ -97,14 +97,20 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
     return written
 
 
-def best_seed_dir(run_dir: Path) -> tuple[Path, str]:
-    """-> (the seed directory with the best DEV score, the metric); test is never used to choose."""
+def dev_scores(run_dir: Path) -> tuple[dict[Path, float], str]:
+    """-> ({seed directory: its fused DEV score}, the task's selection metric) for the trained seeds of a run."""
     seeds = sorted(p for p in run_dir.glob("seed*") if (p / "metrics.json").is_file())
     if not seeds:
         raise FileNotFoundError(f"no trained seeds under {run_dir}")
     cfg = read_config(seeds[0])
     metric = selection_metric(cfg["multi_label"], get_task(cfg["task"]).paper_metric)
-    return max(seeds, key=lambda p: read_metrics(p)["dev"]["fused"][metric]), metric
+    return {p: read_metrics(p)["dev"]["fused"][metric] for p in seeds}, metric
+
+
+def best_seed_dir(run_dir: Path) -> tuple[Path, str]:
+    """-> (the seed directory with the best DEV score, the metric); test is never used to choose."""
+    scores, metric = dev_scores(run_dir)
+    return max(scores, key=scores.get), metric
 
 
 def torch_threads(n: int) -> None:

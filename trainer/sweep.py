@@ -16,7 +16,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .run import REPO_ROOT, run_name
+from .run import REPO_ROOT, dev_scores, run_name
 
 
 def grid_points(grid: dict[str, list]) -> list[dict]:
@@ -49,9 +49,10 @@ def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: P
 
     def one(job: tuple[dict, int]) -> int:
         point, seed = job
-        cmd = _train_command(task, model, variant, point, seed, root / point_tag(point), threads, extra or [])
+        tag = point_tag(point)
+        cmd = _train_command(task, model, variant, point, seed, root / tag, threads, extra or [])
         done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
-        print(f"{point_tag(point)} seed {seed}: " + ("done" if done.returncode == 0 else done.stderr.strip()[-2000:]),
+        print(f"{tag} seed {seed}: " + ("done" if done.returncode == 0 else done.stderr.strip()[-2000:]),
               flush=True)  # each run's own line also shows test, which a sweep must not look at
         return done.returncode
 
@@ -63,9 +64,8 @@ def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: P
     rows = []
     for point in points:
         tag = point_tag(point)
-        metrics = [json.loads(p.read_text()) for p in sorted((root / tag).glob(f"{task}/*/seed*/metrics.json"))]
-        metric = metrics[0]["selected_on"].split()[1]
-        scores = [m["dev"]["fused"][metric] for m in metrics]
+        by_seed, metric = dev_scores(root / tag / task / run_name(model, variant))
+        scores = list(by_seed.values())
         rows.append({"point": point, "tag": tag, "metric": metric, "dev": scores, "dev_mean": statistics.mean(scores),
                      "dev_std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
                      "runs": str((root / tag / task).relative_to(out))})

@@ -46,19 +46,19 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
             self.text_encoder = create_text_encoder(text_encoder)
             self.text_encoder.unfreeze_last(finetune_text_layers)
 
-    def _saved_keys(self) -> set[str]:
-        """State-dict keys written to model.safetensors: everything but the frozen text-encoder weights."""
-        keys = set(self.state_dict())
-        if self.text_encoder is not None:
-            keys -= {f"text_encoder.{n}" for n, p in self.text_encoder.named_parameters() if not p.requires_grad}
-            keys -= {f"text_encoder.{n}" for n, _ in self.text_encoder.named_buffers()}
-        return keys
+    def _frozen_encoder_keys(self) -> set[str]:
+        """State-dict keys NOT written to model.safetensors: the frozen text-encoder weights (rebuilt by name)."""
+        if self.text_encoder is None:
+            return set()
+        enc = self.text_encoder
+        return ({f"text_encoder.{n}" for n, p in enc.named_parameters() if not p.requires_grad}
+                | {f"text_encoder.{n}" for n, _ in enc.named_buffers()})
 
     def _save_pretrained(self, save_directory: Path) -> None:
         from safetensors.torch import save_file
 
-        keys = self._saved_keys()
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items() if k in keys}
+        frozen = self._frozen_encoder_keys()
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items() if k not in frozen}
         save_file(state, str(Path(save_directory) / "model.safetensors"), metadata={"format": "pt"})
 
     @classmethod
@@ -68,7 +68,7 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
 
         state = load_file(model_file, device=map_location)
         missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = sorted(set(missing) & model._saved_keys())  # frozen encoder weights come from the encoder itself
+        missing = sorted(set(missing) - model._frozen_encoder_keys())  # frozen encoder weights come from the encoder
         if strict and (missing or unexpected):
             raise RuntimeError(f"weights do not match the model: missing {missing[:5]}, unexpected {sorted(unexpected)[:5]}")
         return model.eval()
