@@ -19,7 +19,7 @@ done
 # the best point's three runs are promoted to runs/ (the README rows).
 $T sweep --task mvsa-single --model hglnet --grid conv_channels=0,256 lr=0.001,0.0003 --seeds 0 1 2 --jobs $JOBS --promote
 $T sweep --task mvsa-single --model mggf --grid dropout=0.3,0.5 lr=0.0005,0.0002 --seeds 0 1 2 --jobs $JOBS --promote
-best() { python -c "import json; d = json.load(open('runs-sweep/mvsa-single/$1/sweep.json')); print(' '.join(f'--set {k}={json.dumps(v)}' for k, v in d['best'].items()))"; }
+best() { python -c "from trainer.sweep import best_args; print(best_args('runs-sweep/mvsa-single/$1/sweep.json'))"; }
 H=$(best hglnet); M=$(best mggf)
 
 # MediaEval with the same settings, and the ablation rows (one seed each) on MVSA-Single.

@@ -142,12 +142,15 @@ def test_sweep_ranks_points_by_mean_dev_never_by_test_and_promotes_the_best(tmp_
     assert sweep_mod.grid_points({"lr": [1e-3, 3e-4], "dropout": [0.5]}) == [
         {"lr": 1e-3, "dropout": 0.5}, {"lr": 3e-4, "dropout": 0.5}]
     # lr 3e-4 wins on test, lr 1e-3 on dev: the sweep must pick 1e-3.
-    dev = {1e-3: [0.70, 0.72], 3e-4: [0.69, 0.70]}
-    test = {1e-3: 0.60, 3e-4: 0.90}
+    dev = {1e-3: [0.70, 0.72], 3e-4: [0.69, 0.70], "ft": [0.73, 0.73]}
+    test = {1e-3: 0.60, 3e-4: 0.90, "ft": 0.50}
 
     def fake_run(cmd, **kwargs):
         out, seed = Path(cmd[cmd.index("--out") + 1]), int(cmd[cmd.index("--seeds") + 1])
         lr = json.loads(cmd[cmd.index("--set") + 1].split("=", 1)[1])
+        if "--unfreeze-text-layers" in cmd:  # a fine-tuned point: best on dev, worst on test
+            assert cmd[cmd.index("--unfreeze-text-layers") + 1] == "2"
+            lr = "ft"
         run = out / "mvsa-single" / "concat" / f"seed{seed}"  # MVSA-Single selects on weighted F1
         run.mkdir(parents=True)
         (run / "config.json").write_text(json.dumps({"task": "mvsa-single", "multi_label": False}))
@@ -164,3 +167,11 @@ def test_sweep_ranks_points_by_mean_dev_never_by_test_and_promotes_the_best(tmp_
     dest = sweep_mod.promote(result, tmp_path / "sweep", tmp_path / "runs")
     assert sorted(p.name for p in dest.iterdir()) == ["seed0", "seed1"]
     assert json.loads((dest / "seed0" / "metrics.json").read_text())["dev"]["fused"]["weighted_f1"] == 0.70
+
+    # A later sweep (fine-tuning as a grid key) is ranked together with the earlier points, on dev only.
+    again = sweep_mod.sweep("mvsa-single", "concat", {"lr": [1e-3], "unfreeze_text_layers": [2]}, [0, 1],
+                            tmp_path / "sweep", jobs=2)
+    assert [p["tag"] for p in again["points"]] == ["lr=0.001_unfreeze_text_layers=2", "lr=0.001", "lr=0.0003"]
+    assert again["best"] == {"lr": 1e-3, "unfreeze_text_layers": 2}
+    assert sweep_mod.best_args(tmp_path / "sweep" / "mvsa-single" / "concat" / "sweep.json") == \
+        "--set lr=0.001 --unfreeze-text-layers 2"

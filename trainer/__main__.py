@@ -6,6 +6,7 @@ Examples:
   python -m trainer eval --checkpoint checkpoints/mvsa-single/concat
   python -m trainer floor --task mvsa-single
   python -m trainer sweep --task mvsa-single --model hglnet --grid lr=1e-3,3e-4 --seeds 0 1 2 --jobs 2
+  python -m trainer sweep --task mvsa-single --model hglnet --grid unfreeze_text_layers=2 encoder_lr=2e-5,5e-5
   python -m trainer report --runs runs
   python -m trainer bundle --task mvsa-single --model concat
   python -m trainer bench --task mvsa-single
@@ -108,8 +109,7 @@ def cmd_sweep(a) -> None:
             raise SystemExit(f"--grid expects key=v1,v2,..., got {pair!r}")
         k, values = pair.split("=", 1)
         grid[k.strip()] = [_value(v) for v in values.split(",")]
-    extra = ["--unfreeze-text-layers", str(a.unfreeze_text_layers)] if a.unfreeze_text_layers else []
-    result = sweep(a.task, a.model, grid, a.seeds, a.out, a.variant, a.jobs, a.threads, extra)
+    result = sweep(a.task, a.model, grid, a.seeds, a.out, a.variant, a.jobs, a.threads)
     print(sweep_table(result))
     print("best (dev):", json.dumps(result["best"]))
     if a.promote:
@@ -118,11 +118,11 @@ def cmd_sweep(a) -> None:
 
 def cmd_report(a) -> None:
     from .report import table
-    from .sweep import sweep_table
+    from .sweep import best_args, sweep_table
 
     if a.sweeps:  # dev-only tables of `sweep` runs
         for path in sorted(a.sweeps.rglob("sweep.json")):
-            print(sweep_table(json.loads(path.read_text())) + "\n")
+            print(sweep_table(json.loads(path.read_text())) + f"\n\nbest (dev): {best_args(path)}\n")
         return
     for head in a.heads:
         print(table(a.runs, a.split, head, a.tasks, a.models, a.variants))
@@ -226,12 +226,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--task", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--variant", default="")
-    p.add_argument("--grid", nargs="+", default=[], metavar="KEY=V1,V2", help="head config values to try")
+    p.add_argument("--grid", nargs="+", default=[], metavar="KEY=V1,V2",
+                   help="head config values to try, and the train options unfreeze_text_layers / encoder_lr")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", type=Path, default=REPO_ROOT / "runs-sweep")
     p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
-    p.add_argument("--unfreeze-text-layers", type=int, default=0, metavar="N")
     p.add_argument("--promote", action="store_true", help="copy the best point's runs into --runs")
     p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
     p.set_defaults(fn=cmd_sweep)

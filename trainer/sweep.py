@@ -3,6 +3,9 @@ their mean dev score (the task's selection metric, fused head), never by test.
 
 Each point is one `python -m trainer train` process (so points run in parallel, `--jobs`), writing its runs to
 `<out>/<task>/<model>/<tag>/...`; `sweep.json` beside them lists every point's dev scores and the best one.
+A point sets head config fields (`--set`) and the trainer options in TRAIN_OPTIONS (fine-tuning the text encoder
+or not is a point like any other). A later sweep of the same model and seeds adds its points to the earlier ones,
+so e.g. fine-tuned points are ranked against the frozen ones on the same dev scores.
 """
 
 from __future__ import annotations
@@ -25,24 +28,49 @@ def grid_points(grid: dict[str, list]) -> list[dict]:
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
+# Grid keys that are `train` options rather than head config fields.
+TRAIN_OPTIONS = {"unfreeze_text_layers": "--unfreeze-text-layers", "encoder_lr": "--encoder-lr"}
+
+
 def point_tag(point: dict) -> str:
     return "_".join(f"{k}={v}" for k, v in point.items()) or "defaults"
 
 
-def _train_command(task: str, model: str, variant: str, point: dict, seed: int, out: Path, threads: int,
-                   extra: list[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "trainer", "train", "--task", task, "--model", model, "--seeds", str(seed),
-           "--out", str(out), "--threads", str(threads), "--quiet", *extra]
-    if variant:
-        cmd += ["--variant", variant]
+def point_args(point: dict) -> list[str]:
+    """The `python -m trainer train` arguments of a point: {"lr": 1e-3, "unfreeze_text_layers": 2} ->
+    ["--set", "lr=0.001", "--unfreeze-text-layers", "2"]."""
+    args = []
     for k, v in point.items():
-        cmd += ["--set", f"{k}={json.dumps(v)}"]
-    return cmd
+        args += [TRAIN_OPTIONS[k], str(v)] if k in TRAIN_OPTIONS else ["--set", f"{k}={json.dumps(v)}"]
+    return args
+
+
+def best_args(sweep_json: Path) -> str:
+    """The best point of a sweep.json as `train` arguments (scripts/reproduce.sh reuses them)."""
+    return " ".join(point_args(json.loads(Path(sweep_json).read_text())["best"]))
+
+
+def _train_command(task: str, model: str, variant: str, point: dict, seed: int, out: Path, threads: int) -> list[str]:
+    cmd = [sys.executable, "-m", "trainer", "train", "--task", task, "--model", model, "--seeds", str(seed),
+           "--out", str(out), "--threads", str(threads), "--quiet", *point_args(point)]
+    return cmd + (["--variant", variant] if variant else [])
+
+
+def _earlier_points(path: Path, seeds: list[int], tags: set[str]) -> tuple[list[dict], list[dict]]:
+    """(grids, rows) of an earlier sweep.json over the same seeds, minus the points being retrained."""
+    if not path.is_file():
+        return [], []
+    old = json.loads(path.read_text())
+    if old["seeds"] != seeds:
+        return [], []
+    grids = old.get("grids") or [old["grid"]]
+    return grids, [r for r in old["points"] if r["tag"] not in tags]
 
 
 def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: Path, variant: str = "",
-          jobs: int = 1, threads: int = 1, extra: list[str] | None = None) -> dict:
-    """Train every (point, seed) and rank the points by mean dev score. Returns the sweep.json content."""
+          jobs: int = 1, threads: int = 1) -> dict:
+    """Train every (point, seed) and rank the points (with those of an earlier sweep of the same model and
+    seeds) by mean dev score. Returns the sweep.json content."""
     points = grid_points(grid)
     root = out / task / run_name(model, variant)
     jobs_list = [(p, s) for p in points for s in seeds]
@@ -50,7 +78,7 @@ def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: P
     def one(job: tuple[dict, int]) -> int:
         point, seed = job
         tag = point_tag(point)
-        cmd = _train_command(task, model, variant, point, seed, root / tag, threads, extra or [])
+        cmd = _train_command(task, model, variant, point, seed, root / tag, threads)
         done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
         print(f"{tag} seed {seed}: " + ("done" if done.returncode == 0 else done.stderr.strip()[-2000:]),
               flush=True)  # each run's own line also shows test, which a sweep must not look at
@@ -61,7 +89,7 @@ def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: P
     if any(codes):
         raise RuntimeError(f"{sum(c != 0 for c in codes)} of {len(codes)} sweep runs failed (output above)")
 
-    rows = []
+    grids, rows = _earlier_points(root / "sweep.json", seeds, {point_tag(p) for p in points})
     for point in points:
         tag = point_tag(point)
         by_seed, metric = dev_scores(root / tag / task / run_name(model, variant))
@@ -70,7 +98,7 @@ def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: P
                      "dev_std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
                      "runs": str((root / tag / task).relative_to(out))})
     rows.sort(key=lambda r: -r["dev_mean"])
-    result = {"task": task, "model": model, "variant": variant, "seeds": seeds, "grid": grid, "points": rows,
+    result = {"task": task, "model": model, "variant": variant, "seeds": seeds, "grids": grids + [grid], "points": rows,
               "best": rows[0]["point"], "selected_on": f"mean dev {rows[0]['metric']} (fused) over seeds"}
     (root / "sweep.json").write_text(json.dumps(result, indent=2))
     return result
