@@ -84,7 +84,7 @@ def bench_predictions(root: Path, runs: int) -> tuple[list[list[str]], tuple[str
             i = iter(range(10**9))
             ms = timed(lambda: p.predict(*images[next(i) % len(images)]), runs, warmup=2)
             rows.append([f"predict {task}/{model}", f"{statistics.median(ms):.0f}", f"{pct(ms, 95):.0f}",
-                         f"{runs} runs; load {load_ms:.0f} ms (encoders shared after the first)"])
+                         f"{runs} runs; load {load_ms:.0f} ms (frozen encoders shared after the first)"])
             first = first or (task, model)
     return rows, first
 

@@ -449,7 +449,9 @@ class DemoApp:
         lines = [
             f"### {model} on {task}",
             f"- **Loaded from:** {source}" + (f" — {where.note}" if where.note else ""),
-            f"- **Backbones (frozen):** text `{config.get('text_encoder')}`, image `{config.get('image_encoder')}`",
+            f"- **Backbones:** text `{config.get('text_encoder')}`"
+            + (f" (last {config['finetune_text_layers']} layers fine-tuned)" if config.get("finetune_text_layers") else " (frozen)")
+            + f", image `{config.get('image_encoder')}` (frozen)",
             f"- **Training data:** {t.description if t else task}" +
             (f" (data version `{config['data_version']}`)" if config.get("data_version") else ""),
             f"- **Labels:** {', '.join(config.get('labels', []))}",

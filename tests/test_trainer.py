@@ -11,7 +11,7 @@ from mmdemo.checkpoint import load_checkpoint
 from mmdemo.encoders import FeatureDims
 from trainer.datasets import DatasetSplits, Sample
 from trainer.features import cached_features, load_split
-from trainer.loop import RunSpec, train
+from trainer.loop import RunSpec, evaluate, train
 from trainer.metrics import compute_metrics
 from trainer.report import table
 from trainer.run import write_run
@@ -102,8 +102,8 @@ def test_metrics_single_and_multi_label():
     assert ml["recall@1"] == pytest.approx(0.25)  # 1/2 and 0/1
 
 
-def test_unfreezing_the_last_text_layer_trains_it_and_only_it(synthetic, tmp_path):
-    data, feats, dims, _ = synthetic
+def test_unfreezing_the_last_text_layer_trains_it_and_only_it(synthetic, tmp_path, monkeypatch):
+    data, feats, dims, root = synthetic
     live = {name: split for name, split in feats.items()}
     for name, split in live.items():
         split.attach_texts(data.splits()[name])
@@ -129,8 +129,21 @@ def test_unfreezing_the_last_text_layer_trains_it_and_only_it(synthetic, tmp_pat
     with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:  # only the tuned block joins the head
         saved = [k for k in f.keys() if k.startswith("text_encoder.")]
     assert saved and all(".layer.3." in k for k in saved)
-    reloaded = load_checkpoint(tmp_path).text_encoder.state_dict()
-    assert torch.equal(reloaded[last], tuned[last]) and torch.equal(reloaded[first], fresh[first])
+    reloaded = load_checkpoint(tmp_path)
+    assert torch.equal(reloaded.text_encoder.state_dict()[last], tuned[last])
+    assert torch.equal(reloaded.text_encoder.state_dict()[first], fresh[first])
+
+    # `trainer eval` / `probe` must feed it captions, not the frozen encoder's cached text features.
+    with pytest.raises(ValueError, match="fine-tuned its text encoder"):
+        evaluate(reloaded, feats["dev"])
+    from trainer import run
+
+    monkeypatch.setattr(run, "load_task_data", lambda task, data_dir=None: data)
+    dev = run.checkpoint_features(reloaded, cache_dir=root / "cache")["dev"]
+    assert dev.texts is not None
+    live["dev"].attach_texts(data.splits()["dev"])
+    assert evaluate(reloaded, dev)["fused"] == evaluate(model, live["dev"])["fused"]
+    live["dev"].attach_texts(None)
 
 
 def test_sweep_ranks_points_by_mean_dev_never_by_test_and_promotes_the_best(tmp_path, monkeypatch):

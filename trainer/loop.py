@@ -77,6 +77,9 @@ def _loader(split: CachedSplit, batch_size: int, model: MultimodalClassifier, sh
 def predict_split(model: MultimodalClassifier, split: CachedSplit, batch_size: int = 256,
                   device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], float]:
     """-> ({"fused"|"text"|"image": logits [N, C]}, mean loss)"""
+    if model.finetune_text_layers and split.texts is None:
+        raise ValueError("this model fine-tuned its text encoder, so the cached text features are not what it reads: "
+                         "attach the captions (trainer.run.load_features(..., live_text=True))")
     model.eval()
     outs: dict[str, list] = {h: [] for h in HEADS}
     loss_sum = 0.0

@@ -31,18 +31,25 @@ def run_name(model: str, variant: str = "") -> str:
 
 
 def load_features(task: str, text_encoder: str, image_encoder: str, data_dir: str | None = None,
-                  max_length: int = 64, cache_dir: Path | None = None) -> tuple[DatasetSplits, dict[str, CachedSplit], FeatureDims]:
+                  max_length: int = 64, cache_dir: Path | None = None,
+                  live_text: bool = False) -> tuple[DatasetSplits, dict[str, CachedSplit], FeatureDims]:
+    """The task's cached features; `live_text` also attaches the raw captions, which a model that fine-tunes its
+    text encoder reads instead of the (frozen-encoder) cached text features. Images always come from the cache."""
     data = load_task_data(task, data_dir)
     te, ie = create_text_encoder(text_encoder), create_image_encoder(image_encoder)
     feats = cached_features(data, te, ie, max_length=max_length, cache_dir=cache_dir)
+    if live_text:
+        for name, split in feats.items():
+            split.attach_texts(data.splits()[name])
     return data, feats, FeatureDims.of(te, ie)
 
 
 def checkpoint_features(model: MultimodalClassifier, data_dir: str | None = None,
                         cache_dir: Path | None = None) -> dict[str, CachedSplit]:
-    """The cached features of a trained model's task, with the encoders and text length it was trained with."""
+    """The features a trained model reads on its task: the encoders and text length it was trained with, and the
+    raw captions if it fine-tuned its text encoder."""
     _, feats, _ = load_features(model.task, model.text_encoder_name, model.image_encoder_name, data_dir,
-                                model.max_length, cache_dir)
+                                model.max_length, cache_dir, live_text=model.finetune_text_layers > 0)
     return feats
 
 
@@ -72,13 +79,11 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
                progress: bool = True, finetune_text_layers: int = 0, encoder_lr: float = 2e-5) -> list[Path]:
     get_model(model).config(overrides, variant)  # fail fast on unknown model / variant / field
     t = get_task(task)
-    data, feats, dims = load_features(task, text_encoder, image_encoder, data_dir, max_length, cache_dir)
+    data, feats, dims = load_features(task, text_encoder, image_encoder, data_dir, max_length, cache_dir,
+                                      live_text=finetune_text_layers > 0)
     command = "python -m trainer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith(
         ("__main__.py", "trainer")) else ""
     metric = selection_metric(data.multi_label, t.paper_metric)
-    if finetune_text_layers:  # the text encoder runs live on the captions; images still come from the cache
-        for name, split in feats.items():
-            split.attach_texts(data.splits()[name])
     written = []
     for seed in seeds:
         spec = RunSpec(task=task, model=model, labels=data.labels, multi_label=data.multi_label, text_encoder=text_encoder,
