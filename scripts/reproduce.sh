@@ -31,9 +31,10 @@ best() { python -c "from trainer.sweep import best_args; print(best_args('runs-s
 
 # MediaEval with the same settings, and the ablation rows (one seed each) on MVSA-Single.
 for model in text-only concat hglnet mggf; do
-  $T train --task mediaeval2016 --model $model --seeds 0 1 2 --quiet $(best $model)
+  B=$(best $model)  # once per model: each call starts python and imports torch
+  $T train --task mediaeval2016 --model $model --seeds 0 1 2 --quiet $B
   for v in $(python -c "from mmdemo.models import get_model; print(' '.join(get_model('$model').variants))"); do
-    $T train --task mvsa-single --model $model --variant "$v" --seeds 0 --quiet $(best $model)
+    $T train --task mvsa-single --model $model --variant "$v" --seeds 0 --quiet $B
   done
 done
 

@@ -32,14 +32,19 @@ def _value(text: str):
         return text
 
 
-def _overrides(pairs: list[str]) -> dict:
+def _pairs(pairs: list[str], flag: str, form: str) -> dict[str, str]:
+    """["lr=1e-3", ...] -> {"lr": "1e-3", ...}; `form` names the expected shape in the error."""
     out = {}
     for pair in pairs:
         if "=" not in pair:
-            raise SystemExit(f"--set expects key=value, got {pair!r}")
+            raise SystemExit(f"{flag} expects {form}, got {pair!r}")
         k, v = pair.split("=", 1)
-        out[k.strip()] = _value(v)
+        out[k.strip()] = v
     return out
+
+
+def _overrides(pairs: list[str]) -> dict:
+    return {k: _value(v) for k, v in _pairs(pairs, "--set", "key=value").items()}
 
 
 def _encoder_args(p: argparse.ArgumentParser) -> None:
@@ -103,12 +108,7 @@ def cmd_floor(a) -> None:
 def cmd_sweep(a) -> None:
     from .sweep import promote, sweep, sweep_table
 
-    grid = {}
-    for pair in a.grid:
-        if "=" not in pair:
-            raise SystemExit(f"--grid expects key=v1,v2,..., got {pair!r}")
-        k, values = pair.split("=", 1)
-        grid[k.strip()] = [_value(v) for v in values.split(",")]
+    grid = {k: [_value(v) for v in values.split(",")] for k, values in _pairs(a.grid, "--grid", "key=v1,v2,...").items()}
     result = sweep(a.task, a.model, grid, a.seeds, a.out, a.variant, a.jobs, a.threads)
     print(sweep_table(result))
     print("best (dev):", json.dumps(result["best"]))

@@ -65,21 +65,31 @@ def _to(text, device):
     return text if isinstance(text, list) else text.to(device)
 
 
+def require_captions(model: MultimodalClassifier, split: CachedSplit) -> None:
+    """A model that fine-tunes its text encoder must read the raw captions: the cached text features are the
+    frozen encoder's."""
+    if model.finetune_text_layers and split.texts is None:
+        raise ValueError("this model fine-tuned its text encoder, so the cached text features are not what it reads: "
+                         "attach the captions (trainer.run.load_features(..., live_text=True))")
+
+
+def model_batch(model: MultimodalClassifier, split: CachedSplit, idx: torch.Tensor):
+    """The samples idx as the model reads them: its text layers (captions when it fine-tunes its text encoder),
+    and the image patches only if its head uses them."""
+    return split.batch(idx, model.text_layers, model.head.uses_patches)
+
+
 def _loader(split: CachedSplit, batch_size: int, model: MultimodalClassifier, shuffle: bool, seed: int = 0) -> DataLoader:
-    """Batches of exactly what the head reads: its text layers, and patches only if it uses them."""
+    require_captions(model, split)
     gen = torch.Generator().manual_seed(seed)
-    k, patches = model.text_layers, model.head.uses_patches
     return DataLoader(range(len(split)), batch_size=batch_size, shuffle=shuffle, generator=gen,
-                      collate_fn=lambda idx: split.batch(torch.tensor(idx), k, patches))
+                      collate_fn=lambda idx: model_batch(model, split, torch.tensor(idx)))
 
 
 @torch.no_grad()
 def predict_split(model: MultimodalClassifier, split: CachedSplit, batch_size: int = 256,
                   device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], float]:
     """-> ({"fused"|"text"|"image": logits [N, C]}, mean loss)"""
-    if model.finetune_text_layers and split.texts is None:
-        raise ValueError("this model fine-tuned its text encoder, so the cached text features are not what it reads: "
-                         "attach the captions (trainer.run.load_features(..., live_text=True))")
     model.eval()
     outs: dict[str, list] = {h: [] for h in HEADS}
     loss_sum = 0.0
@@ -111,8 +121,8 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True) -
         variant=spec.variant, max_length=spec.max_length, finetune_text_layers=spec.finetune_text_layers,
         data_version=spec.data_version)
     cfg = model.head_config
-    if spec.finetune_text_layers and any(split.texts is None for split in feats.values()):
-        raise ValueError("fine-tuning the text encoder needs the raw captions attached to every split (CachedSplit.texts)")
+    for split in feats.values():  # fail before training, not at the first evaluation
+        require_captions(model, split)
     if cfg.text_layers > feats["train"].text_tokens.shape[1] and not spec.finetune_text_layers:
         raise ValueError(f"{spec.model} reads {cfg.text_layers} text layers; the cache holds "
                          f"{feats['train'].text_tokens.shape[1]}")

@@ -12,18 +12,20 @@ import torch
 from mmdemo.models import MultimodalClassifier
 
 from .features import CachedSplit
+from .loop import model_batch, require_captions
 
 
 @torch.no_grad()
 def scalar_signals(model: MultimodalClassifier, split: CachedSplit, image_order: torch.Tensor,
                    batch_size: int = 256) -> dict[str, torch.Tensor]:
     """{explain key: [N] values} for every [B]-shaped explain tensor, images taken in `image_order`."""
+    require_captions(model, split)
     model.eval()
     out: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(split), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(split)))
-        text, _, _ = split.batch(idx, model.text_layers, model.head.uses_patches)
-        _, image, _ = split.batch(image_order[idx], model.text_layers, model.head.uses_patches)
+        text, _, _ = model_batch(model, split, idx)
+        _, image, _ = model_batch(model, split, image_order[idx])
         explain = model(text, image).explain
         for key, value in explain.items():
             if isinstance(value, torch.Tensor) and value.dim() == 1:
