@@ -47,6 +47,36 @@ def test_tiny_image_encoders_return_documented_shapes(name):
     assert enc.encode(ims[:1]).patches.shape[0] == 1  # batch of one
 
 
+@pytest.mark.parametrize("name", TINY_TEXT)
+def test_forward_by_length_gives_forwards_states_and_gradients(name):
+    """The fine-tuning path runs length-sorted chunks, each cut to its longest caption: real tokens must get the
+    states and the gradients the padded batch gives them, in the batch's order; padding comes back as zeros."""
+    enc = create_text_encoder(name)
+    enc.unfreeze_last(1)
+    captions = ["a much longer caption than all the others, with a good many more words in it", "x",
+                "a short one", "", "medium length caption here", "two words"]
+    batch = enc.tokenize(captions)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    lengths = mask.sum(1)
+    assert len(set(lengths.tolist())) > 3  # several chunk lengths, not sorted in the batch
+
+    def run(fn):
+        enc.zero_grad()
+        feats = fn(ids, mask, num_layers=2)
+        w = torch.linspace(-1, 1, feats.layers.shape[-1])
+        ((feats.layers * mask[:, None, :, None] * w).sum() + feats.pooled.sum()).backward()
+        return feats, [p.grad.clone() for p in enc.parameters() if p.requires_grad]
+
+    full, full_grads = run(enc.forward)
+    chunked, chunked_grads = run(lambda *a, **k: enc.forward_by_length(*a, **k, chunk_size=2))
+    assert chunked.layers.shape == full.layers.shape and torch.equal(chunked.attention_mask, mask)
+    real = mask[:, None, :, None].bool().expand_as(full.layers)
+    assert torch.allclose(chunked.layers[real], full.layers[real], atol=1e-5)
+    assert torch.all(chunked.layers[~real] == 0)
+    assert torch.allclose(chunked.pooled, full.pooled, atol=1e-5)
+    assert full_grads and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(chunked_grads, full_grads))
+
+
 def test_feature_dims_match_encoders(tiny_encoders):
     te, ie = tiny_encoders
     dims = FeatureDims.of(te, ie)

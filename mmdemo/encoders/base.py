@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
@@ -131,6 +132,23 @@ class TextEncoder(nn.Module):
     @property
     def pad_token_id(self) -> int:
         return 0
+
+    def forward_by_length(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_layers: int = 1,
+                          chunk_size: int = 16) -> TextFeatures:
+        """`forward` over length-sorted chunks of the batch, each cut to its own longest caption, then put back in
+        the batch's order and padding. Real tokens get the states `forward` gives them (masked attention: padding
+        never changes them); padding positions are zeros, as in the trainer's feature cache. Tweets average 30
+        MiniLM tokens while a random batch of 128 pads to ~62, so this is 2-3x less compute where the text encoder
+        runs live (fine-tuning)."""
+        B, L = input_ids.shape
+        lengths = attention_mask.sum(1)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        parts = [self(input_ids[idx, :int(lengths[idx[0]])], attention_mask[idx, :int(lengths[idx[0]])],
+                      num_layers=num_layers) for idx in order.split(chunk_size)]
+        layers = torch.cat([F.pad(p.layers, (0, 0, 0, L - p.layers.shape[2])) for p in parts])
+        pooled = torch.cat([p.pooled for p in parts])
+        inverse = torch.argsort(order)
+        return TextFeatures(layers[inverse] * attention_mask[:, None, :, None], attention_mask, pooled[inverse])
 
     def encode(self, texts: list[str], num_layers: int = 1, max_length: int | None = None) -> TextFeatures:
         batch = self.tokenize(texts, max_length)

@@ -92,8 +92,8 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
                 raise TypeError("raw captions need a model with finetune_text_layers > 0; pass TextFeatures")
             batch = self.text_encoder.tokenize(text, max_length=self.max_length)
             device = image.pooled.device
-            text = self.text_encoder(batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                                     num_layers=self.text_layers)
+            text = self.text_encoder.forward_by_length(batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                                                       num_layers=self.text_layers)
         return self.head(text, image)
 
     def hub_config(self) -> dict:
