@@ -1,5 +1,6 @@
-"""Benchmark: feature-extraction throughput, and one epoch of head training from the cache vs
-re-encoding every batch with the frozen encoders, on the same samples, side by side.
+"""Benchmark: feature-extraction throughput, one epoch of head training from the cache vs re-encoding every
+batch with the frozen encoders, and a fine-tuning step of the text encoder over the padded batch vs over
+length-sorted chunks (what the trainer runs), on the same samples, side by side.
 
     python -m trainer bench --task mvsa-single --samples 256
 """
@@ -73,11 +74,25 @@ def bench(task: str, model_name: str, text_encoder: str, image_encoder: str, sam
     _train_epoch(clf, live_batches(), opt, data.multi_label)
     live_s = time.perf_counter() - start
 
+    # 3. Fine-tuning the last 3 text layers (HGLNet's chosen setting; train mode, forward + backward) on batches of
+    #    128 captions: the padded batch vs the length-sorted chunks of TextEncoder.forward_by_length.
+    tuned = create_text_encoder(text_encoder).train()
+    tuned.unfreeze_last(3)
+    texts = [s.text for s in subset]
+    step_s = {}
+    for name, forward in (("padded", tuned.forward), ("by_length", tuned.forward_by_length)):
+        start = time.perf_counter()
+        for i in range(0, len(texts), 128):
+            batch = tuned.tokenize(texts[i:i + 128], max_length=max_length)
+            forward(batch["input_ids"], batch["attention_mask"], num_layers=K).layers.square().mean().backward()
+        step_s[name] = (time.perf_counter() - start) / -(-len(texts) // 128)
+
     n = len(split)
     full = len(data.train)
     res = {"samples": n, "threads": torch.get_num_threads(), "extract_samples_per_s": n / extract_s,
            "image_samples_per_s": n / image_s, "text_samples_per_s": n / text_s,
-           "epoch_cached_s": cached_s, "epoch_live_s": live_s}
+           "epoch_cached_s": cached_s, "epoch_live_s": live_s,
+           "finetune_step_padded_s": step_s["padded"], "finetune_step_by_length_s": step_s["by_length"]}
     print(f"\n{task}: {n} train samples, {text_encoder} + {image_encoder}, head {model_name}, "
           f"{res['threads']} threads, batch {batch_size}")
     print("| measure | value |\n|---|---|")
@@ -89,4 +104,6 @@ def bench(task: str, model_name: str, text_encoder: str, image_encoder: str, sam
     print(f"| speed-up of the cache | {live_s / cached_s:.0f}x |")
     print(f"| full train split ({full}) per epoch, extrapolated: cache / live | "
           f"{cached_s * full / n:.1f} s / {live_s * full / n:.0f} s |")
+    print(f"| text encoder fine-tuning step (last 3 layers, batch 128): padded batch / length-sorted chunks | "
+          f"{step_s['padded']:.2f} s / {step_s['by_length']:.2f} s ({step_s['padded'] / step_s['by_length']:.1f}x) |")
     return res
