@@ -212,6 +212,25 @@ def test_gradients_reach_every_parameter(variant):
         assert p.grad.abs().sum() > 0, f"{variant or 'full'}: zero gradient for {name}"
 
 
+@pytest.mark.parametrize("detach", [False, True])
+def test_aux_detach_makes_the_unimodal_heads_probes(detach):
+    """aux_detach=True: the unimodal heads' loss trains the heads alone, never the eq. 8-9 alignment layers;
+    the fused prediction and the heads' own outputs are the same either way."""
+    dims, text, image = _features()
+    head, other = _head(dims, aux_detach=detach), _head(dims, aux_detach=not detach)
+    with torch.no_grad():
+        a, b = head.eval()(text, image), other.eval()(text, image)
+    for x, z in ((a.logits, b.logits), (a.text_logits, b.text_logits), (a.image_logits, b.image_logits)):
+        torch.testing.assert_close(x, z)
+    out = head.train()(text, image)
+    y = torch.arange(2) % NUM_LABELS
+    (F.cross_entropy(out.text_logits, y) + F.cross_entropy(out.image_logits, y)).backward()
+    assert head.text_head[0].weight.grad.abs().sum() > 0 and head.image_head[0].weight.grad.abs().sum() > 0
+    for block in (head.text_align, head.image_align):
+        grads = [p.grad for p in block.parameters()]
+        assert all(g is None for g in grads) if detach else any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_variants_build_and_run(variant):
     dims, text, image = _features()

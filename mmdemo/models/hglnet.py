@@ -34,8 +34,10 @@ Reading of the paper where it is ambiguous (our choices):
 
 Auxiliary unimodal heads (trained by the trainer with aux_weight): `text_logits` is a small MLP on the masked
 mean of the last layer's aligned text tokens LN(ReLU(E_l W_e)) BEFORE GGA scaling; `image_logits` an MLP on the
-mean of the aligned image tokens BEFORE GGA scaling. They read the network's own eq. 8-9 representations, so
-they also train the alignment layers; they never feed the fused classifier.
+mean of the aligned image tokens BEFORE GGA scaling. They never feed the fused classifier. With
+aux_detach=False their cross-entropy also trains the alignment layers (and any fine-tuned encoder layers);
+with aux_detach=True they read detached streams, so they are probes and the network trains on the paper's
+objective alone (Sec. 3.3: cross-entropy on the fused prediction), as MGGF's do.
 
 explain (only the quantities of components that are switched on):
   modality_weights  [B, 2]  GGA weight1 (text), weight2 (image); rows sum to 1.
@@ -90,6 +92,9 @@ class HGLNetConfig(HeadConfig):
     use_image: bool = True  # V
     use_gga: bool = True  # G
     use_crt: bool = True  # C
+    # The unimodal heads read detached eq. 8-9 streams (probes): only the fused cross-entropy, the paper's loss,
+    # trains the network. False lets their aux_weight * CE train the alignment layers and tuned encoder layers too.
+    aux_detach: bool = False
 
 
 class GlobalGatedAttention(nn.Module):
@@ -273,8 +278,11 @@ class HGLNet(FusionHead):
         logits = self.classifier(torch.cat(pooled, dim=-1))
         if "weights" in s:
             explain["modality_weights"] = s["weights"]
-        text_logits = self.text_head(masked_mean(s["text_raw"][:, -1], mask))
-        image_logits = self.image_head(s["image_raw"].mean(1))
+        e, v = s["text_raw"][:, -1], s["image_raw"]
+        if c.aux_detach:
+            e, v = e.detach(), v.detach()
+        text_logits = self.text_head(masked_mean(e, mask))
+        image_logits = self.image_head(v.mean(1))
         return ModelOutput(logits, text_logits, image_logits, explain=explain)
 
 
