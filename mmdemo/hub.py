@@ -43,6 +43,23 @@ def _metric_values(split_metrics: dict) -> dict[str, float]:
     return {k: v for k, v in fused.items() if isinstance(v, (int, float)) and k != "n"}
 
 
+def _encoders_line(config: dict) -> str:
+    n = config.get("finetune_text_layers", 0)
+    text, image = f"text `{config['text_encoder']}`", f"image `{config['image_encoder']}` (frozen)"
+    if n:
+        return (f"{text} with its last {n} layers fine-tuned, {image}; `model.safetensors` holds the fusion head and "
+                f"the {n} tuned layers (the frozen rest is rebuilt from the encoder's package on load).")
+    return f"{text} and {image}, both frozen; only the fusion head's weights are in `model.safetensors`."
+
+
+def _aux_line(head: dict) -> str:
+    w = head.get("aux_weight")
+    if head.get("aux_detach"):
+        return (f"trained with weight `aux_weight={w}` on their cross-entropy on detached inputs (probes: their loss "
+                "never reaches the fusion network)")
+    return f"trained jointly with weight `aux_weight={w}` on their cross-entropy"
+
+
 def make_model_card(config: dict, metrics: dict, command: str = "") -> ModelCard:
     """A model card with ModelCardData (license, library, tags, datasets, base models, eval results) and a
     body that says what the model is, how it was trained and evaluated, and how to load it."""
@@ -77,12 +94,10 @@ def make_model_card(config: dict, metrics: dict, command: str = "") -> ModelCard
 {entry.description}. {('Paper: ' + entry.paper + '.') if entry.paper else ''}
 
 - **Task:** {task.description if task else config['task']}; labels: {', '.join(config['labels'])}
-- **Encoders (frozen):** text `{config['text_encoder']}`, image `{config['image_encoder']}`; only the fusion head's
-  weights are in `model.safetensors`.
+- **Encoders:** {_encoders_line(config)}
 - **Interpretable outputs:** {entry.explain_doc or 'none'}
 - **Unimodal predictions:** every mmdemo network also predicts from each modality alone through small auxiliary
-  classifiers on its own unimodal representations, trained jointly with weight
-  `aux_weight={config['head'].get('aux_weight')}` on their cross-entropy.
+  classifiers on its own unimodal representations, {_aux_line(config['head'])}.
 - **Selection:** best epoch on dev ({metrics.get('selected_on', 'dev')}); seed {metrics.get('seed', '?')}.
 
 ## Evaluation

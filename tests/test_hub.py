@@ -84,6 +84,17 @@ def test_model_card_parses_back_with_eval_results(ckpt):
     assert "python -m trainer train --task mvsa-single --model concat" in card.text
 
 
+def test_model_card_says_what_was_fine_tuned_and_which_heads_are_probes(ckpt):
+    config = json.loads((ckpt / "config.json").read_text())
+    frozen = hub.make_model_card(config, METRICS).text
+    assert "both frozen; only the fusion head's weights" in frozen and "fine-tuned" not in frozen
+    assert "trained jointly with weight `aux_weight=" in frozen
+    tuned = hub.make_model_card({**config, "finetune_text_layers": 3,
+                                 "head": {**config["head"], "aux_detach": True}}, METRICS).text
+    assert "last 3 layers fine-tuned" in tuned and "both frozen" not in tuned
+    assert "probes" in tuned and "trained jointly" not in tuned
+
+
 def test_resolve_falls_back_to_bundled_when_hub_unreachable(ckpt, monkeypatch):
     root = ckpt.parents[1]
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

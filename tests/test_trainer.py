@@ -13,7 +13,7 @@ from trainer.datasets import DatasetSplits, Sample
 from trainer.features import cached_features, load_split
 from trainer.loop import RunSpec, evaluate, train
 from trainer.metrics import compute_metrics
-from trainer.report import table
+from trainer.report import bundle, table
 from trainer.run import write_run
 
 LABELS = ["sunny", "rainy"]
@@ -89,6 +89,12 @@ def test_tiny_run_learns_well_above_chance_and_writes_a_checkpoint(synthetic, tm
     assert load_checkpoint(out).labels == LABELS
     report = table(tmp_path / "runs")
     assert "| mvsa-single | concat | fused | 1 |" in report
+    (out / "README.md").write_text("a card written by older code")  # bundle makes the card anew
+    dest = tmp_path / "checkpoints" / "mvsa-single" / "concat"
+    assert bundle(out.parent, dest)[0] == out
+    assert (dest / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+    card = (dest / "README.md").read_text()
+    assert "older code" not in card and "# concat on mvsa-single" in card and "pytest" in card
 
 
 def test_metrics_single_and_multi_label():

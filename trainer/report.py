@@ -53,11 +53,17 @@ def table(runs: Path, split: str = "test", head: str = "fused", tasks: list[str]
 
 
 def bundle(run_dir: Path, dest: Path) -> tuple[Path, str]:
-    """Copy the best-on-dev seed of a run into the bundled checkpoints directory."""
+    """Copy the best-on-dev seed of a run into the bundled checkpoints directory, with its model card made anew
+    from its config and metrics (the card the run wrote may predate the current card text)."""
+    from mmdemo.checkpoint import CARD_FILE, read_config, read_metrics
+    from mmdemo.hub import make_model_card
+
     from .run import best_seed_dir
 
     best, metric = best_seed_dir(run_dir)
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(best, dest)
+    metrics = read_metrics(dest)
+    make_model_card(read_config(dest), metrics, metrics.get("command", "")).save(dest / CARD_FILE)
     return best, metric
