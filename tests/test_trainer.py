@@ -89,6 +89,12 @@ def test_tiny_run_learns_well_above_chance_and_writes_a_checkpoint(synthetic, tm
     assert load_checkpoint(out).labels == LABELS
     report = table(tmp_path / "runs")
     assert "| mvsa-single | concat | fused | 1 |" in report
+    extra = tmp_path / "extra" / "mvsa-single" / "concat" / "seed1"
+    extra.mkdir(parents=True)
+    (extra / "metrics.json").write_text(json.dumps({**metrics, "seed": 1, "test": {"fused": {
+        **metrics["test"]["fused"], "accuracy": metrics["test"]["fused"]["accuracy"] - 0.1}}}))
+    pooled = table([tmp_path / "runs", tmp_path / "extra"])
+    assert "| mvsa-single | concat | fused | 2 |" in pooled and "±" in pooled
     (out / "README.md").write_text("a card written by older code")  # bundle makes the card anew
     dest = tmp_path / "checkpoints" / "mvsa-single" / "concat"
     assert bundle(out.parent, dest)[0] == out

@@ -212,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(fn=cmd_floor)
 
     p = sub.add_parser("report", help="markdown table, mean ± std over seeds")
-    p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
+    p.add_argument("--runs", type=Path, nargs="+", default=[REPO_ROOT / "runs"],
+                   help="run directories; several pool their seeds (e.g. runs runs-extra)")
     p.add_argument("--split", default="test", choices=["dev", "test"])
     p.add_argument("--heads", nargs="+", default=["fused"], choices=["fused", "text", "image"])
     p.add_argument("--tasks", nargs="+", default=None)

@@ -12,11 +12,12 @@ METRICS = ("accuracy", "weighted_f1", "macro_f1")
 ML_METRICS = ("precision@1", "recall@1", "accuracy@3", "precision@3", "recall@3")
 
 
-def collect(runs: Path) -> dict[tuple[str, str, str], list[dict]]:
+def collect(runs: Path | list[Path]) -> dict[tuple[str, str, str], list[dict]]:
     """{(task, model, variant): [metrics.json of each seed]} from <runs>/<task>/<name>/seed*/metrics.json
-    (and <runs>/<task>/<model>/metrics.json for bundled checkpoints)."""
+    (and <runs>/<task>/<model>/metrics.json for bundled checkpoints); several roots pool their seeds."""
     groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
-    for path in sorted(runs.rglob("metrics.json")):
+    roots = [runs] if isinstance(runs, Path) else runs
+    for path in sorted(p for root in roots for p in root.rglob("metrics.json")):
         m = json.loads(path.read_text())
         if "dev" in m and "test" in m and "task" in m:
             groups[(m["task"], m["model"], m.get("variant", ""))].append(m)
@@ -30,9 +31,10 @@ def _fmt(values: list[float]) -> str:
     return f"{mean:.2f} ± {statistics.stdev(values) * 100:.2f}"
 
 
-def table(runs: Path, split: str = "test", head: str = "fused", tasks: list[str] | None = None,
+def table(runs: Path | list[Path], split: str = "test", head: str = "fused", tasks: list[str] | None = None,
           models: list[str] | None = None, variants: bool = False) -> str:
-    groups = {k: v for k, v in collect(runs).items() if head in v[0][split]}  # logreg has no unimodal heads
+    roots = [runs] if isinstance(runs, Path) else runs
+    groups = {k: v for k, v in collect(roots).items() if head in v[0][split]}  # logreg has no unimodal heads
     lines = []
     multi = {k: "precision@1" in v[0][split][head] for k, v in groups.items()}
     for is_ml in (False, True):
@@ -49,7 +51,7 @@ def table(runs: Path, split: str = "test", head: str = "fused", tasks: list[str]
             model = key[1] + (f" ({key[2]})" if key[2] else "")
             lines.append(f"| {key[0]} | {model} | {head} | {len(runs_)} | " + " | ".join(cells) + " |")
         lines.append("")
-    return "\n".join(lines) if lines else f"no metrics.json with dev and test under {runs}"
+    return "\n".join(lines) if lines else f"no metrics.json with dev and test under {', '.join(map(str, roots))}"
 
 
 def bundle(run_dir: Path, dest: Path) -> tuple[Path, str]:
