@@ -12,11 +12,10 @@ METRICS = ("accuracy", "weighted_f1", "macro_f1")
 ML_METRICS = ("precision@1", "recall@1", "accuracy@3", "precision@3", "recall@3")
 
 
-def collect(runs: Path | list[Path]) -> dict[tuple[str, str, str], list[dict]]:
-    """{(task, model, variant): [metrics.json of each seed]} from <runs>/<task>/<name>/seed*/metrics.json
-    (and <runs>/<task>/<model>/metrics.json for bundled checkpoints); several roots pool their seeds."""
+def collect(roots: list[Path]) -> dict[tuple[str, str, str], list[dict]]:
+    """{(task, model, variant): [metrics.json of each seed]} from <root>/<task>/<name>/seed*/metrics.json
+    (and <root>/<task>/<model>/metrics.json for bundled checkpoints); several roots pool their seeds."""
     groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
-    roots = [runs] if isinstance(runs, Path) else runs
     for path in sorted(p for root in roots for p in root.rglob("metrics.json")):
         m = json.loads(path.read_text())
         if "dev" in m and "test" in m and "task" in m:
