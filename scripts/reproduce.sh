@@ -40,6 +40,8 @@ $S --model hglnet --grid $H3 encoder_lr=5e-5 weight_decay=0.1
 $S --model hglnet --grid $H3 encoder_lr=5e-5 weight_decay=0.1 epochs=8
 # Table 2's Yelp (sentiment) widths instead of the Weibo ones: d_f = d_k = d_v = 64, h = 8 (FFN 2 * d_f).
 $S --model hglnet --grid $H3 encoder_lr=5e-5 weight_decay=0.1 d_f=64 heads=8 ffn_dim=128
+# Four tuned layers, so every layer the hierarchy reads adapts (eq. 17 reads the last four).
+$S --model hglnet --grid conv_channels=256 lr=0.001 unfreeze_text_layers=4 encoder_lr=5e-5 weight_decay=0.1
 $S --model mggf --grid dropout=0.3,0.5 lr=0.0005,0.0002
 $S --model mggf --grid dropout=0.5 lr=0.0005 $FT
 for model in concat text-only; do
