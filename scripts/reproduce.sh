@@ -58,11 +58,10 @@ for model in text-only concat hglnet mggf; do
   ME=$B
   # The MediaEval rows in runs/ of HGLNet and concat kept their earlier bests (HGLNet: two layers, 1e-4; concat:
   # 30 epochs): their later points won on dev afterwards, and those MediaEval runs (1-2 hours each on 2 CPU cores)
-  # have not been made yet. HGLNet's ablation rows kept weight decay 0.01 for the same reason.
+  # have not been made yet.
   H="--set conv_channels=256 --set lr=0.001"
   [ $model = hglnet ] && ME="$H --unfreeze-text-layers 2 --encoder-lr 1e-4"
   [ $model = concat ] && ME="--unfreeze-text-layers 2 --encoder-lr 5e-5"
-  [ $model = hglnet ] && B="$H --unfreeze-text-layers 3 --encoder-lr 5e-5"
   $T train --task mediaeval2016 --model $model --seeds 0 1 2 --quiet $ME
   for v in $(python -c "from mmdemo.models import get_model; print(' '.join(get_model('$model').variants))"); do
     $T train --task mvsa-single --model $model --variant "$v" --seeds 0 --quiet $B
