@@ -59,8 +59,7 @@ for model in text-only concat hglnet mggf; do
   # The MediaEval rows in runs/ of HGLNet and concat kept their earlier bests (HGLNet: two layers, 1e-4; concat:
   # 30 epochs): their later points won on dev afterwards, and those MediaEval runs (1-2 hours each on 2 CPU cores)
   # have not been made yet.
-  H="--set conv_channels=256 --set lr=0.001"
-  [ $model = hglnet ] && ME="$H --unfreeze-text-layers 2 --encoder-lr 1e-4"
+  [ $model = hglnet ] && ME="--set conv_channels=256 --set lr=0.001 --unfreeze-text-layers 2 --encoder-lr 1e-4"
   [ $model = concat ] && ME="--unfreeze-text-layers 2 --encoder-lr 5e-5"
   $T train --task mediaeval2016 --model $model --seeds 0 1 2 --quiet $ME
   for v in $(python -c "from mmdemo.models import get_model; print(' '.join(get_model('$model').variants))"); do

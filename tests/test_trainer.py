@@ -95,6 +95,7 @@ def test_tiny_run_learns_well_above_chance_and_writes_a_checkpoint(synthetic, tm
         **metrics["test"]["fused"], "accuracy": metrics["test"]["fused"]["accuracy"] - 0.1}}}))
     pooled = table([tmp_path / "runs", tmp_path / "extra"])
     assert "| mvsa-single | concat | fused | 2 |" in pooled and "±" in pooled
+    assert "| mvsa-single | concat | fused | 1 |" in table([tmp_path / "runs", tmp_path / "runs" / "mvsa-single"])
     (out / "README.md").write_text("a card written by older code")  # bundle makes the card anew
     dest = tmp_path / "checkpoints" / "mvsa-single" / "concat"
     assert bundle(out.parent, dest)[0] == out

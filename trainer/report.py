@@ -14,9 +14,10 @@ ML_METRICS = ("precision@1", "recall@1", "accuracy@3", "precision@3", "recall@3"
 
 def collect(roots: list[Path]) -> dict[tuple[str, str, str], list[dict]]:
     """{(task, model, variant): [metrics.json of each seed]} from <root>/<task>/<name>/seed*/metrics.json
-    (and <root>/<task>/<model>/metrics.json for bundled checkpoints); several roots pool their seeds."""
+    (and <root>/<task>/<model>/metrics.json for bundled checkpoints); several roots pool their seeds, and a run
+    reached through two overlapping roots counts once."""
     groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
-    for path in sorted(p for root in roots for p in root.rglob("metrics.json")):
+    for path in sorted({p.resolve() for root in roots for p in root.rglob("metrics.json")}):
         m = json.loads(path.read_text())
         if "dev" in m and "test" in m and "task" in m:
             groups[(m["task"], m["model"], m.get("variant", ""))].append(m)
