@@ -42,10 +42,9 @@ def make_untrained_checkpoint(root: Path, model: str = "concat", task: str = "mv
     from mmdemo.tasks import get_task
 
     te, ie = shared_text_encoder(text), shared_image_encoder(image)
-    dims = FeatureDims.of(te, ie).__dict__
     torch.manual_seed(0)
     clf = MultimodalClassifier(model=model, task=task, labels=list(get_task(task).labels), text_encoder=text,
-                               image_encoder=image, dims={**dims, "image_grid": list(dims["image_grid"])})
+                               image_encoder=image, dims=FeatureDims.of(te, ie).to_dict())
     card = (f"# {model} on {task} (UNTRAINED)\n\nRandom head weights, written by benchmarks/bench_app.py to "
             f"measure speed. Its predictions mean nothing.\n")
     return save_checkpoint(clf, root / task / model, metrics={}, card=card)
@@ -116,10 +115,10 @@ def bench_explanations(root: Path, task: str, model: str, runs: int) -> list[lis
                  f"{statistics.median(ms):.0f}", f"{pct(ms, 95):.0f}", f"{runs} runs, DemoApp.explain_fn"])
     pred = p.predict(image, caption)
     head = p.classifier.head
-    if X.attention_matrices(pred.explain, head.attention_axes, len(pred.tokens))[0] is None:
+    if X.attention_matrices(pred.explain, head.signals, len(pred.tokens))[0] is None:
         rows.append([f"explain {model}: attention", "–", "–", "the network has no attention maps"])
     else:
-        ms = timed(lambda: X.attention_matrices(p.predict(image, caption).explain, head.attention_axes,
+        ms = timed(lambda: X.attention_matrices(p.predict(image, caption).explain, head.signals,
                                                 len(pred.tokens)), runs)
         rows.append([f"explain {model}: attention (predict + maps)", f"{statistics.median(ms):.0f}",
                      f"{pct(ms, 95):.0f}", f"{runs} runs"])

@@ -45,6 +45,19 @@ def read_metrics(ckpt_dir: str | Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def missing_prior(config: dict) -> str:
+    """The prior encoder a checkpoint's head asks for but was built without, e.g. CLIP where its weights were not
+    available ("" when none is missing, or when the config does not name a known model)."""
+    from .models import get_model
+
+    try:
+        entry = get_model(config["model"])
+        wanted = entry.head.needs(entry.config(config.get("head"), config.get("variant", ""))).prior
+    except (KeyError, ValueError, TypeError):
+        return ""
+    return wanted if wanted != config.get("prior_encoder", "") else ""
+
+
 def check_compatible(config: dict, *, task: str | None = None, text_encoder: str | None = None,
                      image_encoder: str | None = None, labels: list[str] | None = None, where: str = "") -> None:
     """Refuse a checkpoint whose task, encoders or labels differ from the request, naming the mismatch."""

@@ -22,8 +22,8 @@ from captum.attr import IntegratedGradients, LayerGradCam, LayerIntegratedGradie
 from PIL import Image, ImageDraw
 from torchvision import transforms as T
 
-from .encoders import ImageEncoder, ImageFeatures, TextFeatures
-from .models import ModelOutput
+from .encoders import ImageEncoder
+from .models import ModelOutput, Signal
 from .predict import Pipeline
 
 HEAD_LOGITS = {"fused": "logits", "text": "text_logits", "image": "image_logits"}
@@ -57,29 +57,14 @@ def predicted_class(pipeline: Pipeline, inputs: dict[str, torch.Tensor]) -> int:
     return int(pipeline(**inputs).logits[0].argmax())
 
 
-def _text_features(pipeline: Pipeline, inputs: dict[str, torch.Tensor]) -> TextFeatures:
-    return pipeline.text_encoder(inputs["input_ids"], inputs["attention_mask"],
-                                 num_layers=pipeline.classifier.text_layers)
-
-
-def _repeat_text(t: TextFeatures, b: int) -> TextFeatures:
-    return TextFeatures(t.layers.expand(b, *t.layers.shape[1:]), t.attention_mask.expand(b, -1),
-                        t.pooled.expand(b, -1))
-
-
-def _repeat_image(v: ImageFeatures, b: int) -> ImageFeatures:
-    return ImageFeatures(v.patches.expand(b, -1, -1), v.pooled.expand(b, -1),
-                         None if v.logits is None else v.logits.expand(b, -1))
-
-
 def image_forward(pipeline: Pipeline, inputs: dict[str, torch.Tensor], head: str = "fused") -> Callable:
     """pixel_values [B,3,H,W] -> head logits [B,C], with this input's caption encoded once."""
     with torch.no_grad():
-        text = _text_features(pipeline, inputs)
+        text = pipeline.encode_text(inputs["input_ids"], inputs["attention_mask"], inputs.get("prior_text"))
 
     def forward(pixel_values: torch.Tensor) -> torch.Tensor:
-        image = pipeline.image_encoder(pixel_values)
-        return head_logits(pipeline.classifier(_repeat_text(text, pixel_values.shape[0]), image), head)
+        image = pipeline.encode_image(pixel_values, inputs.get("prior_image"))
+        return head_logits(pipeline.classifier(text.expand(pixel_values.shape[0]), image), head)
 
     return forward
 
@@ -87,11 +72,11 @@ def image_forward(pipeline: Pipeline, inputs: dict[str, torch.Tensor], head: str
 def text_forward(pipeline: Pipeline, inputs: dict[str, torch.Tensor], head: str = "fused") -> Callable:
     """(input_ids [B,L], attention_mask [B,L]) -> head logits [B,C], with this input's image encoded once."""
     with torch.no_grad():
-        image = pipeline.image_encoder(inputs["pixel_values"])
+        image = pipeline.encode_image(inputs["pixel_values"], inputs.get("prior_image"))
 
     def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        text = pipeline.text_encoder(input_ids, attention_mask, num_layers=pipeline.classifier.text_layers)
-        return head_logits(pipeline.classifier(text, _repeat_image(image, input_ids.shape[0])), head)
+        text = pipeline.encode_text(input_ids, attention_mask, inputs.get("prior_text"))
+        return head_logits(pipeline.classifier(text, image.expand(input_ids.shape[0])), head)
 
     return forward
 
@@ -302,17 +287,18 @@ def image_attribution(method: str, pipeline: Pipeline, inputs: dict[str, torch.T
 # ---- attention --------------------------------------------------------------------------------------
 
 
-def attention_matrices(explain: dict[str, Any], attention_axes: dict[str, tuple[str, str]],
+def attention_matrices(explain: dict[str, Any], signals: dict[str, Signal],
                        n_tokens: int) -> tuple[np.ndarray | None, np.ndarray | None]:
     """-> (text->image [L, N], image->text [N, L]) averaged over heads, from a Prediction's explain (batch
-    axis removed: each map [heads, Q, K]). A missing direction is the other one transposed; (None, None)
-    when the network has no attention. Rows and columns are cut to the `n_tokens` real tokens."""
+    axis removed: each map [heads, Q, K]) and the head's declared `signals` (which side of each map is the query).
+    A missing direction is the other one transposed; (None, None) when the network has no attention. Rows and
+    columns are cut to the `n_tokens` real tokens."""
     maps = explain.get("attention") or {}
     t2i = i2t = None
     for name, m in maps.items():
         a = np.asarray(m, dtype=np.float64)
         a = a.mean(0) if a.ndim == 3 else a  # average the heads
-        axes = attention_axes.get(name, ("text", "image"))
+        axes = signals[name].axes
         if axes == ("text", "image") and t2i is None:
             t2i = a[:n_tokens]
         elif axes == ("image", "text") and i2t is None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .checkpoint import CARD_FILE, CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, CheckpointError, check_compatible, read_config
+from .checkpoint import (CARD_FILE, CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, CheckpointError, check_compatible,
+                         missing_prior, read_config)
 from .tasks import TASKS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +33,10 @@ BASE_MODELS = {
 }
 DATASETS = {"mvsa-single": "MVSA-Single", "mvsa-multiple": "MVSA-Multiple", "mediaeval2016": "MediaEval-2016-VMU",
             "hashtags": "MVSA-Single-hashtags"}
+
+
+SINGLE_LABEL_COLUMNS = {"accuracy": "accuracy", "weighted_f1": "weighted F1", "macro_f1": "macro F1"}
+MULTI_LABEL_COLUMNS = {"precision@1": "P@1", "recall@1": "R@1", "accuracy@3": "Acc@3", "micro_f1": "micro F1"}
 
 
 class HubError(RuntimeError):
@@ -80,22 +85,30 @@ def make_model_card(config: dict, metrics: dict, command: str = "") -> ModelCard
         eval_results=evals or None,
     )
     name = config["model"] + (f" ({config['variant']})" if config.get("variant") else "")
+    columns = MULTI_LABEL_COLUMNS if config.get("multi_label") else SINGLE_LABEL_COLUMNS
     rows = []
     for split in ("dev", "test"):
         for head in ("fused", "text", "image"):
             m = metrics.get(split, {}).get(head)
             if m:
-                vals = " | ".join(f"{m[k]:.4f}" if k in m else "–" for k in ("accuracy", "weighted_f1", "macro_f1"))
+                vals = " | ".join(f"{m[k]:.4f}" if k in m else "–" for k in columns)
                 rows.append(f"| {split} | {head} | {vals} |")
-    table = "\n".join(["| split | head | accuracy | weighted F1 | macro F1 |", "|---|---|---|---|---|", *rows])
+    table = "\n".join(["| split | head | " + " | ".join(columns.values()) + " |",
+                       "|---|---|" + "---|" * len(columns), *rows])
+    signals = entry.head.signals
+    outputs = "".join(f"\n  - `{key}` ({sig.kind}): {sig.title}: {sig.meaning}." for key, sig in signals.items())
+    prior, wanted = config.get("prior_encoder", ""), missing_prior(config)
+    prior_line = (f"\n- **Prior encoder:** `{prior}`." if prior else
+                  f"\n- **Prior encoder:** none: `{wanted}` was not available, so this is the paper's w/o-prior "
+                  f"variant." if wanted else "")
     body = f"""
 # {name} on {config['task']}
 
 {entry.description}. {('Paper: ' + entry.paper + '.') if entry.paper else ''}
 
 - **Task:** {task.description if task else config['task']}; labels: {', '.join(config['labels'])}
-- **Encoders:** {_encoders_line(config)}
-- **Interpretable outputs:** {entry.explain_doc or 'none'}
+- **Encoders:** {_encoders_line(config)}{prior_line}
+- **Interpretable outputs:** {outputs or 'none (a baseline)'}
 - **Unimodal predictions:** every mmdemo network also predicts from each modality alone through small auxiliary
   classifiers on its own unimodal representations, {_aux_line(config['head'])}.
 - **Selection:** best epoch on dev ({metrics.get('selected_on', 'dev')}); seed {metrics.get('seed', '?')}.

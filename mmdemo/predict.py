@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .encoders import ImageEncoder, TextEncoder, shared_image_encoder, shared_text_encoder
+from .encoders import (ImageEncoder, ImageFeatures, TextEncoder, TextFeatures, prior_encoders, shared_image_encoder,
+                       shared_text_encoder)
 from .inputs import clean_caption, load_image
 from .models import ModelOutput, MultimodalClassifier
 
@@ -22,16 +23,32 @@ HEADS = ("fused", "text", "image")
 
 
 class Pipeline(nn.Module):
-    """encoders + head as one module: (pixel_values, input_ids, attention_mask) -> ModelOutput."""
+    """encoders + head as one module: (pixel_values, input_ids, attention_mask) -> ModelOutput.
+
+    A model with a prior encoder (CLIP) also takes its global vectors `prior_text` / `prior_image` [B, P], which
+    `Predictor.prepare` computes once per input: they are inputs held fixed, never attributed."""
 
     def __init__(self, text_encoder: TextEncoder, image_encoder: ImageEncoder, classifier: MultimodalClassifier):
         super().__init__()
         self.text_encoder, self.image_encoder, self.classifier = text_encoder, image_encoder, classifier
 
-    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ModelOutput:
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    prior_text: torch.Tensor | None = None) -> TextFeatures:
         text = self.text_encoder(input_ids, attention_mask, num_layers=self.classifier.text_layers)
+        if prior_text is not None:
+            text.prior = prior_text.expand(input_ids.shape[0], -1)
+        return text
+
+    def encode_image(self, pixel_values: torch.Tensor, prior_image: torch.Tensor | None = None) -> ImageFeatures:
         image = self.image_encoder(pixel_values)
-        return self.classifier(text, image)
+        if prior_image is not None:
+            image.prior = prior_image.expand(pixel_values.shape[0], -1)
+        return image
+
+    def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                prior_text: torch.Tensor | None = None, prior_image: torch.Tensor | None = None) -> ModelOutput:
+        return self.classifier(self.encode_text(input_ids, attention_mask, prior_text),
+                               self.encode_image(pixel_values, prior_image))
 
 
 def probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
@@ -78,6 +95,8 @@ class Predictor:
         own = classifier.text_encoder
         self.text_encoder = (text_encoder or own or shared_text_encoder(classifier.text_encoder_name)).to(device)
         self.image_encoder = (image_encoder or shared_image_encoder(classifier.image_encoder_name)).to(device)
+        # The prior encoder the checkpoint was trained with (CLIP); EncoderUnavailableError where it is missing.
+        self.prior = prior_encoders(classifier.prior_encoder) if classifier.prior_encoder else None
         self.pipeline = Pipeline(self.text_encoder, self.image_encoder, self.classifier).eval()
         self.device = device
         self.source, self.note = "", ""  # set by for_task: "bundled" or "hub:<repo>"
@@ -117,6 +136,11 @@ class Predictor:
         if int(batch["attention_mask"].sum()) >= batch["attention_mask"].shape[1] == self.classifier.max_length:
             notes.append(f"The caption was cut to the first {self.classifier.max_length} tokens the model reads.")
         inputs = {"pixel_values": self.image_encoder.preprocess([rgb]), **batch}
+        if self.prior is not None:
+            prior_text, prior_image = self.prior
+            with torch.no_grad():
+                inputs["prior_text"] = prior_text.encode([text], max_length=self.classifier.max_length).pooled
+                inputs["prior_image"] = prior_image.encode([rgb]).pooled
         return {k: v.to(self.device) for k, v in inputs.items()}, notes
 
     def tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[str]:

@@ -20,6 +20,7 @@ class Task:
     default_data_dir: str = ""  # relative to the repository root
     paper_metric: str = "weighted_f1"  # the F1 the papers report for this task
     reader_kwargs: dict = field(default_factory=dict)
+    ordinal: bool = False  # labels listed in a meaningful order (sentiment positive..negative, ratings 1..5)
 
 
 TASKS: dict[str, Task] = {}
@@ -42,11 +43,11 @@ def get_task(name: str) -> Task:
 register_task(Task(
     "mvsa-single", "Image-text sentiment of tweets (MVSA-Single, Niu et al. 2016)",
     ("positive", "neutral", "negative"), reader="mvsa",
-    default_data_dir="../shared/datasets/mvsa-single"))
+    default_data_dir="../shared/datasets/mvsa-single", ordinal=True))
 register_task(Task(
     "mvsa-multiple", "Image-text sentiment of tweets, three annotators (MVSA-Multiple)",
     ("positive", "neutral", "negative"), reader="mvsa", default_data_dir="data/mvsa-multiple",
-    reader_kwargs={"multiple": True}))
+    reader_kwargs={"multiple": True}, ordinal=True))
 register_task(Task(
     "mediaeval2016", "Fake vs real image use in tweets (MediaEval 2016 Verifying Multimedia Use)",
     ("real", "fake"), reader="mediaeval2016", default_data_dir="../shared/datasets/mediaeval2016",
@@ -70,7 +71,7 @@ register_task(Task(
     ("real", "fake"), reader="weibo", default_data_dir="data/weibo", paper_metric="macro_f1"))
 register_task(Task(
     "yelp", "Review rating from text + photos (Yelp multimodal reviews)",
-    ("1", "2", "3", "4", "5"), reader="yelp", default_data_dir="data/yelp"))
+    ("1", "2", "3", "4", "5"), reader="yelp", default_data_dir="data/yelp", ordinal=True))
 register_task(Task(
     "cmcd-i", "Tweet topic classification, 18 categories (CMCD-I, as used by HGLNet)",
     (), reader="cmcd", default_data_dir="data/cmcd-i"))

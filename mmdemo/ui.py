@@ -4,7 +4,7 @@ every network of the task side by side, and the model card.
 
 `build_demo(root)` builds the Blocks; `DemoApp` holds the plain functions the Blocks wire up (each with an
 api_name, so gradio_client can call them). Everything the network explains is rendered generically from
-`Prediction.explain` and the head's `explain_labels` / `attention_axes`: nothing here branches on a model name.
+`Prediction.explain` and the head's `signals` declarations: nothing here branches on a model name.
 Bad input and broken checkpoints become a message in the page, never a stack trace.
 """
 
@@ -23,10 +23,11 @@ import pandas as pd
 from PIL import Image
 
 from . import explain as X
-from .checkpoint import CheckpointError, read_config, read_metrics
+from .checkpoint import CheckpointError, missing_prior, read_config, read_metrics
 from .encoders import EncoderUnavailableError
 from .hub import BUNDLED_DIR, REPO_ROOT, HubError, Resolved, bundled_checkpoints, configured_repos, resolve
 from .inputs import InputError
+from .models import Signal
 from .predict import HEADS, Prediction, Predictor
 from .tasks import TASKS
 
@@ -47,35 +48,6 @@ python -m trainer bundle --task mvsa-single --model concat
 NO_CHECKPOINT_LINE = ("No trained checkpoint was found in {root}. Train and bundle one, then restart the app: "
                       "python -m trainer train --task mvsa-single --model concat, then "
                       "python -m trainer bundle --task mvsa-single --model concat.")
-
-
-@dataclass(frozen=True)
-class Signal:
-    """How to show one `explain` key: a title, what low and high values mean, and the range of its bar."""
-
-    title: str
-    meaning: str
-    low: float | None = 0.0
-    high: float | None = 1.0
-
-
-# Keyed by explain KEY (shared by every network that emits it), never by model name. Unknown keys fall back
-# to their name and a bar scaled to the values.
-SIGNALS: dict[str, Signal] = {
-    "discrepancy": Signal("Modality discrepancy",
-                          "low = text and image agree, high = they conflict (a sigmoid of the divergence between "
-                          "the text-only and image-only views, so 0.5 means no divergence)"),
-    "kl": Signal("KL divergence text ↔ image", "0 = the unimodal views give the same distribution; larger = more "
-                 "conflict", 0.0, None),
-    "distance": Signal("Text ↔ image distance", "0 = the unimodal representations coincide; larger = more "
-                       "conflict", 0.0, None),
-    "score": Signal("Predicted intensity", "+1 = the first label (e.g. positive), −1 = the last (e.g. negative)",
-                    -1.0, 1.0),
-    "modality_weights": Signal("Modality weights", "the share of the fusion each modality gets (sums to 1)"),
-    "gates": Signal("Gates", "0 = the gate keeps the stream out of the fusion, 1 = lets it through"),
-    "beta": Signal("Balance β", "how the fused decision is split between the modalities' branches"),
-    "alignment": Signal("Image–text alignment", "higher = the caption and the image match better", None, None),
-}
 
 
 def safe_image(**kwargs) -> gr.Image:
@@ -138,22 +110,24 @@ def _bar(value: float, low: float, high: float) -> str:
             f'<div style="background:#f97316;height:10px;border-radius:4px;width:{frac * 100:.1f}%"></div></div>')
 
 
-def _signal_rows(key: str, value: Any, labels: dict[str, tuple[str, ...]]) -> list[str]:
-    """Table rows for one explain entry: a scalar -> one bar, a vector -> one bar per component."""
-    if isinstance(value, dict):  # nested quantities, e.g. several gates
-        return [row for sub, v in value.items() for row in _signal_rows(f"{key}.{sub}", v, labels)]
+def _signal(key: str, signals: dict[str, Signal]) -> Signal:
+    """The head's declaration of an explain key (an undeclared key shows under its own name, scaled to its values)."""
+    return signals.get(key) or Signal(key.replace("_", " ").capitalize(), "", low=None, high=None)
+
+
+def _signal_rows(key: str, value: Any, signals: dict[str, Signal]) -> list[str]:
+    """Table rows for one explain entry: a score -> one bar, weights -> one bar per named component."""
+    sig = _signal(key, signals)
     arr = np.asarray(value, dtype=np.float64)
-    top = key.split(".")[0]
-    sig = SIGNALS.get(key) or SIGNALS.get(top) or Signal(key.replace("_", " ").capitalize(), "", None, None)
     if arr.ndim > 1:
         return [f"<tr><td>{html.escape(sig.title)}</td><td colspan=2>array {tuple(arr.shape)}, mean "
                 f"{arr.mean():.3f}</td><td>{html.escape(sig.meaning)}</td></tr>"]
     values = arr.reshape(-1)
-    names = labels.get(key) or labels.get(top) or ()
     low = sig.low if sig.low is not None else min(0.0, float(values.min()))
     high = sig.high if sig.high is not None else max(float(np.abs(values).max()), 1e-9)
     rows = []
     for i, v in enumerate(values[:16]):  # long vectors: the first 16 components
+        names = sig.components
         name = sig.title if values.size == 1 else f"{sig.title}: {names[i] if i < len(names) else i}"
         meaning = sig.meaning if i == 0 else ""
         rows.append(f"<tr><td>{html.escape(name)}</td><td style='width:35%'>{_bar(float(v), low, high)}</td>"
@@ -161,33 +135,42 @@ def _signal_rows(key: str, value: Any, labels: dict[str, tuple[str, ...]]) -> li
     return rows
 
 
-def signals_html(pred: Prediction, labels: dict[str, tuple[str, ...]], axes: dict[str, tuple[str, str]]) -> str:
-    """The network's own interpretable quantities (Prediction.explain) as labelled bars."""
-    rows = [r for k, v in pred.explain.items() if k != "attention" for r in _signal_rows(k, v, labels)]
+def signals_html(pred: Prediction, signals: dict[str, Signal], missing_prior: str = "") -> str:
+    """The network's own interpretable quantities (Prediction.explain), each rendered from its declaration."""
+    rows = [r for k, v in pred.explain.items() if k != "attention" for r in _signal_rows(k, v, signals)]
     attention = pred.explain.get("attention") or {}
     parts = ["<div style='margin-top:6px'><b>What the network itself reports</b></div>"]
     if rows:
         parts.append("<table style='width:100%;font-size:95%'>" + "".join(rows) + "</table>")
     if attention:
-        names = ", ".join(f"{n} ({' → '.join(axes.get(n, ('?', '?')))})" for n in attention)
+        names = "; ".join(f"{_signal(n, signals).title} ({' → '.join(_signal(n, signals).axes or ('?', '?'))})"
+                          for n in attention)
         parts.append(f"<div style='font-size:90%'>Cross-modal attention maps: {html.escape(names)} — see the "
                      f"<i>Attention</i> tab.</div>")
     if not rows and not attention:
         parts.append("<div style='font-size:90%;opacity:.85'>This network reports no interpretable fusion "
                      "quantities (a baseline); use the heatmaps below.</div>")
+    if missing_prior:
+        parts.append(_box(html.escape(prior_note(missing_prior)), "info"))
     return "".join(parts)
 
 
-def main_signal(pred: Prediction, labels: dict[str, tuple[str, ...]]) -> str:
+def prior_note(missing_prior: str) -> str:
+    return (f"This network runs without its prior encoder {missing_prior!r} (the paper's w/o-prior variant): its "
+            f"weights were not available where the checkpoint was trained.")
+
+
+def main_signal(pred: Prediction, signals: dict[str, Signal]) -> str:
     """One short text for the compare table: the first non-attention explain entry."""
     for key, value in pred.explain.items():
         if key == "attention" or isinstance(value, dict):
             continue
         arr = np.asarray(value, dtype=np.float64).reshape(-1)
+        sig = _signal(key, signals)
         if arr.size == 1:
-            return f"{key} = {arr[0]:.3f}"
-        names = labels.get(key) or [str(i) for i in range(arr.size)]
-        return f"{key}: " + ", ".join(f"{n} {v:.2f}" for n, v in zip(names, arr[:4]))
+            return f"{sig.title} = {arr[0]:.3f}"
+        names = sig.components or [str(i) for i in range(arr.size)]
+        return f"{sig.title}: " + ", ".join(f"{n} {v:.2f}" for n, v in zip(names, arr[:4]))
     return "attention maps" if pred.explain.get("attention") else "–"
 
 
@@ -283,9 +266,9 @@ class DemoApp:
         except Exception as e:
             log.warning("could not preload %s/%s: %s", task, model, e)
 
-    def _head_meta(self, loaded: Loaded) -> tuple[dict, dict]:
-        head = loaded.predictor.classifier.head
-        return dict(head.explain_labels), dict(head.attention_axes)
+    @staticmethod
+    def _signals(loaded: Loaded) -> dict[str, Signal]:
+        return loaded.predictor.classifier.head.signals
 
     @staticmethod
     def _message(e: Exception, what: str) -> str:
@@ -302,11 +285,15 @@ class DemoApp:
         return gr.update(choices=models, value=self.default_model(task) if models else None)
 
     def labels_of(self, task: str | None, model: str | None) -> list[str]:
-        """The checkpoint's label names, read from its config.json without loading it ([] when unknown)."""
-        path = self.root / (task or "") / (model or "")
+        """The checkpoint's label names, from its config.json (bundled, or the configured Hub repo's) without
+        loading the weights ([] when unknown)."""
+        if not task or not model:
+            return []
+        if (task, model) in self._cache:
+            return list(self._cache[(task, model)].predictor.labels)
         try:
-            return list(read_config(path).get("labels", [])) if task and model else []
-        except CheckpointError:
+            return list(read_config(resolve(task, model, self.root).path).get("labels", []))
+        except USER_ERRORS:
             return []
 
     def targets_fn(self, task: str | None, model: str | None):
@@ -322,10 +309,10 @@ class DemoApp:
             msg = self._message(e, "prediction")
             gr.Warning(msg)
             return None, None, None, "", "", error_html(msg)
-        labels, axes = self._head_meta(loaded)
         notes = list(pred.warnings) + ([loaded.where.note] if loaded.where.note else [])
         return (label_value(pred, "fused"), label_value(pred, "text"), label_value(pred, "image"),
-                verdict_html(pred), signals_html(pred, labels, axes), notes_html(notes))
+                verdict_html(pred), signals_html(pred, self._signals(loaded), loaded.predictor.classifier.missing_prior),
+                notes_html(notes))
 
     def explain_fn(self, image, caption: str | None, task: str | None, model: str | None,
                    method: str = "grad-cam", head: str = "fused", target: str | None = None):
@@ -366,8 +353,7 @@ class DemoApp:
 
     def _attention_heat(self, loaded: Loaded, image, caption) -> tuple[np.ndarray | None, str]:
         pred = loaded.predictor.predict(image, caption)
-        _, axes = self._head_meta(loaded)
-        t2i, _ = X.attention_matrices(pred.explain, axes, len(pred.tokens))
+        t2i, _ = X.attention_matrices(pred.explain, self._signals(loaded), len(pred.tokens))
         if t2i is None:
             return None, "This network has no text ↔ image attention; pick Grad-CAM, Integrated Gradients or Occlusion."
         grid = X.grid_shape(t2i.shape[1], loaded.predictor.image_encoder.grid)
@@ -381,8 +367,7 @@ class DemoApp:
         try:
             loaded = self.load(task, model)
             pred = loaded.predictor.predict(image, caption)
-            _, axes = self._head_meta(loaded)
-            t2i, i2t = X.attention_matrices(pred.explain, axes, len(pred.tokens))
+            t2i, i2t = X.attention_matrices(pred.explain, self._signals(loaded), len(pred.tokens))
             if t2i is None:
                 return (*keep, None, None, _box("This network has no text ↔ image attention (only the networks "
                                                  "with cross-modal attention have these maps).", "info"))
@@ -425,10 +410,9 @@ class DemoApp:
                 except Exception as e:  # one broken checkpoint should not hide the others
                     rows.append([model, self._message(e, f"{model} prediction"), "", "", "", "", None])
                     continue
-                labels, _ = self._head_meta(loaded)
                 top = {h: "{} ({:.0%})".format(*pred.top(h)) for h in HEADS}
                 rows.append([model, top["fused"], top["text"], top["image"], "no" if pred.disagree else "yes",
-                             main_signal(pred, labels), round(pred.latency_ms, 1)])
+                             main_signal(pred, self._signals(loaded)), round(pred.latency_ms, 1)])
         except Exception as e:
             return pd.DataFrame(rows, columns=columns), error_html(self._message(e, "comparison"))
         return pd.DataFrame(rows, columns=columns), ""
@@ -456,6 +440,11 @@ class DemoApp:
             (f" (data version `{config['data_version']}`)" if config.get("data_version") else ""),
             f"- **Labels:** {', '.join(config.get('labels', []))}",
         ]
+        wanted = missing_prior(config)
+        if config.get("prior_encoder"):
+            lines.append(f"- **Prior encoder:** `{config['prior_encoder']}` (its global vectors join the network's own)")
+        elif wanted:
+            lines.append(f"- **Prior encoder:** none. {prior_note(wanted)}")
         lines += ["", "#### Test metrics", _metrics_table(read_metrics(where.path))]
         card = where.path / "README.md"
         if card.is_file():

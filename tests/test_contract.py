@@ -18,7 +18,7 @@ BASELINES = ["text-only", "image-only", "concat"]
 def make_classifier(te, ie, model="concat", **kw) -> MultimodalClassifier:
     dims = FeatureDims.of(te, ie)
     return MultimodalClassifier(model=model, task="mvsa-single", labels=LABELS, text_encoder=te.name,
-                                image_encoder=ie.name, dims={**dims.__dict__, "image_grid": list(dims.image_grid)}, **kw)
+                                image_encoder=ie.name, dims=dims.to_dict(), **kw)
 
 
 def features(te, ie, n=3):

@@ -10,7 +10,7 @@ from torch import nn
 
 from mmdemo import explain as X
 from mmdemo.encoders import FeatureDims, create_image_encoder, create_text_encoder
-from mmdemo.models import ModelOutput, MultimodalClassifier
+from mmdemo.models import ModelOutput, MultimodalClassifier, Signal
 from mmdemo.predict import Pipeline, Predictor
 
 LABELS = ["positive", "neutral", "negative"]
@@ -50,10 +50,9 @@ class PatchHead(nn.Module):
 
 def _concat_predictor(text: str, image: str) -> Predictor:
     te, ie = create_text_encoder(text), create_image_encoder(image)
-    dims = FeatureDims.of(te, ie).__dict__
     torch.manual_seed(0)
     clf = MultimodalClassifier(model="concat", task="mvsa-single", labels=LABELS, text_encoder=text,
-                               image_encoder=image, dims={**dims, "image_grid": list(dims["image_grid"])})
+                               image_encoder=image, dims=FeatureDims.of(te, ie).to_dict())
     return Predictor(clf, te, ie)
 
 
@@ -67,7 +66,7 @@ def cnn():
 def _patch_pipeline(text: str, image: str):
     te, ie = create_text_encoder(text), create_image_encoder(image)
     p = Predictor.__new__(Predictor)  # only prepare() is needed: encoders + max_length
-    p.text_encoder, p.image_encoder, p.device = te, ie, "cpu"
+    p.text_encoder, p.image_encoder, p.device, p.prior = te, ie, "cpu", None
     p.classifier = type("C", (), {"max_length": 32})()
     return Pipeline(te, ie, PatchHead(FeatureDims.of(te, ie))).eval(), p.prepare(_image(), CAPTION)[0]
 
@@ -166,7 +165,8 @@ def _fake_explain(heads=2, L=5, grid=(2, 3), both=True):
     return {"modality_weights": np.array([0.3, 0.7]), "attention": att}
 
 
-AXES = {"text->image": ("text", "image"), "image->text": ("image", "text")}
+AXES = {"text->image": Signal("t2i", "", kind="attention", axes=("text", "image")),
+        "image->text": Signal("i2t", "", kind="attention", axes=("image", "text"))}
 
 
 def test_attention_word_to_image_and_region_to_words():
@@ -187,7 +187,7 @@ def test_attention_one_direction_is_transposed_and_padding_cut():
     assert t2i.shape == (4, 6) and i2t.shape == (6, 4)
     np.testing.assert_allclose(i2t, t2i.T)
     reverse_only = {"attention": {"v->t": np.ones((1, 6, 4))}}
-    t2i, i2t = X.attention_matrices(reverse_only, {"v->t": ("image", "text")}, n_tokens=4)
+    t2i, i2t = X.attention_matrices(reverse_only, {"v->t": AXES["image->text"]}, n_tokens=4)
     assert t2i.shape == (4, 6)
 
 

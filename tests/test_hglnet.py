@@ -12,7 +12,7 @@ from PIL import Image
 
 from mmdemo.checkpoint import load_checkpoint, save_checkpoint
 from mmdemo.encoders import FeatureDims, ImageFeatures, TextFeatures, create_image_encoder, create_text_encoder
-from mmdemo.models import MultimodalClassifier, get_model, masked_mean
+from mmdemo.models import MultimodalClassifier, TaskInfo, get_model, masked_mean
 from mmdemo.models.hglnet import HGLNet, HGLNetConfig
 
 NUM_LABELS = 3
@@ -70,7 +70,7 @@ def _features(B=2, L=7, D=16, K=4, C=24, grid=(2, 3), logits=True, seed=0):
 def _head(dims, variant: str = "", **overrides) -> HGLNet:
     torch.manual_seed(0)
     config = get_model("hglnet").config(overrides, variant)
-    return HGLNet(config, dims, NUM_LABELS)
+    return HGLNet(config, dims, TaskInfo(("positive", "neutral", "negative")))
 
 
 def _loss(out) -> torch.Tensor:
@@ -106,7 +106,8 @@ def test_forward_backward_shapes_and_explain(bert_resnet):
     att = out.explain["attention"]
     assert att["text->image"].shape == (B, 4, L, N)
     assert att["image->text"].shape == (B, 4, N, L)
-    assert set(att) == set(HGLNet.attention_axes) and HGLNet.explain_labels == {"modality_weights": ("text", "image")}
+    assert HGLNet.signals["text->image"].axes == ("text", "image") and HGLNet.signals["image->text"].axes == ("image", "text")
+    assert HGLNet.signals["modality_weights"].components == ("text", "image")
     _loss(out).backward()
 
 
@@ -168,7 +169,7 @@ def test_two_shared_crts_serve_four_layers(tmp_path, bert_resnet):
 
     # save / load round trip keeps one set of weights per CRT, still serving two layers each
     clf = MultimodalClassifier("hglnet", "test", ["a", "b", "c"], "tiny-bert", "tiny-resnet",
-                               {**dims.__dict__, "image_grid": list(dims.image_grid)}).eval()
+                               dims.to_dict()).eval()
     save_checkpoint(clf, tmp_path / "ckpt")
     loaded = load_checkpoint(tmp_path / "ckpt")
     crt_keys = {k.split(".")[2] for k in loaded.state_dict() if k.startswith("head.crts.")}
@@ -288,7 +289,7 @@ def test_clip_family_without_imagenet_logits(clip):
 def test_checkpoint_round_trip_variant(tmp_path, clip):
     dims, text, image = clip
     clf = MultimodalClassifier("hglnet", "test", ["a", "b", "c"], "tiny-clip-text", "tiny-clip-image",
-                               {**dims.__dict__, "image_grid": list(dims.image_grid)},
+                               dims.to_dict(),
                                head={"text_layers": 2}, variant="no-gga").eval()
     with torch.no_grad():  # move BN running stats away from their init so the round trip has to carry them
         clf.train()(text, image)

@@ -122,6 +122,20 @@ def test_resolve_uses_the_hub_snapshot_when_reachable(ckpt, monkeypatch):
     where = hub.resolve("mvsa-single", "concat", root=ckpt.parents[1] / "elsewhere")
     assert where.source == "hub:someone/mmdemo-concat"
     assert not any(p.endswith((".bin", ".pt", ".pth")) for p in asked["patterns"])  # never fetch pickles
+    # a Hub-only model (nothing bundled) still gets its label list in the app
+    from mmdemo.ui import PREDICTED, DemoApp
+
+    app = DemoApp(ckpt.parents[1] / "elsewhere")
+    assert app.labels_of("mvsa-single", "concat") == LABELS
+    assert app.targets_fn("mvsa-single", "concat")["choices"] == [PREDICTED] + LABELS
+
+
+def test_model_card_shows_multi_label_metrics(ckpt):
+    config = {**json.loads((ckpt / "config.json").read_text()), "multi_label": True, "labels": ["#a", "#b"]}
+    metrics = {"test": {"fused": {"precision@1": 0.41, "recall@1": 0.22, "accuracy@3": 0.63, "micro_f1": 0.3}}}
+    table = hub.make_model_card(config, metrics).text.split("## Evaluation")[1].split("## Training")[0]
+    assert "| P@1 | R@1 | Acc@3 | micro F1 |" in table and "| test | fused | 0.4100 | 0.2200 | 0.6300 | 0.3000 |" in table
+    assert "–" not in table
 
 
 def test_bundled_checkpoints_are_what_push_uploads():

@@ -8,11 +8,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from mmdemo.checkpoint import load_checkpoint, save_checkpoint
 from mmdemo.encoders import FeatureDims, ImageFeatures, TextFeatures, create_image_encoder, create_text_encoder
-from mmdemo.models import MultimodalClassifier, get_model
-from mmdemo.models.mggf import MGGF, CrossModalGuidance, LocalFeature, intensity_targets, mean_discrepancy
+from mmdemo.models import MultimodalClassifier, TaskInfo, get_model
+from mmdemo.models.mggf import (MGGF, CrossModalFusion, CrossModalGuidance, GuidedClassifier, LocalFeature,
+                                intensity_targets, mean_discrepancy)
 
 ENTRY = get_model("mggf")
 CAPTIONS = ["a happy dog running on the beach", "so sad", "what a day it is today, great weather!", "meh"]
@@ -37,24 +39,24 @@ def clip_pair():
     return _encode("tiny-clip-text", "tiny-clip-image")
 
 
-def _head(dims: FeatureDims, variant: str = "", num_labels: int = 3, **overrides) -> MGGF:
+SENTIMENT = TaskInfo(("positive", "neutral", "negative"), ordinal=True)
+
+
+def _head(dims: FeatureDims, variant: str = "", task: TaskInfo = SENTIMENT, **overrides) -> MGGF:
     """A small MGGF (d = 64 instead of 256, the outer product 16^2) to keep the tests fast."""
     torch.manual_seed(0)
-    return ENTRY.head(ENTRY.config({"hidden": 64, "outer_dim": 16, **overrides}, variant), dims, num_labels)
+    return ENTRY.head(ENTRY.config({"hidden": 64, "outer_dim": 16, **overrides}, variant), dims, task)
 
 
 def test_registry_defaults():
     cfg = ENTRY.config()
     assert isinstance(cfg, MGGF.config_class) and cfg.hidden == 256 and cfg.outer_dim == 32
     assert (cfg.granularity, cfg.cmgl, cfg.distance, cfg.fusion) == ("both", True, "kl", "cmf")
-    assert cfg.reg_weight == 1.0 and cfg.batch_size == 128 and cfg.text_layers == 1
+    assert cfg.reg_weight == 1.0 and cfg.batch_size == 128 and cfg.text_layers == 1 and cfg.reg_target == "auto"
 
 
 def _trainer_loss(head: MGGF, out, labels: torch.Tensor) -> torch.Tensor:
-    """What the trainer adds up: CE + aux_weight * unimodal CEs + out.losses + label_losses."""
-    aux = head.config.aux_weight * (F.cross_entropy(out.text_logits, labels) + F.cross_entropy(out.image_logits, labels))
-    extra = sum(out.losses.values()) + sum(head.label_losses(out, labels).values())
-    return F.cross_entropy(out.logits, labels) + aux + extra
+    return head.objective(out, labels).total  # what the trainer minimises
 
 
 def test_forward_shapes_and_explain(bert_resnet):
@@ -65,9 +67,9 @@ def test_forward_shapes_and_explain(bert_resnet):
         assert t.shape == (B, 3) and torch.isfinite(t).all()
     ex = out.explain
     assert ex["discrepancy"].shape == ex["kl"].shape == ex["score"].shape == (B,)
-    assert ex["attention"]["v->t"].shape == (B, 1, L, N)
-    assert ex["attention"]["t->v"].shape == (B, 1, N, L)
-    assert set(ex["attention"]) == set(MGGF.attention_axes)
+    assert ex["attention"]["text->image"].shape == (B, 1, L, N)
+    assert ex["attention"]["image->text"].shape == (B, 1, N, L)
+    assert [MGGF.signals[k].axes for k in ex["attention"]] == [("text", "image"), ("image", "text")]
     # alpha = sigmoid(KL), KL >= 0 (eq. 7)
     assert torch.allclose(ex["discrepancy"], torch.sigmoid(ex["kl"]))
     assert (ex["kl"] >= 0).all() and (ex["discrepancy"] >= 0.5).all() and (ex["discrepancy"] < 1).all()
@@ -91,10 +93,10 @@ def test_padding_is_masked(bert_resnet):
     for key in ("logits", "text_logits", "image_logits"):
         torch.testing.assert_close(getattr(batch, key)[i:i + 1], getattr(alone, key), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(batch.explain["discrepancy"][i:i + 1], alone.explain["discrepancy"])
-    v2t, t2v = batch.explain["attention"]["v->t"][i, 0], batch.explain["attention"]["t->v"][i, 0]
+    v2t, t2v = batch.explain["attention"]["text->image"][i, 0], batch.explain["attention"]["image->text"][i, 0]
     assert (v2t[n:] == 0).all() and (t2v[:, n:] == 0).all()
-    torch.testing.assert_close(v2t[:n], alone.explain["attention"]["v->t"][0, 0])
-    torch.testing.assert_close(t2v[:, :n], alone.explain["attention"]["t->v"][0, 0])
+    torch.testing.assert_close(v2t[:n], alone.explain["attention"]["text->image"][0, 0])
+    torch.testing.assert_close(t2v[:, :n], alone.explain["attention"]["image->text"][0, 0])
 
 
 def test_local_feature_max_pool_ignores_padding():
@@ -140,17 +142,39 @@ def test_cmgl_alpha_is_half_for_identical_modalities(distance):
     assert (alpha > 0.5).all() and (alpha < 1).all()
 
 
-def test_cmgl_kl_matches_reference_and_disabled_is_half():
-    torch.manual_seed(0)
-    x_t, x_v = torch.randn(4, 32), torch.randn(4, 32)
+def test_cmgl_eq5_to_7_on_fixed_numbers():
+    """softmax([0, ln 3]) = (1/4, 3/4), softmax([0, 0]) = (1/2, 1/2): KL(p_v||p_t) = ln(4/3) / 2,
+    KL(p_t||p_v) = (3 ln 3 - 4 ln 2) / 4, their mean 0.1373265, alpha = sigmoid(0.1373265) = 0.5342778."""
+    x_t, x_v = torch.tensor([[0.0, math.log(3.0)]]), torch.tensor([[0.0, 0.0]])
     alpha, stats = CrossModalGuidance("kl")(x_t, x_v)
-    lp_t, lp_v = x_t.log_softmax(-1), x_v.log_softmax(-1)
-    a1 = F.kl_div(lp_t, lp_v, log_target=True, reduction="none").sum(-1)  # KL(p_v || p_t)
-    a2 = F.kl_div(lp_v, lp_t, log_target=True, reduction="none").sum(-1)  # KL(p_t || p_v)
-    torch.testing.assert_close(stats["kl"], (a1 + a2) / 2)
-    torch.testing.assert_close(alpha, torch.sigmoid((a1 + a2) / 2))
+    torch.testing.assert_close(stats["kl"], torch.tensor([0.1373265]))
+    torch.testing.assert_close(alpha, torch.tensor([0.5342778]))
     alpha_off, _ = CrossModalGuidance("kl", enabled=False)(x_t, x_v)
     assert (alpha_off == 0.5).all()
+
+
+def test_cmf_eq8_to_10_on_fixed_numbers():
+    """Text tokens T = [X_t; H_t] = [[1, 0], [0, 1]], image tokens V = [[2, 0], [1, 1]], d = 2 (scores / sqrt 2).
+    InterW_{v->t} rows: softmax([2, 1]/sqrt2) = (0.66976, 0.33024), softmax([0, 1]/sqrt2) = (0.33024, 0.66976), so
+    X^_t = mean of (InterW_{v->t} V) = (1.5, 0.5); InterW_{t->v} rows (0.80443, 0.19557) and (0.5, 0.5) give
+    X^_v = (0.65221, 0.34779); eq. 10 (projections set to the identity) is their outer product."""
+    cmf = CrossModalFusion(d=2, outer_dim=2)
+    cmf.proj_t, cmf.proj_v = nn.Identity(), nn.Identity()
+    outer, attention = cmf(torch.tensor([[1.0, 0.0]]), torch.tensor([[[0.0, 1.0]]]), torch.tensor([[1]]),
+                           torch.tensor([[2.0, 0.0]]), torch.tensor([[[1.0, 1.0]]]))
+    torch.testing.assert_close(outer, torch.tensor([[0.97832, 0.52168, 0.32611, 0.17389]]), atol=1e-5, rtol=0)
+    # the displayed maps leave out the leading unimodal-vector token: H_t's row over H_v, H_v's row over H_t
+    torch.testing.assert_close(attention["text->image"], torch.tensor([[[[0.66976]]]]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(attention["image->text"], torch.tensor([[[[0.5]]]]))
+
+
+def test_classifier_input_eq11_on_fixed_numbers():
+    """eq. 11: X = (alpha X^) ++ ((1 - alpha) X_t) ++ ((1 - alpha) X_v); alpha = 0.25."""
+    clf = GuidedClassifier(in_dim=4, hidden=3, num_labels=2, dropout=0.0, regression=False)
+    seen = {}
+    clf.trunk.register_forward_hook(lambda m, inp, out: seen.update(x=inp[0]))
+    clf(torch.tensor([0.25]), torch.tensor([[1.0, 2.0]]), torch.tensor([[4.0]]), torch.tensor([[8.0]]))
+    torch.testing.assert_close(seen["x"], torch.tensor([[0.25, 0.5, 3.0, 6.0]]))
 
 
 @pytest.mark.parametrize("distance", ["kl", "cos", "dis"])
@@ -158,21 +182,6 @@ def test_alpha_in_range_for_extreme_inputs(distance):
     torch.manual_seed(0)
     alpha, _ = CrossModalGuidance(distance)(100 * torch.randn(8, 64), 100 * torch.randn(8, 64))
     assert torch.isfinite(alpha).all() and (alpha >= 0.5).all() and (alpha <= 1).all()
-
-
-def test_alpha_weights_cross_modal_vs_unimodal(bert_resnet):
-    """eq. 11: the classifier sees alpha * X^ and (1 - alpha) * X_t, (1 - alpha) * X_v."""
-    dims, text, image = bert_resnet
-    head = _head(dims).eval()
-    seen = {}
-    head.classifier.trunk.register_forward_hook(lambda m, inp, out: seen.update(x=inp[0]))
-    out = head(text, image)
-    d, fused = head.config.hidden, head.config.outer_dim ** 2
-    x = seen["x"]
-    assert x.shape[1] == fused + 2 * d
-    x_t, _ = head.text_branch(text.global_vector, text.tokens, text.attention_mask)
-    a = out.explain["discrepancy"].unsqueeze(-1)
-    torch.testing.assert_close(x[:, fused:fused + d], (1 - a) * x_t)
 
 
 @pytest.mark.parametrize("variant", ["", *ENTRY.variants])
@@ -212,28 +221,40 @@ def test_variants_change_what_they_claim(bert_resnet):
         _head(dims, distance="wasserstein")
 
 
-def test_label_losses_intensity_and_probs(bert_resnet):
+def test_regression_target_follows_the_task(bert_resnet):
+    """eq. 14: an intensity score on ordinal single-label tasks (MVSA: positive +1, neutral 0, negative -1), the
+    probability L1 elsewhere (unordered labels, multi-label), with no score to show."""
     dims, text, image = bert_resnet
     torch.testing.assert_close(intensity_targets(3), torch.tensor([1.0, 0.0, -1.0]))  # pos, neu, neg
     labels = torch.tensor([0, 1, 2, 2])
     head = _head(dims, reg_weight=2.0).eval()
+    assert head.reg_target == "intensity"
     out = head(text, image)
-    reg = head.label_losses(out, labels)["reg"]
-    torch.testing.assert_close(reg, 2.0 * (out.explain["score"] - torch.tensor([1.0, 0.0, -1.0, -1.0])).abs().mean())
-    assert head.label_losses(out, torch.zeros(4, 3)) == {}  # multi-label: no intensity scale
+    terms = head.objective(out, labels).terms
+    torch.testing.assert_close(terms["reg"], 2.0 * (out.explain["score"] - torch.tensor([1.0, 0.0, -1.0, -1.0])).abs().mean())
+    torch.testing.assert_close(terms["fused"], F.cross_entropy(out.logits, labels))
 
-    probs_head = _head(dims, reg_target="probs").eval()
-    assert probs_head.classifier.reg is None
+    emotions = TaskInfo(("angry", "happy", "sad"))  # no order
+    probs_head = _head(dims, task=emotions).eval()
+    assert probs_head.reg_target == "probs" and probs_head.classifier.reg is None
     out = probs_head(text, image)
     assert "score" not in out.explain
     p_y = out.logits.softmax(-1)[torch.arange(4), labels]
-    torch.testing.assert_close(probs_head.label_losses(out, labels)["reg"], (2 * (1 - p_y)).mean())
+    torch.testing.assert_close(probs_head.objective(out, labels).terms["reg"], (2 * (1 - p_y)).mean())
+
+    tags = TaskInfo(("a", "b", "c"), multi_label=True, ordinal=True)  # multi-label: never an intensity
+    multi_head = _head(dims, task=tags).eval()
+    assert multi_head.reg_target == "probs"
+    out = multi_head(text, image)
     multi = torch.tensor([[1.0, 0, 1], [0, 0, 0], [0, 1, 0], [1, 1, 1]])
-    torch.testing.assert_close(probs_head.label_losses(out, multi)["reg"],
+    torch.testing.assert_close(multi_head.objective(out, multi).terms["reg"],
                                (out.logits.sigmoid() - multi).abs().sum(-1).mean())
+    with pytest.raises(ValueError, match="single-label"):
+        _head(dims, task=tags, reg_target="intensity")
+    assert _head(dims, task=emotions, reg_target="intensity").reg_target == "intensity"  # forced, as checkpoints say
 
     off = _head(dims, reg_weight=0.0)
-    assert off.classifier.reg is None and off.label_losses(off(text, image), labels) == {}
+    assert off.classifier.reg is None and "reg" not in off.objective(off(text, image), labels).terms
 
 
 def test_aux_classifiers_detached_by_default(bert_resnet):
@@ -276,7 +297,7 @@ def test_checkpoint_round_trip(bert_resnet, tmp_path):
     dims, text, image = bert_resnet
     torch.manual_seed(0)
     model = MultimodalClassifier("mggf", "mvsa-single", ["positive", "neutral", "negative"], "tiny-bert",
-                                 "tiny-resnet", {**dims.__dict__, "image_grid": list(dims.image_grid)},
+                                 "tiny-resnet", dims.to_dict(),
                                  head={"hidden": 64}, variant="cos").eval()
     save_checkpoint(model, tmp_path / "ckpt")
     loaded = load_checkpoint(tmp_path / "ckpt", task="mvsa-single")
@@ -291,11 +312,11 @@ def test_clip_encoders_without_logits(clip_pair):
     dims, text, image = clip_pair
     assert image.logits is None and dims.image_logits_dim == 0
     for variant in ("", "global-only", "cnn"):
-        head = _head(dims, variant, num_labels=2)
+        head = _head(dims, variant, task=TaskInfo(("real", "fake")))
         out = head(text, image)
         assert out.logits.shape == (4, 2)
         _trainer_loss(head, out, torch.tensor([0, 1, 1, 0])).backward()
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
     assert out.explain["discrepancy"].shape == (4,)
     ex = _head(dims).eval()(text, image).explain
-    assert ex["attention"]["v->t"].shape == (4, 1, text.attention_mask.shape[1], 16)
+    assert ex["attention"]["text->image"].shape == (4, 1, text.attention_mask.shape[1], 16)

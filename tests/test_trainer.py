@@ -1,46 +1,20 @@
 """Trainer end to end on a small synthetic task with tiny encoders: cache, train, evaluate, write, report."""
 
 import json
-import random
 
 import pytest
 import torch
-from PIL import Image
 
 from mmdemo.checkpoint import load_checkpoint
 from mmdemo.encoders import FeatureDims
-from trainer.datasets import DatasetSplits, Sample
+from mmdemo.models import FeatureNeeds, get_model
 from trainer.features import cached_features, load_split
 from trainer.loop import RunSpec, evaluate, train
 from trainer.metrics import compute_metrics
 from trainer.report import bundle, table
 from trainer.run import write_run
 
-LABELS = ["sunny", "rainy"]
-
-
-def synthetic_data(root, n_train=48, n_dev=16, n_test=16, corrupt=2) -> DatasetSplits:
-    """Label = scene: warm images with sunny words vs cool images with rainy words (noisy pixels, shuffled words)."""
-    rng = random.Random(0)
-    words = {0: ["sun", "beach", "bright", "smile", "warm"], 1: ["rain", "storm", "cold", "grey", "wet"]}
-    filler = ["the", "a", "today", "we", "went", "out", "look"]
-
-    def sample(i: int, split: str) -> Sample:
-        y = i % 2
-        colour = (220, 140, 40) if y == 0 else (40, 90, 200)
-        img = Image.new("RGB", (64, 64), tuple(max(0, min(255, c + rng.randint(-40, 40))) for c in colour))
-        path = root / f"{split}_{i}.png"
-        img.save(path)
-        caption = " ".join(rng.sample(filler, 3) + rng.sample(words[y], 2))
-        return Sample(f"{split}{i}", path, caption, y)
-
-    splits = {s: [sample(i, s) for i in range(n)] for s, n in (("train", n_train), ("dev", n_dev), ("test", n_test))}
-    for i in range(corrupt):  # unreadable images are counted, never fatal
-        bad = root / f"corrupt_{i}.jpg"
-        bad.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
-        splits["train"].append(Sample(f"bad{i}", bad, "the sun", 0))
-    return DatasetSplits("synthetic", splits["train"], splits["dev"], splits["test"], LABELS, False, {}, "v1")
-
+from .synthetic import LABELS, synthetic_data
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory, tiny_encoders):
@@ -66,11 +40,48 @@ def test_feature_cache_is_reused_and_batches_are_padded(synthetic, tiny_encoders
     assert [f.stat().st_mtime_ns for f in files] == mtimes  # loaded, not re-encoded
     assert torch.equal(again["dev"].text_tokens, feats["dev"].text_tokens)
     text, image, y = feats["dev"].batch(torch.tensor([0, 1, 2]))
-    assert feats["dev"].batch(torch.tensor([0, 1]), num_layers=1)[0].layers.shape[1] == 1
+    assert feats["dev"].batch(torch.tensor([0, 1]), FeatureNeeds(text_layers=1))[0].layers.shape[1] == 1
     assert text.layers.shape[:2] == (3, 4) and text.attention_mask.shape == text.layers.shape[:1] + text.layers.shape[2:3]
     assert (text.attention_mask.sum(1) == feats["dev"].text_offsets[1:4] - feats["dev"].text_offsets[:3]).all()
     assert image.patches.shape == (3, 4, 512) and y.tolist() == [0, 1, 0]
-    assert torch.equal(load_split(files[0]).labels, load_split(files[0]).labels)
+    # what was written is what is read back
+    dev = load_split(next(f for f in files if f.name == "dev.safetensors"))
+    assert dev.ids == [s.id for s in data.dev] and torch.equal(dev.labels, torch.tensor([i % 2 for i in range(16)]))
+
+
+def test_cached_features_equal_the_live_encoder(synthetic, tiny_encoders):
+    """Every field a head can declare (k text layers, 0 layers, token ids, word embeddings, patches or not) comes
+    out of the cache as the live encoder gives it (up to the cache's fp16)."""
+    data, feats, _, _ = synthetic
+    te, ie = tiny_encoders
+    idx = torch.tensor([3, 0, 5])
+    captions = [data.dev[i].text for i in idx.tolist()]
+    batch = te.tokenize(captions, max_length=16)
+    for k in (0, 1, 3):
+        live = te(batch["input_ids"], batch["attention_mask"], num_layers=k)
+        cached, image, _ = feats["dev"].batch(idx, FeatureNeeds(text_layers=k, image_patches=False, token_ids=True))
+        assert live.layers.shape == cached.layers.shape == (3, k, batch["input_ids"].shape[1], te.dim)
+        torch.testing.assert_close(cached.layers, live.layers * batch["attention_mask"][:, None, :, None],
+                                   atol=2e-3, rtol=2e-3)
+        assert torch.equal(cached.input_ids, batch["input_ids"] * batch["attention_mask"])
+        torch.testing.assert_close(cached.word_embeddings, live.word_embeddings * batch["attention_mask"][..., None],
+                                   atol=2e-3, rtol=2e-3)
+        assert image.patches.shape == (3, 0, 512)
+    assert feats["dev"].batch(idx, FeatureNeeds(text_layers=1))[0].input_ids is None  # not declared, not built
+    assert feats["dev"].token_ids(3).tolist() == batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist()
+
+
+def test_the_cache_holds_what_the_registered_heads_declare(tiny_encoders, monkeypatch):
+    from mmdemo import models
+    from trainer import features
+
+    te, _ = tiny_encoders
+    assert features.declared_text_layers() == 4  # HGLNet reads the last four
+    with monkeypatch.context() as m:
+        m.setattr(models, "MODELS", {k: v for k, v in models.MODELS.items() if get_model(k).head.__name__ != "HGLNet"})
+        assert features.declared_text_layers() == 1  # MGGF's one
+        assert features.cached_text_layers(te) == 1 and features.cached_text_layers(te, wanted=3) == 3
+    assert features.cached_text_layers(te, wanted=9) == te.num_layers
 
 
 def test_tiny_run_learns_well_above_chance_and_writes_a_checkpoint(synthetic, tmp_path):

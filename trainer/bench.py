@@ -16,15 +16,14 @@ from mmdemo.inputs import load_image
 from mmdemo.models import MultimodalClassifier
 
 from .datasets import load_task_data
-from .features import CACHED_TEXT_LAYERS, encode_split
-from .loop import total_loss
+from .features import cached_text_layers, encode_split
 from .run import torch_threads
 
 
-def _train_epoch(model: MultimodalClassifier, batches, optimizer, multi_label: bool) -> None:
+def _train_epoch(model: MultimodalClassifier, batches, optimizer) -> None:
     model.train()
     for text, image, y in batches:
-        loss = total_loss(model, model(text, image), y, multi_label)
+        loss = model.head.objective(model(text, image), y).total
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -36,11 +35,12 @@ def bench(task: str, model_name: str, text_encoder: str, image_encoder: str, sam
     data = load_task_data(task, data_dir)
     subset = data.train[:samples]
     te, ie = create_text_encoder(text_encoder), create_image_encoder(image_encoder)
-    K = min(CACHED_TEXT_LAYERS, te.num_layers)
+    K = cached_text_layers(te)
 
     # 1. Feature extraction (decode + preprocess + forward), images and texts separately.
     start = time.perf_counter()
-    split = encode_split(subset, te, ie, data.num_labels, data.multi_label, max_length, batch_size, desc="bench")
+    split = encode_split(subset, te, ie, data.num_labels, data.multi_label, max_length, batch_size, desc="bench",
+                         text_layers=K)
     extract_s = time.perf_counter() - start
     start = time.perf_counter()
     with torch.no_grad():
@@ -51,14 +51,13 @@ def bench(task: str, model_name: str, text_encoder: str, image_encoder: str, sam
 
     dims = FeatureDims.of(te, ie)
     clf = MultimodalClassifier(model=model_name, task=task, labels=data.labels, multi_label=data.multi_label,
-                               text_encoder=te.name, image_encoder=ie.name,
-                               dims={**dims.__dict__, "image_grid": list(dims.image_grid)})
+                               text_encoder=te.name, image_encoder=ie.name, dims=dims.to_dict())
     opt = torch.optim.AdamW(clf.parameters(), lr=1e-3)
     idx = torch.arange(len(split))
 
     # 2a. One epoch from the cache.
     start = time.perf_counter()
-    _train_epoch(clf, (split.batch(idx[i:i + batch_size]) for i in range(0, len(split), batch_size)), opt, data.multi_label)
+    _train_epoch(clf, (split.batch(idx[i:i + batch_size], clf.needs) for i in range(0, len(split), batch_size)), opt)
     cached_s = time.perf_counter() - start
 
     # 2b. The same epoch re-encoding every batch (what training without a cache costs).
@@ -71,7 +70,7 @@ def bench(task: str, model_name: str, text_encoder: str, image_encoder: str, sam
             yield text, image, split.labels[i:i + len(chunk)]
 
     start = time.perf_counter()
-    _train_epoch(clf, live_batches(), opt, data.multi_label)
+    _train_epoch(clf, live_batches(), opt)
     live_s = time.perf_counter() - start
 
     # 3. Fine-tuning the last 3 text layers (HGLNet's chosen setting; train mode, forward + backward) on batches of

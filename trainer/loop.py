@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
@@ -17,7 +16,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from mmdemo.encoders import FeatureDims
-from mmdemo.models import ModelOutput, MultimodalClassifier
+from mmdemo.models import FitData, MultimodalClassifier
 from mmdemo.predict import HEADS
 
 from .features import CachedSplit
@@ -43,26 +42,8 @@ class RunSpec:
     select_metric: str = "accuracy"
     finetune_text_layers: int = 0  # > 0: the last n text-encoder layers train too, the text encoder runs live
     encoder_lr: float = 2e-5
-
-
-def task_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool) -> torch.Tensor:
-    logits = logits.float()
-    return F.binary_cross_entropy_with_logits(logits, target.float()) if multi_label else F.cross_entropy(logits, target)
-
-
-def total_loss(model: MultimodalClassifier, out: ModelOutput, target: torch.Tensor, multi_label: bool) -> torch.Tensor:
-    """fused CE + aux_weight * (text CE + image CE) + the head's extra terms (already weighted)."""
-    loss = task_loss(out.logits, target, multi_label)
-    aux = model.head_config.aux_weight
-    if aux:
-        loss = loss + aux * (task_loss(out.text_logits, target, multi_label) + task_loss(out.image_logits, target, multi_label))
-    extras = list(out.losses.values()) + list(model.head.label_losses(out, target).values())
-    return loss + sum(extras) if extras else loss
-
-
-def _to(text, device):
-    """Features move to the device; raw captions (fine-tuning) are tokenized inside the model."""
-    return text if isinstance(text, list) else text.to(device)
+    ordinal: bool | None = None  # None: the task registry's answer
+    prior_encoder: str = ""  # the prior encoder the model is built with ("" = none; dims.prior_dim says its width)
 
 
 def require_captions(model: MultimodalClassifier, split: CachedSplit) -> None:
@@ -74,9 +55,8 @@ def require_captions(model: MultimodalClassifier, split: CachedSplit) -> None:
 
 
 def model_batch(model: MultimodalClassifier, split: CachedSplit, idx: torch.Tensor):
-    """The samples idx as the model reads them: its text layers (captions when it fine-tunes its text encoder),
-    and the image patches only if its head uses them."""
-    return split.batch(idx, model.text_layers, model.head.uses_patches)
+    """The samples idx as the model reads them (its declared needs; captions when it fine-tunes its text encoder)."""
+    return split.batch(idx, model.needs)
 
 
 def _loader(split: CachedSplit, batch_size: int, model: MultimodalClassifier, shuffle: bool, seed: int = 0) -> DataLoader:
@@ -86,17 +66,25 @@ def _loader(split: CachedSplit, batch_size: int, model: MultimodalClassifier, sh
                       collate_fn=lambda idx: model_batch(model, split, torch.tensor(idx)))
 
 
+def fit_data(model: MultimodalClassifier, split: CachedSplit) -> FitData:
+    """The training split as `FusionHead.fit` reads it."""
+    def batches(batch_size: int):
+        return iter(_loader(split, batch_size, model, shuffle=False))
+
+    return FitData([split.token_ids(i) for i in range(len(split))], split.labels, batches)
+
+
 @torch.no_grad()
 def predict_split(model: MultimodalClassifier, split: CachedSplit, batch_size: int = 256,
                   device: torch.device | str = "cpu") -> tuple[dict[str, torch.Tensor], float]:
-    """-> ({"fused"|"text"|"image": logits [N, C]}, mean loss)"""
+    """-> ({"fused"|"text"|"image": logits [N, C]}, mean loss of the head's objective)"""
     model.eval()
     outs: dict[str, list] = {h: [] for h in HEADS}
     loss_sum = 0.0
     for text, image, y in _loader(split, batch_size, model, shuffle=False):
-        out = model(_to(text, device), image.to(device))
+        out = model(text.to(device), image.to(device))
         y = y.to(device)
-        loss_sum += total_loss(model, out, y, model.multi_label).item() * len(y)
+        loss_sum += model.head.objective(out, y).total.item() * len(y)
         for h, lg in zip(HEADS, (out.logits, out.text_logits, out.image_logits)):
             outs[h].append(lg.float().cpu())
     return {h: torch.cat(v) for h, v in outs.items()}, loss_sum / max(len(split), 1)
@@ -110,22 +98,36 @@ def evaluate(model: MultimodalClassifier, split: CachedSplit, device="cpu") -> d
     return res
 
 
+def _drop_other_groups(model: MultimodalClassifier, update: frozenset[str]) -> None:
+    """Only the named parameter groups take this step: every other gradient is set to None, so the optimizer
+    leaves those weights alone (no update, no weight decay, no moment change)."""
+    groups = {**model.head.parameter_groups(),
+              "text_encoder": list(model.text_encoder.parameters()) if model.text_encoder is not None else []}
+    unknown = set(update) - set(groups)
+    if unknown:
+        raise ValueError(f"{model.model_name}'s objective updates unknown parameter groups {sorted(unknown)}; "
+                         f"its groups: {sorted(groups)}")
+    keep = {id(p) for name in update for p in groups[name]}
+    for p in model.parameters():
+        if id(p) not in keep:
+            p.grad = None
+
+
 def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True) -> tuple[MultimodalClassifier, dict]:
     """Train one head; returns the best-on-dev model and a record with history and timing."""
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
     set_seed(spec.seed)
     model = MultimodalClassifier(
         model=spec.model, task=spec.task, labels=spec.labels, multi_label=spec.multi_label,
-        text_encoder=spec.text_encoder, image_encoder=spec.image_encoder,
-        dims={**spec.dims.__dict__, "image_grid": list(spec.dims.image_grid)}, head=spec.overrides or None,
-        variant=spec.variant, max_length=spec.max_length, finetune_text_layers=spec.finetune_text_layers,
-        data_version=spec.data_version)
+        text_encoder=spec.text_encoder, image_encoder=spec.image_encoder, dims=spec.dims.to_dict(),
+        head=spec.overrides or None, variant=spec.variant, max_length=spec.max_length,
+        finetune_text_layers=spec.finetune_text_layers, data_version=spec.data_version, ordinal=spec.ordinal,
+        prior_encoder=spec.prior_encoder)
     cfg = model.head_config
     for split in feats.values():  # fail before training, not at the first evaluation
         require_captions(model, split)
-    if cfg.text_layers > feats["train"].text_tokens.shape[1] and not spec.finetune_text_layers:
-        raise ValueError(f"{spec.model} reads {cfg.text_layers} text layers; the cache holds "
-                         f"{feats['train'].text_tokens.shape[1]}")
+        model_batch(model, split, torch.tensor([0]))
+    model.head.fit(fit_data(model, feats["train"]))  # statistics fitted on train, saved with the head
     train_loader = _loader(feats["train"], cfg.batch_size, model, shuffle=True, seed=spec.seed)
     # Fine-tuned encoder layers get a BERT-style small learning rate; the head keeps its own.
     head_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("text_encoder.")]
@@ -143,21 +145,28 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True) -
                f"seed {spec.seed}", disable=not (progress and accelerator.is_main_process), leave=False)
     for epoch in bar:
         model.train()
-        loss_sum, n = 0.0, 0
+        raw.head.on_epoch_start(epoch, cfg.epochs)
+        loss_sum, n, term_sums = 0.0, 0, {}
         for text, image, y in train_loader:
-            text, image, y = _to(text, accelerator.device), image.to(accelerator.device), y.to(accelerator.device)
+            text, image, y = text.to(accelerator.device), image.to(accelerator.device), y.to(accelerator.device)
             with accelerator.autocast():
                 out = model(text, image)
-                loss = total_loss(raw, out, y, spec.multi_label)
+                objective = raw.head.objective(out, y)
+                loss = objective.total
             accelerator.backward(loss)
+            if objective.update is not None:
+                _drop_other_groups(raw, objective.update)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             loss_sum, n = loss_sum + loss.item() * len(y), n + len(y)
+            for name, term in objective.terms.items():
+                term_sums[name] = term_sums.get(name, 0.0) + float(term.detach()) * len(y)
         dev = evaluate(raw, feats["dev"], device=accelerator.device)
         score = dev["fused"][spec.select_metric]
         history.append({"epoch": epoch, "train_loss": loss_sum / n, "dev_loss": dev["loss"],
-                        f"dev_{spec.select_metric}": score})
+                        f"dev_{spec.select_metric}": score,
+                        "train_terms": {k: round(v / n, 5) for k, v in term_sums.items()}})
         bar.set_postfix(loss=f"{loss_sum / n:.3f}", dev=f"{score:.4f}")
         if score > best_score:
             best_score, best_epoch, bad_epochs = score, epoch, 0

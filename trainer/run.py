@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from mmdemo.checkpoint import read_config, read_metrics, save_checkpoint
-from mmdemo.encoders import FeatureDims, create_image_encoder, create_text_encoder
+from mmdemo.encoders import FeatureDims, available_prior, create_image_encoder, create_text_encoder
 from mmdemo.hub import make_model_card
 from mmdemo.models import MultimodalClassifier, get_model
 from mmdemo.tasks import get_task
@@ -31,25 +31,30 @@ def run_name(model: str, variant: str = "") -> str:
 
 
 def load_features(task: str, text_encoder: str, image_encoder: str, data_dir: str | None = None,
-                  max_length: int = 64, cache_dir: Path | None = None,
-                  live_text: bool = False) -> tuple[DatasetSplits, dict[str, CachedSplit], FeatureDims]:
+                  max_length: int = 64, cache_dir: Path | None = None, live_text: bool = False,
+                  text_layers: int = 0, prior: str = "") -> tuple[DatasetSplits, dict[str, CachedSplit], FeatureDims]:
     """The task's cached features; `live_text` also attaches the raw captions, which a model that fine-tunes its
-    text encoder reads instead of the (frozen-encoder) cached text features. Images always come from the cache."""
+    text encoder reads instead of the (frozen-encoder) cached text features. Images always come from the cache.
+    `text_layers`: at least this many text layers (the cache holds what the registry declares); `prior`: attach
+    that prior encoder's global vectors (it must be available here)."""
     data = load_task_data(task, data_dir)
     te, ie = create_text_encoder(text_encoder), create_image_encoder(image_encoder)
-    feats = cached_features(data, te, ie, max_length=max_length, cache_dir=cache_dir)
+    feats = cached_features(data, te, ie, max_length=max_length, cache_dir=cache_dir, text_layers=text_layers,
+                            prior=prior)
     if live_text:
         for name, split in feats.items():
             split.attach_texts(data.splits()[name])
-    return data, feats, FeatureDims.of(te, ie)
+    prior_dim = next(iter(feats.values())).prior_text.shape[1] if prior else 0
+    return data, feats, FeatureDims.of(te, ie, prior_dim)
 
 
 def checkpoint_features(model: MultimodalClassifier, data_dir: str | None = None,
                         cache_dir: Path | None = None) -> dict[str, CachedSplit]:
-    """The features a trained model reads on its task: the encoders and text length it was trained with, and the
-    raw captions if it fine-tuned its text encoder."""
+    """The features a trained model reads on its task: the encoders and text length it was trained with, its
+    prior encoder's vectors, and the raw captions if it fine-tuned its text encoder."""
     _, feats, _ = load_features(model.task, model.text_encoder_name, model.image_encoder_name, data_dir,
-                                model.max_length, cache_dir, live_text=model.finetune_text_layers > 0)
+                                model.max_length, cache_dir, live_text=model.finetune_text_layers > 0,
+                                text_layers=model.text_layers, prior=model.prior_encoder)
     return feats
 
 
@@ -77,10 +82,15 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
                out: Path = REPO_ROOT / "runs", text_encoder: str = "minilm-l6", image_encoder: str = "efficientnet-lite0",
                overrides: dict | None = None, max_length: int = 64, cache_dir: Path | None = None,
                progress: bool = True, finetune_text_layers: int = 0, encoder_lr: float = 2e-5) -> list[Path]:
-    get_model(model).config(overrides, variant)  # fail fast on unknown model / variant / field
+    entry = get_model(model)
+    needs = entry.head.needs(entry.config(overrides, variant))  # fails fast on unknown model / variant / field
     t = get_task(task)
+    prior, _ = available_prior(needs.prior)
+    if needs.prior and not prior:
+        print(f"{model} asks for the prior encoder {needs.prior!r}, whose weights are not available here: training it "
+              f"without (the paper's w/o-prior row); the checkpoint records prior_encoder=''", flush=True)
     data, feats, dims = load_features(task, text_encoder, image_encoder, data_dir, max_length, cache_dir,
-                                      live_text=finetune_text_layers > 0)
+                                      live_text=finetune_text_layers > 0, text_layers=needs.text_layers, prior=prior)
     command = "python -m trainer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith(
         ("__main__.py", "trainer")) else ""
     metric = selection_metric(data.multi_label, t.paper_metric)
@@ -89,7 +99,8 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
         spec = RunSpec(task=task, model=model, labels=data.labels, multi_label=data.multi_label, text_encoder=text_encoder,
                        image_encoder=image_encoder, dims=dims, seed=seed, variant=variant, overrides=overrides or {},
                        max_length=max_length, data_version=data.version, select_metric=metric,
-                       finetune_text_layers=finetune_text_layers, encoder_lr=encoder_lr)
+                       finetune_text_layers=finetune_text_layers, encoder_lr=encoder_lr, ordinal=t.ordinal,
+                       prior_encoder=prior)
         clf, record = train(spec, feats, progress=progress)
         out_dir = out / task / run_name(model, variant) / f"seed{seed}"
         m = write_run(clf, record, feats, data, out_dir, seed, command)

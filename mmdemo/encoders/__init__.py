@@ -10,7 +10,7 @@ import functools
 from typing import Callable
 
 from . import image, text
-from .base import (EncoderUnavailableError, FeatureDims, ImageEncoder, ImageFeatures, TextEncoder,
+from .base import (Captions, EncoderUnavailableError, FeatureDims, ImageEncoder, ImageFeatures, TextEncoder,
                    TextFeatures)
 
 TEXT_ENCODERS: dict[str, Callable[[], TextEncoder]] = {
@@ -35,6 +35,13 @@ IMAGE_ENCODERS: dict[str, Callable[[], ImageEncoder]] = {
     "tiny-vgg": image.tiny_vgg,
     "tiny-vit": image.tiny_vit,
     "tiny-clip-image": image.tiny_clip_image,
+}
+
+# Prior encoders: a text and an image tower in one embedding space (CLIP) whose global vectors a head may add to its
+# own features (FeatureNeeds.prior). name -> (text encoder, image encoder) of the tables above.
+PRIOR_ENCODERS: dict[str, tuple[str, str]] = {
+    "clip-vit-b-16": ("clip-vit-b-16", "clip-vit-b-16"),
+    "tiny-clip": ("tiny-clip-text", "tiny-clip-image"),
 }
 
 DEFAULT_TEXT_ENCODER = "minilm-l6"
@@ -72,8 +79,27 @@ def shared_image_encoder(name: str) -> ImageEncoder:
     return create_image_encoder(name)
 
 
+def prior_encoders(name: str) -> tuple[TextEncoder, ImageEncoder]:
+    """The (shared, frozen) text and image towers of a prior encoder; EncoderUnavailableError where its weights
+    are not on this machine (CLIP offline)."""
+    text_name, image_name = _lookup(PRIOR_ENCODERS, "prior", name)
+    return shared_text_encoder(text_name), shared_image_encoder(image_name)
+
+
+def available_prior(name: str) -> tuple[str, int]:
+    """(name, width of its global vectors) when the prior encoder loads here, else ("", 0): the caller builds the
+    model without it (the papers' "w/o CLIP" rows)."""
+    if not name:
+        return "", 0
+    try:
+        _, image = prior_encoders(name)
+    except EncoderUnavailableError:
+        return "", 0
+    return name, image.pooled_dim  # CLIP: the shared embedding width of both towers
+
+
 __all__ = [
-    "TEXT_ENCODERS", "IMAGE_ENCODERS", "DEFAULT_TEXT_ENCODER", "DEFAULT_IMAGE_ENCODER", "create_text_encoder",
+    "TEXT_ENCODERS", "IMAGE_ENCODERS", "PRIOR_ENCODERS", "prior_encoders", "available_prior", "DEFAULT_TEXT_ENCODER", "DEFAULT_IMAGE_ENCODER", "create_text_encoder",
     "create_image_encoder", "shared_text_encoder", "shared_image_encoder", "TextEncoder", "ImageEncoder",
-    "TextFeatures", "ImageFeatures", "FeatureDims", "EncoderUnavailableError",
+    "TextFeatures", "ImageFeatures", "Captions", "FeatureDims", "EncoderUnavailableError",
 ]

@@ -6,7 +6,7 @@ same code from PIL image / caption to features.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable
 
 import torch
@@ -19,6 +19,11 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over the token axis of x [B, L, D], counting only mask == 1 positions."""
     m = mask.unsqueeze(-1).to(x.dtype)
     return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def _values(obj) -> list:
+    """A dataclass's field values in order, as they are (dataclasses.astuple would deep-copy the tensors)."""
+    return [getattr(obj, f.name) for f in fields(obj)]
 
 
 class EncoderUnavailableError(RuntimeError):
@@ -34,11 +39,18 @@ class TextFeatures:
     attention_mask:  [B, L] 1 for real tokens, 0 for padding.
     pooled:          [B, D] the encoder's sentence vector (mean pooling for MiniLM, pooler for BERT,
                      projected EOT token for CLIP).
+    input_ids:       [B, L] the token ids, for heads that declare `FeatureNeeds.token_ids` (else may be None).
+    word_embeddings: [B, L, D] the encoder's static input embeddings of those ids (the embedding layer's
+                     output, before positions and LayerNorm: order-free word vectors), same condition.
+    prior:           [B, P] the global text vector of a prior encoder (CLIP) when the model names one, else None.
     """
 
     layers: torch.Tensor
     attention_mask: torch.Tensor
     pooled: torch.Tensor
+    input_ids: torch.Tensor | None = None
+    word_embeddings: torch.Tensor | None = None
+    prior: torch.Tensor | None = None
 
     @property
     def tokens(self) -> torch.Tensor:
@@ -65,7 +77,26 @@ class TextFeatures:
         return self.layers[:, -k:]
 
     def to(self, device: torch.device | str) -> "TextFeatures":
-        return TextFeatures(self.layers.to(device), self.attention_mask.to(device), self.pooled.to(device))
+        return TextFeatures(*(None if t is None else t.to(device) for t in _values(self)))
+
+    def expand(self, b: int) -> "TextFeatures":
+        """A batch of one repeated b times (views, no copies)."""
+        return TextFeatures(*(None if t is None else t.expand(b, *t.shape[1:]) for t in _values(self)))
+
+
+@dataclass
+class Captions:
+    """Raw captions, for a model that fine-tunes its own text encoder (it tokenizes and encodes them itself), with
+    the per-caption features that do not come from that encoder (the prior encoder's text vector)."""
+
+    texts: list[str]
+    prior: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def to(self, device: torch.device | str) -> "Captions":
+        return Captions(self.texts, None if self.prior is None else self.prior.to(device))
 
 
 @dataclass
@@ -77,11 +108,13 @@ class ImageFeatures:
     pooled:  [B, P] the global image vector (average pool for CNNs, [CLS]/pooled for ViT/CLIP,
              fc7 for VGG16).
     logits:  [B, 1000] ImageNet logits where the encoder has a classifier, else None.
+    prior:   [B, P] the global image vector of a prior encoder (CLIP) when the model names one, else None.
     """
 
     patches: torch.Tensor
     pooled: torch.Tensor
     logits: torch.Tensor | None = None
+    prior: torch.Tensor | None = None  # [B, P] the prior encoder's (CLIP's) global image vector, when named
 
     @property
     def global_vector(self) -> torch.Tensor:
@@ -90,8 +123,11 @@ class ImageFeatures:
         return self.logits if self.logits is not None else self.pooled
 
     def to(self, device: torch.device | str) -> "ImageFeatures":
-        return ImageFeatures(self.patches.to(device), self.pooled.to(device),
-                             None if self.logits is None else self.logits.to(device))
+        return ImageFeatures(*(None if t is None else t.to(device) for t in _values(self)))
+
+    def expand(self, b: int) -> "ImageFeatures":
+        """A batch of one repeated b times (views, no copies)."""
+        return ImageFeatures(*(None if t is None else t.expand(b, *t.shape[1:]) for t in _values(self)))
 
 
 class TextEncoder(nn.Module):
@@ -101,6 +137,7 @@ class TextEncoder(nn.Module):
     name: str = ""
     dim: int = 0
     num_layers: int = 0
+    vocab_size: int = 0
     max_length: int = 64
 
     def tokenize(self, texts: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
@@ -109,6 +146,9 @@ class TextEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor, num_layers: int = 1,
                 inputs_embeds: torch.Tensor | None = None) -> TextFeatures:
+        """The last `num_layers` layers (0: an empty layer axis, only `pooled`), with `input_ids` and
+        `word_embeddings` filled in. The embedding layer runs once per call and its output feeds the encoder,
+        so Captum's LayerIntegratedGradients on `embeddings()` sees every use of the word vectors."""
         raise NotImplementedError
 
     def embeddings(self) -> nn.Module:
@@ -146,9 +186,11 @@ class TextEncoder(nn.Module):
         parts = [self(input_ids[idx, :int(lengths[idx[0]])], attention_mask[idx, :int(lengths[idx[0]])],
                       num_layers=num_layers) for idx in order.split(chunk_size)]
         layers = torch.cat([F.pad(p.layers, (0, 0, 0, L - p.layers.shape[2])) for p in parts])
+        words = torch.cat([F.pad(p.word_embeddings, (0, 0, 0, L - p.word_embeddings.shape[1])) for p in parts])
         pooled = torch.cat([p.pooled for p in parts])
         inverse = torch.argsort(order)
-        return TextFeatures(layers[inverse] * attention_mask[:, None, :, None], attention_mask, pooled[inverse])
+        return TextFeatures(layers[inverse] * attention_mask[:, None, :, None], attention_mask, pooled[inverse],
+                            input_ids, words[inverse] * attention_mask[:, :, None])
 
     def encode(self, texts: list[str], num_layers: int = 1, max_length: int | None = None) -> TextFeatures:
         batch = self.tokenize(texts, max_length)
@@ -198,6 +240,8 @@ class FeatureDims:
     image_pooled_dim: int
     image_logits_dim: int  # 0 when the image encoder has no ImageNet classifier
     image_grid: tuple[int, int]
+    vocab_size: int = 0  # the text encoder's vocabulary (size of per-token statistics such as IDF)
+    prior_dim: int = 0  # width of the prior encoder's global vectors; 0 = no prior encoder (e.g. CLIP offline)
 
     @property
     def num_patches(self) -> int:
@@ -209,5 +253,15 @@ class FeatureDims:
         return self.image_logits_dim or self.image_pooled_dim
 
     @classmethod
-    def of(cls, text: TextEncoder, image: ImageEncoder) -> "FeatureDims":
-        return cls(text.dim, text.num_layers, image.dim, image.pooled_dim, image.logits_dim, tuple(image.grid))
+    def of(cls, text: TextEncoder, image: ImageEncoder, prior_dim: int = 0) -> "FeatureDims":
+        return cls(text.dim, text.num_layers, image.dim, image.pooled_dim, image.logits_dim, tuple(image.grid),
+                   text.vocab_size, prior_dim)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureDims":
+        """From a checkpoint's config.json `dims` (older checkpoints lack the later fields: their defaults)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: (tuple(v) if k == "image_grid" else v) for k, v in d.items() if k in known})
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "image_grid": list(self.image_grid)}

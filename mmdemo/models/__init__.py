@@ -10,7 +10,8 @@ import importlib
 import pkgutil
 from dataclasses import dataclass, field
 
-from .base import MLP, FusionHead, HeadConfig, ModelOutput, masked_mean
+from .base import (MLP, FeatureNeeds, FitData, FusionHead, HeadConfig, ModelOutput, Objective, Signal, TaskInfo,
+                   masked_mean, task_loss)
 from .classifier import MultimodalClassifier
 
 
@@ -22,13 +23,16 @@ class ModelEntry:
     paper: str = ""  # citation, shown in model cards and the app
     defaults: dict = field(default_factory=dict)  # config overrides that define this entry (e.g. fusion="text")
     variants: dict[str, dict] = field(default_factory=dict)  # ablation rows: variant name -> config overrides
-    explain_doc: str = ""  # one line on what the head's `explain` quantities mean (model card, app)
 
     def config(self, overrides: dict | None = None, variant: str = "") -> HeadConfig:
         if variant and variant not in self.variants:
             raise KeyError(f"model {self.name!r} has no variant {variant!r}; variants: {', '.join(self.variants) or 'none'}")
         d = {**self.defaults, **(self.variants.get(variant, {})), **(overrides or {})}
         return self.head.config_class.from_dict(d)
+
+    def configs(self) -> dict[str, HeadConfig]:
+        """{variant ("" = the full model): its config}, every row this entry can train."""
+        return {v: self.config(variant=v) for v in ("", *self.variants)}
 
 
 MODELS: dict[str, ModelEntry] = {}
@@ -66,4 +70,5 @@ def list_models() -> list[str]:
 
 
 __all__ = ["ModelEntry", "MODELS", "register_model", "get_model", "list_models", "FusionHead", "HeadConfig",
-           "ModelOutput", "MLP", "masked_mean", "MultimodalClassifier"]
+           "ModelOutput", "Objective", "FeatureNeeds", "FitData", "Signal", "TaskInfo", "MLP", "masked_mean",
+           "task_loss", "MultimodalClassifier"]

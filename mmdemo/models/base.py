@@ -1,17 +1,29 @@
-"""The contract between fusion heads and everything else (trainer, Predictor, app).
+"""The contract between fusion heads and everything else (trainer, Predictor, explainers, app).
 
-Every head is an nn.Module built as `Head(config, dims, num_labels)` that maps
-(TextFeatures, ImageFeatures) -> ModelOutput. Heads never see pixels or token ids: the frozen encoders
-run before them (or their features come from the trainer's cache), so one head serves training from
-cache, live inference and Captum explanations alike.
+A head is an nn.Module built as `Head(config, dims, task)` that maps (TextFeatures, ImageFeatures) -> ModelOutput.
+Heads never see pixels or raw captions: the encoders run before them (or their features come from the trainer's
+feature cache), so one head serves training from cache, live inference and Captum explanations alike.
+
+Everything about a network lives on its head class, and the trainer, the app and the model cards only read it:
+
+- `needs(config)`         which features it reads (`FeatureNeeds`: text layers, image patches, token ids, a prior
+                          encoder); the feature cache stores what the registered heads declare.
+- `objective(out, labels)` its training loss as named terms, and which parameter groups a step updates
+                          (`Objective`; `parameter_groups()` names the groups). Default: fused + auxiliary losses.
+- `fit(data)`             statistics fitted once on the training split before training (`FitData`); whatever it
+                          stores in buffers is saved in the checkpoint.
+- `on_epoch_start(...)`   per-epoch schedules (a threshold that rises, a momentum that changes).
+- `signals`               what each `explain` key means and how to show it (`Signal`).
+- `task`                  the facts of the task it is built for (`TaskInfo`: label names, multi-label, ordinal).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..encoders.base import FeatureDims, ImageFeatures, TextFeatures, masked_mean  # noqa: F401 (re-exported)
@@ -24,13 +36,9 @@ class ModelOutput:
     logits:       [B, C] fused prediction.
     text_logits:  [B, C] prediction from the text modality alone.
     image_logits: [B, C] prediction from the image modality alone.
-    losses:       extra loss terms, already weighted by the head's config; the trainer adds their sum
-                  to the classification losses.
-    explain:      named interpretable quantities with documented shapes, rendered generically by the app:
-                  a [B] tensor is a score, a [B, k] tensor a set of weights (names in
-                  `explain_labels[name]` when given), and `attention` maps name -> [B, heads, Q, K]
-                  cross-attention between text tokens and image patches (axes named by
-                  `attention_axes[name]`: ("text", "image") or ("image", "text")).
+    losses:       extra loss terms computed in forward (already weighted); the default objective adds them.
+    explain:      named interpretable quantities for the batch, each declared in the head's `signals`:
+                  [B] scores, [B, k] weights, and `explain["attention"]` = {name: [B, heads, Q, K]} maps.
     """
 
     logits: torch.Tensor
@@ -38,6 +46,94 @@ class ModelOutput:
     image_logits: torch.Tensor
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
     explain: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """The facts of the task a head is built for."""
+
+    labels: tuple[str, ...]
+    multi_label: bool = False
+    ordinal: bool = False  # the labels are listed in an order that means something (positive > neutral > negative)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class FeatureNeeds:
+    """The features a head reads; the trainer's cache and the live pipeline provide exactly these.
+
+    text_layers:   the last k text-encoder layers' token states (0: only the pooled sentence vector).
+    image_patches: the image encoder's patch grid [B, N, C] (False: an empty [B, 0, C] tensor, pooled/logits only).
+    token_ids:     TextFeatures.input_ids and .word_embeddings (static input embeddings), e.g. for IDF-weighted
+                   word-vector averages.
+    prior:         name of a prior encoder (`mmdemo.encoders.PRIOR_ENCODERS`, e.g. CLIP) whose global text and
+                   image vectors arrive as TextFeatures.prior / ImageFeatures.prior. Where its weights are not
+                   available the model is built with FeatureDims.prior_dim = 0 and the head runs without it.
+    """
+
+    text_layers: int = 1
+    image_patches: bool = True
+    token_ids: bool = False
+    prior: str = ""
+
+
+@dataclass(frozen=True)
+class Signal:
+    """How to read and show one `explain` entry (or one attention map in `explain["attention"]`).
+
+    kind:       "score" ([B], one bar), "weights" ([B, k], one bar per component) or "attention"
+                ([B, heads, Q, K] in explain["attention"]).
+    low, high:  the range of the bar (None: scaled to the values).
+    components: names of the k weights (kind "weights").
+    axes:       (query, key) of an attention map, each "text" or "image": ("text", "image") means every text
+                token's attention over the image regions.
+    """
+
+    title: str
+    meaning: str
+    kind: str = "score"
+    low: float | None = 0.0
+    high: float | None = 1.0
+    components: tuple[str, ...] = ()
+    axes: tuple[str, str] = ()
+
+    def __post_init__(self):
+        if self.kind not in ("score", "weights", "attention"):
+            raise ValueError(f"Signal kind must be score, weights or attention, not {self.kind!r}")
+        if self.kind == "attention" and sorted(self.axes) != ["image", "text"]:
+            raise ValueError(f"an attention signal names its (query, key) axes, one 'text' and one 'image'; "
+                             f"got {self.axes!r}")
+
+
+@dataclass
+class Objective:
+    """One training step's loss: named, already weighted terms (the trainer minimises their sum and logs each),
+    and the parameter groups the step updates (names from `FusionHead.parameter_groups()`, plus "text_encoder" for
+    fine-tuned encoder layers); None updates every trainable parameter."""
+
+    terms: dict[str, torch.Tensor]
+    update: frozenset[str] | None = None
+
+    @property
+    def total(self) -> torch.Tensor:
+        return sum(self.terms.values())
+
+
+@dataclass
+class FitData:
+    """The training split, handed to `FusionHead.fit` once before training.
+
+    input_ids: each training caption's token ids (real tokens only).
+    labels:    [N] class ids or [N, C] 0/1.
+    batches:   batches(batch_size) yields (TextFeatures, ImageFeatures, labels) of the split as the head reads it.
+    """
+
+    input_ids: list[torch.Tensor]
+    labels: torch.Tensor
+    batches: Callable[[int], Iterator[tuple[TextFeatures, ImageFeatures, torch.Tensor]]]
 
 
 @dataclass
@@ -49,7 +145,7 @@ class HeadConfig:
     """
 
     text_layers: int = 1  # how many of the text encoder's last layers the head reads (0: only pooled)
-    aux_weight: float = 0.5  # weight of the auxiliary text-only and image-only cross-entropy terms
+    aux_weight: float = 0.5  # weight of the auxiliary text-only and image-only losses
     dropout: float = 0.1
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -71,32 +167,52 @@ class HeadConfig:
         return cls(**d)
 
 
-class FusionHead(nn.Module):
-    """Base class for all heads. Subclasses set `config_class` and implement `forward`.
+def task_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    """Cross-entropy for single-label targets [B], binary cross-entropy for multi-label 0/1 targets [B, C]."""
+    logits = logits.float()
+    return F.binary_cross_entropy_with_logits(logits, target.float()) if multi_label else F.cross_entropy(logits, target)
 
-    `explain_labels` names the components of [B, k] explain tensors (e.g. modality_weights -> text, image);
-    `attention_axes` says which side of each attention map is text and which is image.
-    """
+
+class FusionHead(nn.Module):
+    """Base class for all heads. Subclasses set `config_class` and `signals` and implement `forward`; they override
+    `needs`, `objective`, `parameter_groups`, `fit` and `on_epoch_start` where the paper asks for it."""
 
     config_class: ClassVar[type[HeadConfig]] = HeadConfig
-    # False for heads that read only ImageFeatures.pooled/logits: the feature cache then hands them an
-    # empty [B, 0, C] patch tensor instead of copying 49 patches per sample every batch.
-    uses_patches: ClassVar[bool] = True
-    explain_labels: ClassVar[dict[str, tuple[str, ...]]] = {}
-    attention_axes: ClassVar[dict[str, tuple[str, str]]] = {}
+    signals: ClassVar[dict[str, Signal]] = {}
 
-    def __init__(self, config: HeadConfig, dims: FeatureDims, num_labels: int):
+    def __init__(self, config: HeadConfig, dims: FeatureDims, task: TaskInfo):
         super().__init__()
-        self.config, self.dims, self.num_labels = config, dims, num_labels
+        self.config, self.dims, self.task = config, dims, task
+        self.num_labels = task.num_labels
+
+    @classmethod
+    def needs(cls, config: HeadConfig) -> FeatureNeeds:
+        """The features this head reads with this config (default: `config.text_layers` layers and the patches)."""
+        return FeatureNeeds(text_layers=config.text_layers)
 
     def forward(self, text: TextFeatures, image: ImageFeatures) -> ModelOutput:
         raise NotImplementedError
 
-    def label_losses(self, out: ModelOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Extra loss terms that need the labels (e.g. MGGF's L1 regression term), already weighted.
-        The trainer calls this after forward and adds the sum. labels: [B] class ids, or [B, C] 0/1 for
-        multi-label tasks."""
+    def objective(self, out: ModelOutput, labels: torch.Tensor) -> Objective:
+        """The training loss of one batch. Default: the fused task loss, `aux_weight` times the text-only and
+        image-only task losses, and the terms the head put in `out.losses`. Must not change the head's state
+        outside training mode (the trainer also calls it for the dev loss)."""
+        ml, aux = self.task.multi_label, self.config.aux_weight
+        terms = {"fused": task_loss(out.logits, labels, ml)}
+        if aux:
+            terms["aux"] = aux * (task_loss(out.text_logits, labels, ml) + task_loss(out.image_logits, labels, ml))
+        return Objective({**terms, **out.losses})
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Named groups of this head's parameters that `Objective.update` can select (default: none named)."""
         return {}
+
+    def fit(self, data: FitData) -> None:
+        """Fit statistics on the training split once, before training; store them in buffers so that the
+        checkpoint carries them. Default: nothing to fit."""
+
+    def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
+        """Called by the trainer before each epoch (1-based) of `num_epochs` (the configured budget)."""
 
 
 class MLP(nn.Sequential):
@@ -104,4 +220,3 @@ class MLP(nn.Sequential):
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float = 0.1):
         super().__init__(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
-

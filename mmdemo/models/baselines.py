@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..encoders.base import FeatureDims, ImageFeatures, TextFeatures
-from .base import MLP, FusionHead, HeadConfig, ModelOutput
+from .base import MLP, FeatureNeeds, FusionHead, HeadConfig, ModelOutput, TaskInfo
 
 
 @dataclass
@@ -30,11 +30,14 @@ class BaselineConfig(HeadConfig):
 
 class UnimodalBranches(FusionHead):
     config_class = BaselineConfig
-    uses_patches = False
 
-    def __init__(self, config: BaselineConfig, dims: FeatureDims, num_labels: int):
-        super().__init__(config, dims, num_labels)
-        h, p = config.hidden, config.dropout
+    @classmethod
+    def needs(cls, config: BaselineConfig) -> FeatureNeeds:
+        return FeatureNeeds(text_layers=config.text_layers, image_patches=False)  # pooled vectors only
+
+    def __init__(self, config: BaselineConfig, dims: FeatureDims, task: TaskInfo):
+        super().__init__(config, dims, task)
+        h, p, num_labels = config.hidden, config.dropout, task.num_labels
         norm = nn.LayerNorm if config.input_norm else lambda d: nn.Identity()
         self.text_norm, self.image_norm = norm(dims.text_dim), norm(dims.image_pooled_dim)
         self.text_mlp = MLP(dims.text_dim, h, num_labels, p)
@@ -57,13 +60,12 @@ class UnimodalBranches(FusionHead):
 def _register() -> None:
     from . import ModelEntry, register_model
 
-    doc = "Unimodal MLPs on the pooled text and image vectors; no interpretable fusion quantities."
     register_model(ModelEntry("text-only", UnimodalBranches, "MLP on the text encoder's pooled vector",
-                              defaults={"fusion": "text"}, explain_doc=doc))
+                              defaults={"fusion": "text"}))
     register_model(ModelEntry("image-only", UnimodalBranches, "MLP on the image encoder's pooled vector",
-                              defaults={"fusion": "image"}, explain_doc=doc))
+                              defaults={"fusion": "image"}))
     register_model(ModelEntry("concat", UnimodalBranches, "Late fusion: MLP on [text pooled; image pooled]",
-                              defaults={"fusion": "concat"}, explain_doc=doc))
+                              defaults={"fusion": "concat"}))
 
 
 _register()

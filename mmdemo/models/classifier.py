@@ -9,14 +9,15 @@ weights, rebuilt by name), so a checkpoint stays a few MB instead of carrying th
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from .. import __version__
-from ..encoders.base import FeatureDims, ImageFeatures, TextEncoder, TextFeatures
-from .base import FusionHead, HeadConfig, ModelOutput
+from ..encoders.base import Captions, FeatureDims, ImageFeatures, TextEncoder, TextFeatures
+from .base import FeatureNeeds, FusionHead, HeadConfig, ModelOutput, TaskInfo
 
 
 class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo",
@@ -24,19 +25,27 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
     def __init__(self, model: str, task: str, labels: list[str], text_encoder: str, image_encoder: str,
                  dims: dict, head: dict | None = None, variant: str = "", multi_label: bool = False,
                  max_length: int = 64, finetune_text_layers: int = 0, data_version: str = "",
-                 code_version: str = __version__):
+                 code_version: str = __version__, ordinal: bool | None = None, prior_encoder: str = ""):
         super().__init__()
+        from ..tasks import TASKS
         from . import get_model
 
         entry = get_model(model)
         self.model_name, self.task, self.labels, self.multi_label = model, task, list(labels), multi_label
+        # Checkpoints written before `ordinal` existed take the task registry's answer.
+        self.ordinal = bool(TASKS[task].ordinal if ordinal is None and task in TASKS else ordinal)
         self.text_encoder_name, self.image_encoder_name, self.variant = text_encoder, image_encoder, variant
         self.max_length = max_length  # text tokens the encoder reads (same in training and the app)
         self.data_version, self.code_version = data_version, code_version
         self.entry = entry
         config: HeadConfig = entry.config(head, variant)
-        self.feature_dims = FeatureDims(**{**dims, "image_grid": tuple(dims["image_grid"])})
-        self.head: FusionHead = entry.head(config, self.feature_dims, len(labels))
+        self.feature_dims = FeatureDims.from_dict(dims)
+        # The prior encoder the model was built with ("" = none: not wanted, or its weights were not available).
+        self.prior_encoder = prior_encoder
+        if prior_encoder and not self.feature_dims.prior_dim:
+            raise ValueError(f"prior encoder {prior_encoder!r} named but dims.prior_dim is 0")
+        task_info = TaskInfo(tuple(labels), multi_label, self.ordinal)
+        self.head: FusionHead = entry.head(config, self.feature_dims, task_info)
         # Fine-tuning the last text layers makes the text encoder part of the model (and of its weights file).
         self.finetune_text_layers = finetune_text_layers
         self.text_encoder: TextEncoder | None = None
@@ -82,18 +91,31 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
         return self.head.config
 
     @property
-    def text_layers(self) -> int:
-        return self.head.config.text_layers
+    def needs(self) -> FeatureNeeds:
+        """The features this model reads: its head's declaration, with the prior encoder it was built with."""
+        return replace(self.head.needs(self.head.config), prior=self.prior_encoder)
 
-    def forward(self, text: TextFeatures | list[str], image: ImageFeatures) -> ModelOutput:
+    @property
+    def text_layers(self) -> int:
+        return self.needs.text_layers
+
+    @property
+    def missing_prior(self) -> str:
+        """The prior encoder the head asks for but was built without ("" when none is missing)."""
+        wanted = self.head.needs(self.head.config).prior
+        return wanted if wanted and wanted != self.prior_encoder else ""
+
+    def forward(self, text: TextFeatures | Captions, image: ImageFeatures) -> ModelOutput:
         """text: encoder features, or raw captions when this model fine-tunes its own text encoder."""
-        if not isinstance(text, TextFeatures):
+        if isinstance(text, Captions):
             if self.text_encoder is None:
                 raise TypeError("raw captions need a model with finetune_text_layers > 0; pass TextFeatures")
-            batch = self.text_encoder.tokenize(text, max_length=self.max_length)
+            batch = self.text_encoder.tokenize(text.texts, max_length=self.max_length)
             device = image.pooled.device
+            prior = text.prior
             text = self.text_encoder.forward_by_length(batch["input_ids"].to(device), batch["attention_mask"].to(device),
                                                        num_layers=self.text_layers)
+            text.prior = prior
         return self.head(text, image)
 
     def hub_config(self) -> dict:
@@ -101,8 +123,8 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
         return {
             "model": self.model_name, "task": self.task, "labels": self.labels, "multi_label": self.multi_label,
             "text_encoder": self.text_encoder_name, "image_encoder": self.image_encoder_name,
-            "dims": {**self.feature_dims.__dict__, "image_grid": list(self.feature_dims.image_grid)},
+            "ordinal": self.ordinal, "dims": self.feature_dims.to_dict(),
             "head": self.head.config.to_dict(), "variant": self.variant, "max_length": self.max_length,
-            "finetune_text_layers": self.finetune_text_layers,
+            "finetune_text_layers": self.finetune_text_layers, "prior_encoder": self.prior_encoder,
             "data_version": self.data_version, "code_version": self.code_version,
         }

@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..encoders.base import FeatureDims, ImageFeatures, TextFeatures
-from .base import MLP, FusionHead, HeadConfig, ModelOutput, masked_mean
+from .base import MLP, FusionHead, HeadConfig, ModelOutput, Signal, TaskInfo, masked_mean
 
 
 @dataclass
@@ -213,12 +213,19 @@ class CrossResidualTransformer(nn.Module):
 
 class HGLNet(FusionHead):
     config_class = HGLNetConfig
-    explain_labels = {"modality_weights": ("text", "image")}
-    attention_axes = {"text->image": ("text", "image"), "image->text": ("image", "text")}
+    signals = {
+        "modality_weights": Signal(
+            "GGA modality weights", "the share of the fusion each modality gets: GGA's weights (eq. 4-7) scale the "
+            "text and the image token streams and sum to 1", kind="weights", components=("text", "image")),
+        "text->image": Signal("T→I cross residual attention", "each text token's attention over the image regions "
+                              "(the last layer's CRT, eq. 10)", kind="attention", axes=("text", "image")),
+        "image->text": Signal("I→T cross residual attention", "each image region's attention over the text tokens "
+                              "(the last layer's CRT, eq. 10)", kind="attention", axes=("image", "text")),
+    }
 
-    def __init__(self, config: HGLNetConfig, dims: FeatureDims, num_labels: int):
-        super().__init__(config, dims, num_labels)
-        c = config
+    def __init__(self, config: HGLNetConfig, dims: FeatureDims, task: TaskInfo):
+        super().__init__(config, dims, task)
+        c, num_labels = config, task.num_labels
         if not (c.use_text or c.use_image):
             raise ValueError("HGLNet needs at least one modality (use_text or use_image)")
         if c.text_layers > dims.text_layers:
@@ -304,8 +311,6 @@ def _register() -> None:
             "no-gga": {"use_gga": False},
             "no-crt": {"use_crt": False},
         },
-        explain_doc="modality_weights: GGA weights (text, image) that scale each token stream, summing to 1; "
-                    "attention: the last layer's cross residual attention between text tokens and image patches.",
     ))
 
 

@@ -15,8 +15,8 @@ Section 3 of the paper, in order:
   3.6  Classifier -> `GuidedClassifier`
          X = (alpha * X^) ++ ((1 - alpha) * X_t) ++ ((1 - alpha) * X_v)  eq. 11
          y^ = MLP(X)                                                      eq. 12
-  3.7  L = L_reg + L_cls (eq. 13-15): L_cls is the trainer's cross-entropy on `logits`; L_reg comes
-       from `MGGF.label_losses` (the trainer calls it with the labels after forward).
+  3.7  L = L_reg + L_cls (eq. 13-15): `MGGF.objective` adds L_reg to the default objective (L_cls = the
+       cross-entropy on `logits`, plus the probes' cross-entropy).
 
 Reading choices where the paper is ambiguous (all stated again at the code that implements them):
 - "CLS" of the image: `ImageFeatures.pooled` (ViT [CLS] for ViT, average pool for CNNs). The text
@@ -51,13 +51,14 @@ Reading choices where the paper is ambiguous (all stated again at the code that 
   every pair), and after the two projections before the outer product (else the product of two small
   vectors is ~10x smaller than the unimodal features beside it in eq. 11).
 - eq. 11: the "hierarchical fusion operator" (+) is read as concatenation.
-- eq. 14 L_reg (L1): a scalar regression output of the classifier MLP (`explain["score"]`, the
-  predicted sentiment intensity) against the class index mapped linearly onto [+1, -1] (first label
-  +1, last label -1: positive +1, neutral 0, negative -1 for MVSA). That assumes the labels are listed
-  in ordinal order; for unordered label sets (TumEmo, CMCD-I, Food-101) set reg_target="probs", the
-  literal reading of eq. 14 with the same y^ as eq. 15: L1 between the predicted probabilities and the
-  one-hot (or multi-hot) labels (= 2 (1 - p_y), the noise-robust MAE loss). reg_weight=0 disables it.
-  "intensity" returns no term for multi-label tasks.
+- eq. 14 L_reg (L1): on tasks whose labels are ordinal (`TaskInfo.ordinal`: MVSA's positive, neutral,
+  negative), a scalar regression output of the classifier MLP (`explain["score"]`, the predicted sentiment
+  intensity) against the class index mapped linearly onto [+1, -1] (first label +1, last label -1). On other
+  tasks (unordered labels: TumEmo, CMCD-I, Food-101; multi-label tasks) a linear target would be meaningless, so
+  reg_target="auto" takes the literal reading of eq. 14 with the same y^ as eq. 15: L1 between the predicted
+  probabilities and the one-hot (or multi-hot) labels (= 2 (1 - p_y), the noise-robust MAE loss), and there is no
+  score. reg_target="intensity" / "probs" force one reading (intensity only on single-label tasks); reg_weight=0
+  disables L_reg.
 
 Auxiliary unimodal predictions: `text_logits` / `image_logits` come from small MLPs on the network's
 own unimodal representations X_t and X_v (eq. 4), trained jointly by the trainer's aux_weight * CE.
@@ -69,10 +70,11 @@ explain (shapes for a batch of B):
   kl          [B]  the symmetric KL (a1 + a2) / 2 between P_t and P_v, the argument of eq. 7's
                    sigmoid (computed in every variant, as a diagnostic)
   distance    [B]  the distance that replaces the KL in the "cos" / "dis" variants (only there)
-  score       [B]  predicted sentiment intensity in about [-1, 1] (reg_target="intensity" only)
-  attention   {"v->t": [B, 1, L_text, N_patches], "t->v": [B, 1, N_patches, L_text]}: InterW of
-              eq. 8 between text tokens and image patches (CMF with local tokens only); the columns
-              of the leading unimodal-vector tokens are left out, padded text rows/columns are 0.
+  score       [B]  predicted sentiment intensity in about [-1, 1] (intensity reading of eq. 14 only)
+  attention   {"text->image": [B, 1, L_text, N_patches] = InterW_{v->t}, "image->text": [B, 1, N_patches, L_text]
+              = InterW_{t->v}}: eq. 8 between text tokens and image patches (CMF with local tokens only), named
+              query->key like every mmdemo attention map; the columns of the leading unimodal-vector tokens are
+              left out, padded text rows/columns are 0.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..encoders.base import FeatureDims, ImageFeatures, TextFeatures
-from .base import MLP, FusionHead, HeadConfig, ModelOutput
+from .base import MLP, FusionHead, HeadConfig, ModelOutput, Objective, Signal, TaskInfo
 
 
 @dataclass
@@ -102,7 +104,8 @@ class MGGFConfig(HeadConfig):
     outer_dim: int = 32  # X^_t, X^_v projected to this size before the outer product (see docstring)
     cnn_channels: int = 4  # MGGF-CNN output channels (4 * d = 1024 features, as many as 32^2)
     reg_weight: float = 1.0  # weight of L_reg in L = L_reg + L_cls (eq. 13: 1)
-    reg_target: str = "intensity"  # "intensity" (scalar score vs class index on [+1, -1]) | "probs"
+    # "auto": "intensity" (scalar score vs class index on [+1, -1]) on ordinal single-label tasks, else "probs"
+    reg_target: str = "auto"
     aux_detach: bool = True  # auxiliary unimodal classifiers read detached X_t, X_v (probes)
     # Not given in the paper. Chosen on MVSA-Single dev with lr (mean weighted F1 over 3 seeds, runs-sweep/):
     # dropout 0.5 / lr 5e-4: 70.97 ± 0.29, 0.3 / 5e-4: 70.89 ± 0.13, lr 2e-4: 69.93 / 69.92.
@@ -254,7 +257,7 @@ class CrossModalFusion(nn.Module):
         attention = {}
         if h_t is not None and h_v is not None:
             inter_v2t = inter_v2t * q  # padded text rows -> 0 for display
-            attention = {"v->t": inter_v2t[:, None, 1:, 1:], "t->v": inter_t2v[:, None, 1:, 1:]}
+            attention = {"text->image": inter_v2t[:, None, 1:, 1:], "image->text": inter_t2v[:, None, 1:, 1:]}
         return outer.flatten(1), attention
 
 
@@ -301,15 +304,35 @@ class GuidedClassifier(nn.Module):
 
 class MGGF(FusionHead):
     config_class = MGGFConfig
-    attention_axes = {"v->t": ("text", "image"), "t->v": ("image", "text")}
+    signals = {
+        "discrepancy": Signal(
+            "Modality discrepancy α", "CMGL's α = sigmoid(symmetric KL between softmax(X_t) and softmax(X_v)), eq. 7: "
+            "0.5 = the text and image views agree, towards 1 = they conflict (then the cross-modal features weigh "
+            "more than the unimodal ones in eq. 11)", low=0.5, high=1.0),
+        "kl": Signal("KL divergence text ↔ image", "the symmetric KL inside α: 0 = the unimodal views give the same "
+                     "distribution, larger = more conflict", low=0.0, high=None),
+        "distance": Signal("Text ↔ image distance", "the distance that replaces the KL in the cos / dis variants: 0 = "
+                           "the unimodal representations coincide", low=0.0, high=None),
+        "score": Signal("Predicted intensity", "eq. 14's regression output on the label order: +1 = the first label "
+                        "(e.g. positive), −1 = the last (e.g. negative)", low=-1.0, high=1.0),
+        "text->image": Signal("CMF attention InterW v→t", "each text token's attention over the image patches (eq. 8)",
+                              kind="attention", axes=("text", "image")),
+        "image->text": Signal("CMF attention InterW t→v", "each image patch's attention over the text tokens (eq. 8)",
+                              kind="attention", axes=("image", "text")),
+    }
 
-    def __init__(self, config: MGGFConfig, dims: FeatureDims, num_labels: int):
-        super().__init__(config, dims, num_labels)
-        c, d = config, config.hidden
+    def __init__(self, config: MGGFConfig, dims: FeatureDims, task: TaskInfo):
+        super().__init__(config, dims, task)
+        c, d, num_labels = config, config.hidden, task.num_labels
         if c.fusion not in ("cmf", "cat", "cnn"):
             raise ValueError(f"fusion must be cmf, cat or cnn, not {c.fusion!r}")
-        if c.reg_target not in ("intensity", "probs"):
-            raise ValueError(f"reg_target must be intensity or probs, not {c.reg_target!r}")
+        if c.reg_target not in ("auto", "intensity", "probs"):
+            raise ValueError(f"reg_target must be auto, intensity or probs, not {c.reg_target!r}")
+        if c.reg_target == "intensity" and task.multi_label:
+            raise ValueError("reg_target='intensity' needs a single-label task: a multi-label target has no order")
+        # eq. 14's target: the label order where it means something, else the predicted probabilities
+        self.reg_target = c.reg_target if c.reg_target != "auto" else (
+            "intensity" if task.ordinal and not task.multi_label else "probs")
         self.text_branch = GranularityEncoder(dims.text_dim, dims.text_dim, c)  # 3.3, text
         self.image_branch = GranularityEncoder(dims.image_dim, dims.image_pooled_dim, c)  # 3.3, image
         self.cmgl = CrossModalGuidance(c.distance, c.cmgl)  # 3.4
@@ -319,7 +342,7 @@ class MGGF(FusionHead):
             self.cmf, fused_dim = ConcatFusion(), 2 * d
         else:
             self.cmf, fused_dim = CNNFusion(c.cnn_channels, c.kernel_size), c.cnn_channels * d
-        regression = c.reg_weight > 0 and c.reg_target == "intensity"
+        regression = c.reg_weight > 0 and self.reg_target == "intensity"
         self.classifier = GuidedClassifier(fused_dim + 2 * d, d, num_labels, c.dropout, regression)  # 3.6
         self.text_aux = MLP(d, d // 2, num_labels, c.dropout)
         self.image_aux = MLP(d, d // 2, num_labels, c.dropout)
@@ -348,21 +371,24 @@ class MGGF(FusionHead):
             explain["attention"] = attention
         return ModelOutput(logits, self.text_aux(aux_t), self.image_aux(aux_v), explain=explain)
 
-    def label_losses(self, out: ModelOutput, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """eq. 14, L_reg = mean |y - y^| (L1), weighted by reg_weight (eq. 13 adds it to L_cls)."""
-        c = self.config
-        if c.reg_weight <= 0:
-            return {}
-        multi_label = labels.dim() == 2
-        if c.reg_target == "probs":  # y^ = the same predicted distribution as in eq. 15
-            probs = out.logits.sigmoid() if multi_label else out.logits.softmax(-1)
-            target = labels.to(probs.dtype) if multi_label else F.one_hot(labels, self.num_labels).to(probs.dtype)
-            return {"reg": c.reg_weight * (probs - target).abs().sum(-1).mean()}
-        if multi_label or "score" not in out.explain:
-            return {}
-        score = out.explain["score"]
-        target = intensity_targets(self.num_labels, score.dtype, score.device)[labels]
-        return {"reg": c.reg_weight * F.l1_loss(score, target)}
+    def objective(self, out: ModelOutput, labels: torch.Tensor) -> Objective:
+        """eq. 13: L = L_cls + L_reg (plus the probes' cross-entropy of the default objective)."""
+        objective = super().objective(out, labels)
+        if self.config.reg_weight > 0:
+            objective.terms["reg"] = self.config.reg_weight * self.regression_loss(out, labels)
+        return objective
+
+    def regression_loss(self, out: ModelOutput, labels: torch.Tensor) -> torch.Tensor:
+        """eq. 14, L_reg = mean |y - y^| (L1): on the intensity scale, or between probabilities and labels."""
+        if self.reg_target == "probs":  # y^ = the same predicted distribution as in eq. 15
+            if self.task.multi_label:
+                probs, target = out.logits.float().sigmoid(), labels.float()
+            else:
+                probs = out.logits.float().softmax(-1)
+                target = F.one_hot(labels, self.num_labels).to(probs.dtype)
+            return (probs - target).abs().sum(-1).mean()
+        score = out.explain["score"].float()
+        return F.l1_loss(score, intensity_targets(self.num_labels, score.dtype, score.device)[labels])
 
 
 def intensity_targets(num_labels: int, dtype: torch.dtype = torch.float32,
@@ -404,10 +430,6 @@ def _register() -> None:
             "cos": {"distance": "cos"},  # Table 5 MGGF-COS
             "dis": {"distance": "dis"},  # Table 5 MGGF-DIS
         },
-        explain_doc="discrepancy: CMGL score alpha = sigmoid(symmetric KL between softmax(X_t) and softmax(X_v)), "
-                    "in [0.5, 1): higher = modalities disagree, more weight on cross-modal features; kl: that KL; "
-                    "score: predicted sentiment intensity (+1 first label .. -1 last); attention: CMF text-patch "
-                    "attention InterW.",
     ))
 
 
