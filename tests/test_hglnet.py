@@ -4,6 +4,7 @@ ablation variants, gradients, checkpoint round trip, two encoder families."""
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from PIL import Image
 from mmdemo.checkpoint import load_checkpoint, save_checkpoint
 from mmdemo.encoders import FeatureDims, ImageFeatures, TextFeatures, create_image_encoder, create_text_encoder
 from mmdemo.models import MultimodalClassifier, TaskInfo, get_model, masked_mean
-from mmdemo.models.hglnet import HGLNet, HGLNetConfig
+from mmdemo.models.hglnet import CrossResidualSelfAttention, GlobalGatedAttention, HGLNet, HGLNetConfig
 
 NUM_LABELS = 3
 VARIANTS = ["no-text", "no-image", "no-hierarchy", "no-gga", "no-crt"]
@@ -299,3 +300,38 @@ def test_checkpoint_round_trip_variant(tmp_path, clip):
     with torch.no_grad():
         a, b = clf(text, image), loaded(text, image)
     assert torch.equal(a.logits, b.logits) and torch.equal(a.image_logits, b.image_logits)
+
+
+def _set(linear: torch.nn.Linear, weight: list) -> None:
+    with torch.no_grad():
+        linear.weight.copy_(torch.tensor(weight))
+        linear.bias.zero_()
+
+
+def test_gga_eq4_to_7_on_fixed_numbers():
+    """d_g = 1, reductions and W1 / W2 chosen so that e_cls1 = sigmoid(e_cls) and v_g1 = sigmoid(v_g): eq. 5 gives
+    weight1 = sigmoid(0)^2 = 0.25 and weight2 = sigmoid(ln 3)^2 = 0.5625; eq. 6-7 softmax -> (0.42250, 0.57750)."""
+    gga = GlobalGatedAttention(text_dim=1, image_dim=1, d_g=1)
+    _set(gga.reduce_text, [[1.0]])
+    _set(gga.reduce_image, [[1.0]])
+    _set(gga.fc1, [[1.0, 0.0]])
+    _set(gga.fc2, [[0.0, 1.0]])
+    w = gga(torch.tensor([[0.0]]), torch.tensor([[math.log(3.0)]]))
+    torch.testing.assert_close(w, torch.tensor([[0.4225046, 0.5774954]]))
+
+
+def test_crsa_eq10_and_11_on_fixed_numbers():
+    """One query (1.0) over two key tokens (0.0, 2.0), identity projections, two heads whose queries are scaled by
+    1 and 2: eq. 10 F_h = softmax(q k^T) V + mean(keys) = 2 * sigmoid(2 h) + 1 -> 2.76159, 2.96403; eq. 11 with
+    W_O = (0.5, 0.5) averages them -> 2.86281. A padding key gets no attention and leaves the residual."""
+    crsa = CrossResidualSelfAttention(d_f=1, heads=2)
+    _set(crsa.W_q, [[1.0], [2.0]])
+    _set(crsa.W_k, [[1.0], [1.0]])
+    _set(crsa.W_v, [[1.0], [1.0]])
+    _set(crsa.W_o, [[0.5, 0.5]])
+    m, attn = crsa(torch.tensor([[[1.0]]]), torch.tensor([[[0.0], [2.0]]]))
+    torch.testing.assert_close(m, torch.tensor([[[2.8628109]]]))
+    torch.testing.assert_close(attn, torch.tensor([[[[0.1192029, 0.8807971]], [[0.0179862, 0.9820138]]]]))
+    m, attn = crsa(torch.tensor([[[1.0]]]), torch.tensor([[[0.0], [2.0]]]), key_mask=torch.tensor([[1, 0]]))
+    torch.testing.assert_close(m, torch.tensor([[[0.0]]]))  # only the 0.0 key: no value, residual mean 0
+    torch.testing.assert_close(attn[..., 1], torch.zeros(1, 2, 1))
