@@ -125,9 +125,8 @@ def _signal_rows(key: str, value: Any, signals: dict[str, Signal]) -> list[str]:
     values = arr.reshape(-1)
     low = sig.low if sig.low is not None else min(0.0, float(values.min()))
     high = sig.high if sig.high is not None else max(float(np.abs(values).max()), 1e-9)
-    rows = []
+    rows, names = [], sig.components
     for i, v in enumerate(values[:16]):  # long vectors: the first 16 components
-        names = sig.components
         name = sig.title if values.size == 1 else f"{sig.title}: {names[i] if i < len(names) else i}"
         meaning = sig.meaning if i == 0 else ""
         rows.append(f"<tr><td>{html.escape(name)}</td><td style='width:35%'>{_bar(float(v), low, high)}</td>"

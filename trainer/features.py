@@ -249,13 +249,11 @@ def encode_prior(split: CachedSplit, captions: dict[str, str], prior: str, max_l
     """The prior encoder's global vectors of a cached split: {"text": [N, P] per sample, "image": [M, P] per
     image row}."""
     text_encoder, image_encoder = prior_encoders(prior)
-    device = next(image_encoder.parameters()).device
     texts = [captions[i] for i in split.ids]
     text = [text_encoder.encode(texts[i:i + batch_size], max_length=max_length).pooled.float().cpu()
             for i in tqdm(range(0, len(texts), batch_size), desc=f"{desc}: {prior} text", leave=False)]
     files = split.image_files
-    image = [image_encoder(image_encoder.preprocess([load_image(f) for f in files[i:i + batch_size]]).to(device)
-                           ).pooled.float().cpu()
+    image = [image_encoder.encode([load_image(f) for f in files[i:i + batch_size]]).pooled.float().cpu()
              for i in tqdm(range(0, len(files), batch_size), desc=f"{desc}: {prior} images", leave=False)]
     return {"text": torch.cat(text), "image": torch.cat(image)}
 

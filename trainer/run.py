@@ -85,7 +85,7 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
     entry = get_model(model)
     needs = entry.head.needs(entry.config(overrides, variant))  # fails fast on unknown model / variant / field
     t = get_task(task)
-    prior, _ = available_prior(needs.prior)
+    prior = available_prior(needs.prior)
     if needs.prior and not prior:
         print(f"{model} asks for the prior encoder {needs.prior!r}, whose weights are not available here: training it "
               f"without (the paper's w/o-prior row); the checkpoint records prior_encoder=''", flush=True)

@@ -86,20 +86,20 @@ def prior_encoders(name: str) -> tuple[TextEncoder, ImageEncoder]:
     return shared_text_encoder(text_name), shared_image_encoder(image_name)
 
 
-def available_prior(name: str) -> tuple[str, int]:
-    """(name, width of its global vectors) when the prior encoder loads here, else ("", 0): the caller builds the
-    model without it (the papers' "w/o CLIP" rows)."""
+def available_prior(name: str) -> str:
+    """`name` when the prior encoder loads here, else "": the caller builds the model without it (the papers'
+    "w/o CLIP" rows)."""
     if not name:
-        return "", 0
+        return ""
     try:
-        _, image = prior_encoders(name)
+        prior_encoders(name)
     except EncoderUnavailableError:
-        return "", 0
-    return name, image.pooled_dim  # CLIP: the shared embedding width of both towers
+        return ""
+    return name
 
 
 __all__ = [
-    "TEXT_ENCODERS", "IMAGE_ENCODERS", "PRIOR_ENCODERS", "prior_encoders", "available_prior", "DEFAULT_TEXT_ENCODER", "DEFAULT_IMAGE_ENCODER", "create_text_encoder",
-    "create_image_encoder", "shared_text_encoder", "shared_image_encoder", "TextEncoder", "ImageEncoder",
+    "TEXT_ENCODERS", "IMAGE_ENCODERS", "PRIOR_ENCODERS", "DEFAULT_TEXT_ENCODER", "DEFAULT_IMAGE_ENCODER",
+    "create_text_encoder", "create_image_encoder", "prior_encoders", "available_prior", "shared_text_encoder", "shared_image_encoder", "TextEncoder", "ImageEncoder",
     "TextFeatures", "ImageFeatures", "Captions", "FeatureDims", "EncoderUnavailableError",
 ]

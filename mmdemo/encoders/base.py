@@ -114,7 +114,7 @@ class ImageFeatures:
     patches: torch.Tensor
     pooled: torch.Tensor
     logits: torch.Tensor | None = None
-    prior: torch.Tensor | None = None  # [B, P] the prior encoder's (CLIP's) global image vector, when named
+    prior: torch.Tensor | None = None
 
     @property
     def global_vector(self) -> torch.Tensor:

@@ -63,7 +63,7 @@ class TaskInfo:
 
 @dataclass(frozen=True)
 class FeatureNeeds:
-    """The features a head reads; the trainer's cache and the live pipeline provide exactly these.
+    """The features a head reads: the trainer's cache builds exactly these, the live pipeline at least these.
 
     text_layers:   the last k text-encoder layers' token states (0: only the pooled sentence vector).
     image_patches: the image encoder's patch grid [B, N, C] (False: an empty [B, 0, C] tensor, pooled/logits only).
