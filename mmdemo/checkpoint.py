@@ -7,6 +7,9 @@ This is the layout PyTorchModelHubMixin writes and reads, so the same directory 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from .models import MultimodalClassifier
@@ -20,13 +23,30 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(model: MultimodalClassifier, out_dir: str | Path, metrics: dict | None = None,
                     card: str | None = None) -> Path:
+    """Write the checkpoint directory atomically: everything goes to a temporary directory beside it, which then
+    replaces it, so an interrupted save (Ctrl-C, kill, full disk) leaves the previous checkpoint or none, never
+    a partial one that reads as complete."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, config=model.hub_config())
-    if metrics is not None:
-        (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    if card is not None:
-        (out / CARD_FILE).write_text(card)
+    if out.is_dir() and any(out.iterdir()) and not (out / CONFIG_FILE).is_file():
+        raise CheckpointError(f"{out} holds other files and no checkpoint: choose an empty or new directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, config=model.hub_config())
+        if metrics is not None:
+            (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        if card is not None:
+            (tmp / CARD_FILE).write_text(card)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
 
 

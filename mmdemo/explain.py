@@ -24,7 +24,7 @@ from torchvision import transforms as T
 
 from .encoders import ImageEncoder
 from .models import ModelOutput, Signal
-from .predict import Pipeline
+from .predict import Pipeline, exclusive
 
 HEAD_LOGITS = {"fused": "logits", "text": "text_logits", "image": "image_logits"}
 
@@ -52,6 +52,7 @@ def head_logits(out: ModelOutput, head: str = "fused") -> torch.Tensor:
 
 
 @torch.no_grad()
+@exclusive
 def predicted_class(pipeline: Pipeline, inputs: dict[str, torch.Tensor]) -> int:
     """The fused head's top class: the default target of every explanation."""
     return int(pipeline(**inputs).logits[0].argmax())
@@ -116,6 +117,7 @@ def token_baseline(input_ids: torch.Tensor, attention_mask: torch.Tensor, pad_id
     return ref
 
 
+@exclusive
 def token_attributions(pipeline: Pipeline, inputs: dict[str, torch.Tensor], target: int | None = None,
                        head: str = "fused", n_steps: int = 20) -> TokenAttribution:
     """LayerIntegratedGradients on the text encoder's input embeddings, one score per real token."""
@@ -162,6 +164,7 @@ def is_special_token(token: str) -> bool:
 # ---- image ---------------------------------------------------------------------------------------------
 
 
+@exclusive
 def integrated_gradients(pipeline: Pipeline, inputs: dict[str, torch.Tensor], target: int | None = None,
                          head: str = "fused", n_steps: int = 16) -> np.ndarray:
     """IntegratedGradients on the pixels from a zero baseline in the encoder's normalised space (the
@@ -179,6 +182,7 @@ def integrated_gradients(pipeline: Pipeline, inputs: dict[str, torch.Tensor], ta
     return attr[0].sum(0).abs().detach().float().cpu().numpy()
 
 
+@exclusive
 def occlusion(pipeline: Pipeline, inputs: dict[str, torch.Tensor], target: int | None = None,
               head: str = "fused", windows: int = 4, batch: int = 8) -> np.ndarray:
     """Occlusion: the drop of the target logit when a square (a `windows`-th of the image side, stride half
@@ -200,6 +204,7 @@ def _upsample(cam: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     return F.interpolate(cam[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
 
 
+@exclusive
 def grad_cam(pipeline: Pipeline, inputs: dict[str, torch.Tensor], target: int | None = None,
              head: str = "fused") -> np.ndarray:
     """Grad-CAM on `image_encoder.feature_layer()`, upsampled to [H, W].

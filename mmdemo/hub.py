@@ -25,10 +25,12 @@ UPLOAD_PATTERNS = [CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, CARD_FILE, "*.png"]
 
 # Backbone names -> Hub ids for the card's base_model field.
 BASE_MODELS = {
-    "minilm-l6": "sentence-transformers/all-MiniLM-L6-v2", "bert-base-uncased": "bert-base-uncased",
+    "minilm-l6": "sentence-transformers/all-MiniLM-L6-v2", "mpnet-base": "sentence-transformers/all-mpnet-base-v2",
+    "bert-base-uncased": "bert-base-uncased",
     "bert-base-chinese": "bert-base-chinese", "deberta-v3-base": "microsoft/deberta-v3-base",
     "vit-base-patch16-224": "google/vit-base-patch16-224", "resnet50": "timm/resnet50.tv2_in1k",
     "vgg16": "timm/vgg16.tv_in1k", "efficientnet-lite0": "timm/efficientnet_lite0.ra_in1k",
+    "efficientnet-lite1": "timm/tf_efficientnet_lite1.in1k", "efficientnet-lite2": "timm/tf_efficientnet_lite2.in1k",
     "clip-vit-b-16": "openai/clip-vit-base-patch16",
 }
 DATASETS = {"mvsa-single": "MVSA-Single", "mvsa-multiple": "MVSA-Multiple", "mediaeval2016": "MediaEval-2016-VMU",
@@ -51,6 +53,10 @@ def _metric_values(split_metrics: dict) -> dict[str, float]:
 def _encoders_line(config: dict) -> str:
     n = config.get("finetune_text_layers", 0)
     text, image = f"text `{config['text_encoder']}`", f"image `{config['image_encoder']}` (frozen)"
+    if n and config.get("lora_rank"):
+        return (f"{text} with its last {n} layers fine-tuned through LoRA adapters of rank {config['lora_rank']}, "
+                f"{image}; `model.safetensors` holds the fusion head and the adapters (the encoder itself is rebuilt "
+                f"from its package on load).")
     if n:
         return (f"{text} with its last {n} layers fine-tuned, {image}; `model.safetensors` holds the fusion head and "
                 f"the {n} tuned layers (the frozen rest is rebuilt from the encoder's package on load).")

@@ -44,6 +44,17 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _reason(e: Exception) -> str:
+    """Why a file is not an image, in words, without the path of the file."""
+    if isinstance(e, UnidentifiedImageError):
+        return "it is not in an image format PIL can decode"
+    if isinstance(e, FileNotFoundError):
+        return "the file does not exist"
+    if isinstance(e, SyntaxError) or "truncated" in str(e) or "broken" in str(e):
+        return "the image data is truncated or corrupt"
+    return f"{type(e).__name__}"
+
+
 def load_image(src: Image.Image | str | Path | bytes | np.ndarray) -> Image.Image:
     """Open and normalise an image from a PIL image, a path, raw bytes or an HxW[xC] uint8 array."""
     if src is None:
@@ -69,7 +80,8 @@ def load_image(src: Image.Image | str | Path | bytes | np.ndarray) -> Image.Imag
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InputError("The image is too large to decode safely (decompression-bomb guard). Resize it.") from e
     except (UnidentifiedImageError, FileNotFoundError, OSError, ValueError, TypeError, SyntaxError) as e:
-        raise InputError(f"The file could not be read as an image ({type(e).__name__}: {e}). "
+        # Say what is wrong with the file, never where the server keeps it (PIL's messages name the path).
+        raise InputError(f"The file could not be read as an image ({_reason(e)}). "
                          f"Upload a JPEG, PNG, GIF, WebP, TIFF or BMP file.") from e
     if min(rgb.size) < MIN_SIDE:
         raise InputError(f"The image is only {rgb.width}x{rgb.height} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed.")

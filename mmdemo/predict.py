@@ -6,10 +6,12 @@ pixels / token ids -> encoders -> head, which is also what Captum attributes thr
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -20,6 +22,21 @@ from .inputs import clean_caption, load_image
 from .models import ModelOutput, MultimodalClassifier
 
 HEADS = ("fused", "text", "image")
+
+# The frozen encoders are one module instance per process, shared by every Predictor, and Captum hooks them for the
+# length of an explanation (the word-embedding layer, the last feature map): a forward that ran meanwhile would
+# have its tensors swapped for the explanation's. So every use of a network holds this lock, which makes concurrent
+# requests take turns (each request still uses every core through torch's own threads).
+NETWORK_LOCK = threading.RLock()
+
+
+def exclusive(fn: Callable) -> Callable:
+    """Run `fn` holding NETWORK_LOCK."""
+    @functools.wraps(fn)
+    def locked(*args, **kwargs):
+        with NETWORK_LOCK:
+            return fn(*args, **kwargs)
+    return locked
 
 
 class Pipeline(nn.Module):
@@ -91,8 +108,9 @@ class Predictor:
     def __init__(self, classifier: MultimodalClassifier, text_encoder: TextEncoder | None = None,
                  image_encoder: ImageEncoder | None = None, device: str = "cpu"):
         self.classifier = classifier.eval().to(device)
-        # A model that fine-tuned its text encoder brings it along; others share the frozen one.
-        own = classifier.text_encoder
+        # Every model reads the shared frozen text encoder, and one that fine-tuned its last layers reruns them on
+        # its output; only a fine-tuned encoder that cannot start from hidden states (DeBERTa, CLIP) runs whole.
+        own = None if classifier.tunes_frozen_features else classifier.text_encoder
         self.text_encoder = (text_encoder or own or shared_text_encoder(classifier.text_encoder_name)).to(device)
         self.image_encoder = (image_encoder or shared_image_encoder(classifier.image_encoder_name)).to(device)
         # The prior encoder the checkpoint was trained with (CLIP); EncoderUnavailableError where it is missing.
@@ -127,6 +145,7 @@ class Predictor:
     def labels(self) -> list[str]:
         return self.classifier.labels
 
+    @exclusive
     def prepare(self, image, caption) -> tuple[dict[str, torch.Tensor], list[str]]:
         """Validate and preprocess one input -> model inputs (batch of one) and warnings.
         Raises mmdemo.inputs.InputError with a readable message on bad input."""
@@ -135,6 +154,9 @@ class Predictor:
         batch = self.text_encoder.tokenize([text], max_length=self.classifier.max_length)
         if int(batch["attention_mask"].sum()) >= batch["attention_mask"].shape[1] == self.classifier.max_length:
             notes.append(f"The caption was cut to the first {self.classifier.max_length} tokens the model reads.")
+        unknown = self._unknown_note(batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist())
+        if unknown:
+            notes.append(unknown)
         inputs = {"pixel_values": self.image_encoder.preprocess([rgb]), **batch}
         if self.prior is not None:
             prior_text, prior_image = self.prior
@@ -143,10 +165,28 @@ class Predictor:
                 inputs["prior_image"] = prior_image.encode([rgb]).pooled
         return {k: v.to(self.device) for k, v in inputs.items()}, notes
 
+    def _unknown_note(self, ids: list[int]) -> str:
+        """A note when the tokenizer read some of the caption as [UNK] (emoji, scripts it never saw), else ""."""
+        tokenizer = getattr(self.text_encoder, "tokenizer", None)
+        unk = getattr(tokenizer, "unk_token_id", None)
+        if unk is None:
+            return ""
+        pieces = [i for i in ids if i not in set(tokenizer.all_special_ids) - {unk}]
+        n = sum(i == unk for i in pieces)
+        if not n:
+            return ""
+        if n == len(pieces):
+            return ("The text encoder knows none of the caption's characters (emoji, or a script it was not trained "
+                    "on): it reads only [UNK], so the text-only prediction and the word attributions say nothing "
+                    "about this caption.")
+        return (f"{n} of the caption's {len(pieces)} word pieces are unknown to the text encoder (emoji, or a script "
+                f"it was not trained on) and read as [UNK].")
+
     def tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[str]:
         ids = input_ids[0][attention_mask[0].bool()].tolist()
         return self.text_encoder.convert_ids_to_tokens(ids)
 
+    @exclusive
     @torch.no_grad()
     def predict(self, image, caption) -> Prediction:
         start = time.perf_counter()

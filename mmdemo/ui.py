@@ -319,7 +319,7 @@ class DemoApp:
         try:
             loaded = self.load(task, model)
             p = loaded.predictor
-            inputs, _ = p.prepare(image, caption)
+            inputs, input_notes = p.prepare(image, caption)  # a cut or unreadable caption is said here too
             head = head if head in HEADS else "fused"
             labels = p.labels
             cls = labels.index(target) if target in labels else X.predicted_class(p.pipeline, inputs)
@@ -334,6 +334,7 @@ class DemoApp:
                      f"Words: red pushes towards it, purple away (Integrated Gradients on the word embeddings)."]
             if not np.any(tok.scores):
                 notes.append(f"The {HEAD_NAMES[head].lower()} head does not read the caption.")
+            notes += input_notes
             if mid == "attention":
                 heat, note = self._attention_heat(loaded, image, caption)
                 if heat is None:
@@ -433,7 +434,9 @@ class DemoApp:
             f"### {model} on {task}",
             f"- **Loaded from:** {source}" + (f" — {where.note}" if where.note else ""),
             f"- **Backbones:** text `{config.get('text_encoder')}`"
-            + (f" (last {config['finetune_text_layers']} layers fine-tuned)" if config.get("finetune_text_layers") else " (frozen)")
+            + (f" (last {config['finetune_text_layers']} layers fine-tuned"
+               + (f" through LoRA, rank {config['lora_rank']})" if config.get("lora_rank") else ")")
+               if config.get("finetune_text_layers") else " (frozen)")
             + f", image `{config.get('image_encoder')}` (frozen)",
             f"- **Training data:** {t.description if t else task}" +
             (f" (data version `{config['data_version']}`)" if config.get("data_version") else ""),
@@ -521,27 +524,32 @@ def build_demo(checkpoints_root: Path | None = None, preload: bool = False) -> g
                 caption = gr.Textbox(label="Caption", lines=2, placeholder="The text that goes with the image",
                                      elem_id="mm-caption")
                 with gr.Row():
-                    task = gr.Dropdown(list(cat), value=task0, label="Task", elem_id="mm-task")
-                    model = gr.Dropdown(cat.get(task0, []), value=model0, label="Network", elem_id="mm-model")
+                    # Choices change with the task; the API takes any value and the handlers validate it (an
+                    # unknown task or network gets a message), so no endpoint refuses what the page can send.
+                    task = gr.Dropdown(list(cat), value=task0, label="Task", elem_id="mm-task",
+                                       allow_custom_value=True)
+                    model = gr.Dropdown(cat.get(task0, []), value=model0, label="Network", elem_id="mm-model",
+                                        allow_custom_value=True)
                 method = gr.Dropdown([(label, key) for key, label in X.METHODS.items()], value="grad-cam",
                                      label="Image explanation", elem_id="mm-method")
                 with gr.Accordion("Explanation options", open=False):
                     with gr.Row():
                         head = gr.Radio([(HEAD_NAMES[h], h) for h in HEADS], value="fused", label="Explain head")
-                        target = gr.Dropdown([PREDICTED] + labels0, value=PREDICTED, label="Explain class")
+                        target = gr.Dropdown([PREDICTED] + labels0, value=PREDICTED, label="Explain class",
+                                             allow_custom_value=True)
                 run = gr.Button("Predict and explain", variant="primary", elem_id="mm-run")
                 rows = example_rows()
                 if rows:
                     gr.Examples(rows, inputs=[image, caption], label="Examples: pictures and captions that agree "
                                 "or conflict", examples_per_page=6)
             with gr.Column(scale=7, min_width=420):
-                status = gr.HTML(elem_id="mm-status")
-                verdict = gr.HTML(elem_id="mm-verdict")
+                status = gr.HTML(label="Status", elem_id="mm-status")
+                verdict = gr.HTML(label="Agreement", elem_id="mm-verdict")
                 with gr.Row():
                     fused = gr.Label(num_top_classes=3, label="Fused", elem_id="mm-fused")
                     text_only = gr.Label(num_top_classes=3, label="Text only", elem_id="mm-text")
                     image_only = gr.Label(num_top_classes=3, label="Image only", elem_id="mm-image-only")
-                signals = gr.HTML(elem_id="mm-signals")
+                signals = gr.HTML(label="Network signals", elem_id="mm-signals")
                 # The tabs sit beside the inputs and examples, so the whole answer is visible without scrolling.
                 with gr.Tabs():
                     with gr.Tab("Explanation"):
@@ -551,26 +559,27 @@ def build_demo(checkpoints_root: Path | None = None, preload: bool = False) -> g
                             with gr.Column():
                                 tokens = gr.HighlightedText(label="Word attributions", show_legend=False,
                                                             elem_id="mm-tokens")
-                                explain_note = gr.HTML(elem_id="mm-explain-note")
+                                explain_note = gr.HTML(label="Explanation note", elem_id="mm-explain-note")
                     with gr.Tab("Attention"):
                         gr.Markdown("For networks with cross-modal attention: pick a word to see which image regions "
                                     "it attends to, or a region to see which words it attends to.")
                         with gr.Row():
-                            word = gr.Dropdown([ALL_WORDS], value=ALL_WORDS, label="Word", elem_id="mm-word")
+                            word = gr.Dropdown([ALL_WORDS], value=ALL_WORDS, label="Word", elem_id="mm-word",
+                                               allow_custom_value=True)
                             region = gr.Dropdown([ALL_REGIONS], value=ALL_REGIONS, label="Image region",
-                                                 elem_id="mm-region")
+                                                 elem_id="mm-region", allow_custom_value=True)
                         with gr.Row():
                             attn_image = gr.Image(type="pil", label="Word → image", interactive=False, height=320,
                                                   format="png")
                             with gr.Column():
                                 attn_words = gr.HighlightedText(label="Region → words", show_legend=False)
-                                attn_note = gr.HTML()
+                                attn_note = gr.HTML(label="Attention note")
                     with gr.Tab("Compare networks"):
                         compare_btn = gr.Button("Run every network of this task on the input")
-                        compare_note = gr.HTML()
+                        compare_note = gr.HTML(label="Compare note")
                         table = gr.Dataframe(label="All networks, same input", interactive=False, wrap=True)
                     with gr.Tab("Model"):
-                        info = gr.Markdown(app.model_info_fn(task0, model0))
+                        info = gr.Markdown(app.model_info_fn(task0, model0), label="Model information")
 
         inputs = [image, caption, task, model]
         # Predictions first (fast), then the Captum heatmap and the attention view, each its own API endpoint.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every number in README's results tables comes from these commands. Where they ran (`device` in each
+# Every number in docs/RESULTS.md comes from these commands. Where they ran (`device` in each
 # metrics.json): image-only and the floors on the 2-core CPU (minutes); the frozen and two-layer sweeps (so the
 # concat, MGGF and text-only rows), MediaEval and MGGF's ablation rows on one H100 (about 20 minutes with JOBS=6
 # and four sweeps at a time); the three-layer points of HGLNet and concat, HGLNet's MVSA-Single seeds and its
@@ -21,7 +21,7 @@ done
 # head's grid first, then fine-tuning the last two MiniLM layers added to the same ranking (a later sweep of a
 # model adds its points to the earlier ones), then three layers for HGLNet (its hierarchy reads the last four) and
 # for concat, the baseline it is measured against. --promote copies the best point's three runs to runs/ (the
-# README rows).
+# rows of docs/RESULTS.md).
 S="$T sweep --task mvsa-single --seeds 0 1 2 --jobs $JOBS --promote"
 FT="unfreeze_text_layers=2 encoder_lr=2e-5,5e-5,1e-4"
 FT3="unfreeze_text_layers=3 encoder_lr=5e-5,1e-4"
@@ -79,13 +79,14 @@ for model in hglnet concat; do
   $T train --task mvsa-single --model $model --seeds 3 4 --out runs-extra --quiet $(best $model)
 done
 
-# Tables (README "Results").
+# Tables (docs/RESULTS.md: python -m trainer report --markdown).
 $T report --sweeps runs-sweep
 $T report --runs runs --split dev
 $T report --runs runs --split test --heads fused text image
 $T report --runs runs --split test --tasks mvsa-single --models mggf hglnet --variants
 $T report --runs runs --split dev --tasks mvsa-single --models mggf hglnet --variants
 $T probe --checkpoint checkpoints/mvsa-single/mggf --split dev
-# seeds 0-4 of HGLNet and concat together (README "How far from the papers")
+# seeds 0-4 of HGLNet and concat together (docs/RESULTS.md "How far from the papers")
 $T report --runs runs runs-extra --split test --tasks mvsa-single --models hglnet concat --heads fused text
 $T report --runs runs runs-extra --split dev --tasks mvsa-single --models hglnet concat --heads fused text
+$T report --markdown   # docs/RESULTS.md

@@ -36,11 +36,11 @@ METRICS = {"dev": {"fused": {"accuracy": 0.6, "weighted_f1": 0.58}},
 
 
 def make_checkpoint(root: Path, model: str, task: str = TASK, text: str = "tiny-bert",
-                    image: str = "tiny-resnet") -> Path:
+                    image: str = "tiny-resnet", labels: list[str] = LABELS) -> Path:
     te, ie = create_text_encoder(text), create_image_encoder(image)
     dims = FeatureDims.of(te, ie).__dict__
     torch.manual_seed(0)
-    clf = MultimodalClassifier(model=model, task=task, labels=LABELS, text_encoder=text, image_encoder=image,
+    clf = MultimodalClassifier(model=model, task=task, labels=labels, text_encoder=text, image_encoder=image,
                                dims={**dims, "image_grid": list(dims["image_grid"])})
     card = f"---\nlicense: apache-2.0\n---\n# {model} test card\n\nA tiny random network for tests.\n"
     return save_checkpoint(clf, root / task / model, metrics=METRICS, card=card)
@@ -150,6 +150,17 @@ def test_odd_image_modes_and_long_captions_are_handled(server, client):
     long = _predict(client, EXAMPLE, "so happy " * 400)
     _assert_ok(long)
     assert "only the first" in long[5] and "mm-info" in long[5]  # a note, not an error
+    from gradio_client import handle_file
+
+    _, _, note = client.predict(handle_file(str(EXAMPLE)), "so happy " * 400, TASK, "concat", "grad-cam", "fused",
+                                PREDICTED, api_name="/explain")
+    assert "only the first" in note and "cut to the first" in note  # the explanation says it read a cut caption
+    emoji = _predict(client, EXAMPLE, "😀😀🎉")  # the tokenizer reads emoji as [UNK]: a prediction, and why
+    _assert_ok(emoji)
+    assert "knows none of the caption" in html.unescape(emoji[5])
+    _, words, note = client.predict(handle_file(str(EXAMPLE)), "great day 🎉", TASK, "concat", "grad-cam", "fused",
+                                    PREDICTED, api_name="/explain")
+    assert "1 of the caption" in html.unescape(note) and "unknown to the text encoder" in note
 
 
 def test_explain_api_returns_heatmap_and_word_attributions(client):
@@ -185,13 +196,48 @@ def test_model_panel_and_model_list(client):
 
 
 def test_unknown_model_is_a_message(server, client):
-    from gradio_client.exceptions import AppError
-
-    with pytest.raises(AppError, match="not in the list of choices"):  # Gradio checks dropdown values itself
-        _predict(client, EXAMPLE, "hello", model="hglnet-missing")
-    status = html.unescape(DemoApp(server[1]).predict_fn(Image.open(EXAMPLE), "hello", TASK, "hglnet-missing")[5])
+    status = html.unescape(_predict(client, EXAMPLE, "hello", model="hglnet-missing")[5])
     assert "no checkpoint for task 'mvsa-single' and model 'hglnet-missing'" in status
+    status = html.unescape(client.predict(None, "hello", "no-such-task", "concat", api_name="/predict")[5])
+    assert "mm-error" in status and "no-such-task" in status
     _assert_ok(_predict(client, EXAMPLE, "still serving"))
+
+
+@pytest.fixture(scope="module")
+def two_tasks(tmp_path_factory):
+    """A second server: two tasks with different labels, each with a network that has attention maps."""
+    root = tmp_path_factory.mktemp("two-tasks")
+    for task, labels in (("mvsa-single", LABELS), ("mediaeval2016", ["real", "fake"])):
+        for model in ("concat", "hglnet"):
+            make_checkpoint(root, model, task, labels=labels)
+    demo = build_demo(root)
+    demo.queue(default_concurrency_limit=1)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), quiet=True)
+    from gradio_client import Client
+
+    yield Client(url, verbose=False)
+    demo.close()
+
+
+def test_every_endpoint_takes_every_value_the_page_can_produce(two_tasks):
+    """The page's choices depend on the task and the input; the API accepts each of them for every task (a
+    non-default class, word and region), and every output has a name."""
+    from gradio_client import handle_file
+
+    image = handle_file(str(EXAMPLE))
+    for task, labels in (("mvsa-single", LABELS), ("mediaeval2016", ["real", "fake"])):
+        fused, *_, status = two_tasks.predict(image, "Best day ever", task, "hglnet", api_name="/predict")
+        assert fused["label"] in labels and "mm-error" not in status
+        heat, _, note = two_tasks.predict(image, "Best day ever", task, "hglnet", "grad-cam", "text", labels[-1],
+                                          api_name="/explain")
+        assert heat is not None and "mm-error" not in note and labels[-1] in note
+        word, region, heat, words, note = two_tasks.predict(image, "Best day ever", task, "hglnet", "2: day",
+                                                            "row 1, col 2", api_name="/attention")
+        assert word["value"] == "2: day" and region["value"] == "row 1, col 2", (word, region)
+        assert heat is not None and "mm-error" not in note and "row 1, col 2" in note
+    api = two_tasks.view_api(print_info=False, return_format="dict")
+    names = [r["label"] for e in api["named_endpoints"].values() for r in e["returns"]]
+    assert names and not [n for n in names if not n or n.startswith("value_")], names
 
 
 def test_no_checkpoint_explains_how_to_train(tmp_path):

@@ -1,6 +1,7 @@
 """The model contract, the baselines, checkpoints and the Predictor, with tiny encoders."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -64,6 +65,29 @@ def test_checkpoint_round_trips_bit_exactly(tiny_encoders, tmp_path):
     text, image = features(te, ie)
     assert torch.equal(clf(text, image).logits, loaded(text, image).logits)
     assert read_config(tmp_path)["head"]["hidden"] == 32
+
+
+def test_an_interrupted_save_leaves_the_previous_checkpoint_or_none(tiny_encoders, tmp_path, monkeypatch):
+    te, ie = tiny_encoders
+    clf = make_classifier(te, ie, "concat").eval()
+    out = save_checkpoint(clf, tmp_path / "ckpt", metrics={"dev": {"fused": {"accuracy": 0.5}}})
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def dies(self, *args, **kwargs):  # the disk fills up half-way through the weights
+        (Path(args[0]) / "model.safetensors").write_bytes(b"\0" * 10)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(clf), "save_pretrained", dies)
+    with pytest.raises(OSError, match="No space"):
+        save_checkpoint(clf, out, metrics={"dev": {"fused": {"accuracy": 0.9}}})
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old checkpoint, untouched
+    with pytest.raises(OSError):
+        save_checkpoint(clf, tmp_path / "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no partial directory, no temporary left
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(CheckpointError, match="holds other files"):
+        save_checkpoint(clf, tmp_path / "notes")
 
 
 def test_checkpoint_mismatch_and_pickles_are_refused(tiny_encoders, tmp_path):

@@ -77,6 +77,78 @@ def test_forward_by_length_gives_forwards_states_and_gradients(name):
     assert full_grads and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(chunked_grads, full_grads))
 
 
+RESUMABLE = [n for n in TINY_TEXT if create_text_encoder(n).can_resume]
+
+
+def test_bert_family_and_mpnet_can_start_from_hidden_states():
+    assert set(RESUMABLE) >= {"tiny-bert", "tiny-mpnet"} and "tiny-deberta" not in RESUMABLE
+
+
+@pytest.mark.parametrize("name", RESUMABLE)
+@pytest.mark.parametrize("first", [1, 3])
+def test_forward_from_hidden_states_gives_the_whole_encoders_states(name, first):
+    """Cheap fine-tuning runs only the tuned blocks, on the stored output of the block below them: on real tokens
+    that is what the whole encoder computes, layer by layer, and so is the sentence vector."""
+    enc = create_text_encoder(name)
+    batch = enc.tokenize(["a much longer caption than the others, with many more words", "x", "a short one"])
+    mask = batch["attention_mask"]
+    with torch.no_grad():
+        full = enc(batch["input_ids"], mask, num_layers=enc.num_layers)
+        states = enc.forward_from(full.layers[:, first - 1], mask, first=first)
+    assert len(states) == enc.num_layers - first
+    real = mask[:, :, None].bool()
+    for mine, theirs in zip(states, full.layers[:, first:].unbind(1)):
+        assert torch.allclose(mine * real, theirs * real, atol=1e-5)
+    assert torch.allclose(enc.pool(states[-1], mask), full.pooled, atol=1e-5)
+
+
+def test_a_fine_tuned_model_reads_frozen_features_or_captions_alike():
+    """A model tuning its last 2 layers gives the same outputs from the frozen encoder's features (what the feature
+    cache and the app's shared encoder give it) as from raw captions through its own whole encoder."""
+    from mmdemo.encoders import Captions
+    from mmdemo.models import MultimodalClassifier
+
+    te, ie = create_text_encoder("tiny-bert"), create_image_encoder("tiny-resnet")
+    model = MultimodalClassifier("hglnet", "mvsa-single", ["a", "b", "c"], te.name, ie.name,
+                                 FeatureDims.of(te, ie).to_dict(), finetune_text_layers=2, max_length=32).eval()
+    assert model.tunes_frozen_features and model.text_layers == max(3, model.head.needs(model.head.config).text_layers)
+    with torch.no_grad():  # the tuned copy's last blocks differ from the frozen encoder's
+        for p in model.text_encoder.blocks()[-2:].parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    captions = ["a sunny beach today", "the storm is coming, grey and wet outside"]
+    image = ie.encode([Image.new("RGB", (64, 64), (200, 100, 0))] * 2)
+    with torch.no_grad():
+        frozen = te.encode(captions, num_layers=model.text_layers, max_length=32)
+        from_features = model(frozen, image)
+        from_captions = model(Captions(captions), image)
+        untuned = model.head(frozen, image)
+    assert torch.allclose(from_features.logits, from_captions.logits, atol=1e-5)
+    assert not torch.allclose(from_features.logits, untuned.logits, atol=1e-3)  # the tuned blocks did run
+
+    deberta = MultimodalClassifier("concat", "mvsa-single", ["a", "b", "c"], "tiny-deberta", ie.name,
+                                   FeatureDims.of(create_text_encoder("tiny-deberta"), ie).to_dict(),
+                                   finetune_text_layers=1)
+    assert not deberta.tunes_frozen_features  # DeBERTa builds its relative positions inside the encoder: captions
+
+
+def test_efficientnet_lite_family_preprocesses_as_trained():
+    """Lite0/1/2 are trained at 224/240/260 px: resize to size + 32, centre crop, (x - 127) / 128; the grid is the
+    'same'-padded stride-32 map (7, 8, 9)."""
+    from mmdemo.encoders.image import EFFICIENTNET_LITE
+
+    for name, (_, _, size) in EFFICIENTNET_LITE.items():
+        try:
+            enc = create_image_encoder(name)
+        except EncoderUnavailableError:
+            continue  # Lite1/2 come from requirements-large.txt
+        assert enc.image_size == size and enc.grid == (-(-size // 32),) * 2
+        feats = enc.encode([Image.new("RGB", (300, 200), (127, 127, 127))])
+        assert feats.patches.shape == (1, enc.num_patches, 1280) and feats.logits.shape == (1, 1000)
+        x = enc.preprocess([Image.new("RGB", (300, 200), (255, 0, 127))])
+        assert x.shape == (1, 3, size, size)
+        assert torch.allclose(x[0, :, 0, 0], torch.tensor([128 / 128, -127 / 128, 0.0]), atol=1e-2)
+
+
 def test_feature_dims_match_encoders(tiny_encoders):
     te, ie = tiny_encoders
     dims = FeatureDims.of(te, ie)
@@ -143,3 +215,11 @@ def test_import_reads_no_weights_and_touches_no_network():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1],
                          timeout=120)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
+
+
+def test_a_missing_efficientnet_weights_package_says_which_to_install(monkeypatch):
+    from mmdemo.encoders import image
+
+    monkeypatch.setitem(image.EFFICIENTNET_LITE, "efficientnet-lite9", ("no_such_lite9_model", "Lite9ModelFile", 300))
+    with pytest.raises(EncoderUnavailableError, match="no-such-lite9-model"):
+        image.efficientnet_lite("efficientnet-lite9")()

@@ -93,6 +93,8 @@ def test_model_card_says_what_was_fine_tuned_and_which_heads_are_probes(ckpt):
                                  "head": {**config["head"], "aux_detach": True}}, METRICS).text
     assert "last 3 layers fine-tuned" in tuned and "both frozen" not in tuned
     assert "probes" in tuned and "trained jointly" not in tuned
+    lora = hub.make_model_card({**config, "finetune_text_layers": 2, "lora_rank": 8}, METRICS).text
+    assert "through LoRA adapters of rank 8" in lora and "the 2 tuned layers" not in lora
 
 
 def test_resolve_falls_back_to_bundled_when_hub_unreachable(ckpt, monkeypatch):

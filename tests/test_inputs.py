@@ -65,6 +65,19 @@ def test_missing_file_is_an_input_error(tmp_path):
         load_image(tmp_path / "nope.jpg")
 
 
+@pytest.mark.parametrize("content", [b"", b"\x00" * 100, b"%PDF-1.4 not an image",
+                                     _png_bytes(Image.new("RGB", (40, 40)))[:60]])
+def test_unreadable_files_say_what_is_wrong_never_where_the_server_keeps_them(tmp_path, content):
+    path = tmp_path / "uploads" / "a1b2c3" / "zero.jpg"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    with pytest.raises(InputError) as e:
+        load_image(path)
+    message = str(e.value)
+    assert "could not be read as an image" in message
+    assert str(tmp_path) not in message and "zero.jpg" not in message and "a1b2c3" not in message
+
+
 def test_huge_image_is_refused_before_decoding(monkeypatch):
     import mmdemo.inputs as inputs
 

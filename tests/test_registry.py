@@ -113,3 +113,48 @@ def test_every_network_and_variant_end_to_end(model, variant, synthetic, tiny_en
     assert (t2i is None) == (not pred.explain.get("attention"))
     if t2i is not None:
         assert t2i.shape == (len(pred.tokens), dims.num_patches) and i2t.shape == t2i.shape[::-1]
+
+
+PRESETS = [(m, name, task) for m in list_models() for name, tasks in get_model(m).presets.items() for task in tasks]
+
+
+@pytest.mark.parametrize("model,preset,task", PRESETS)
+def test_every_preset_is_a_valid_point_for_a_known_task(model, preset, task):
+    """A preset names head config fields and train options only, for a registered task, and builds its config."""
+    from mmdemo.tasks import TASKS
+    from trainer.sweep import TRAIN_OPTIONS
+
+    point = get_model(model).preset(preset, task)
+    assert task in TASKS
+    head = {k: v for k, v in point.items() if k not in TRAIN_OPTIONS}
+    config = get_model(model).config(head)  # unknown fields raise
+    assert all(getattr(config, k) == v for k, v in head.items())
+    assert point.get("lora_rank", 0) == 0 or point.get("unfreeze_text_layers", 0) > 0
+
+
+def test_every_network_has_a_best_preset_for_each_bundled_task():
+    from mmdemo.hub import bundled_checkpoints
+
+    for task, models in bundled_checkpoints().items():
+        for model in models:
+            assert task in get_model(model).presets.get("best", {}), (model, task)
+
+
+def test_train_preset_fills_what_the_flags_leave_unset(monkeypatch):
+    """`--preset best` trains the row of docs/RESULTS.md; an explicit flag or --set wins over the preset's value."""
+    import trainer.run
+    from trainer.__main__ import main
+
+    calls = []
+    monkeypatch.setattr(trainer.run, "train_task", lambda *a, **k: calls.append((a, k)) or [])
+    main(["train", "--task", "mvsa-single", "--model", "hglnet", "--preset", "best", "--quiet"])
+    main(["train", "--task", "mvsa-single", "--model", "hglnet", "--preset", "best", "--encoder-lr", "1e-4",
+          "--set", "lr=3e-4", "--quiet"])
+    (args, kw), (args2, kw2) = calls
+    best = get_model("hglnet").preset("best", "mvsa-single")
+    assert args[8] == {k: best[k] for k in ("conv_channels", "lr", "weight_decay")}  # the head overrides
+    assert kw["finetune_text_layers"] == best["unfreeze_text_layers"] and kw["encoder_lr"] == best["encoder_lr"]
+    assert args[6:8] == ("minilm-l6", "efficientnet-lite0")
+    assert kw2["encoder_lr"] == 1e-4 and args2[8]["lr"] == 3e-4 and args2[8]["conv_channels"] == 256
+    with pytest.raises(KeyError, match="no preset"):
+        get_model("hglnet").preset("fastest", "mvsa-single")

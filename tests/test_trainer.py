@@ -1,6 +1,7 @@
 """Trainer end to end on a small synthetic task with tiny encoders: cache, train, evaluate, write, report."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from mmdemo.checkpoint import load_checkpoint
 from mmdemo.encoders import FeatureDims
 from mmdemo.models import FeatureNeeds, get_model
 from trainer.features import cached_features, load_split
-from trainer.loop import RunSpec, evaluate, train
+from trainer.loop import RunSpec, evaluate, predict_split, train
 from trainer.metrics import compute_metrics
 from trainer.report import bundle, table
 from trainer.run import write_run
@@ -127,18 +128,14 @@ def test_metrics_single_and_multi_label():
 
 
 def test_unfreezing_the_last_text_layer_trains_it_and_only_it(synthetic, tmp_path, monkeypatch):
+    """Fine-tuning trains on the cached output of the block below the tuned one (only that block runs per step);
+    the checkpoint holds that block alone, and reading the captions live gives the same predictions."""
     data, feats, dims, root = synthetic
-    live = {name: split for name, split in feats.items()}
-    for name, split in live.items():
-        split.attach_texts(data.splits()[name])
-    try:
-        spec = RunSpec(task="mvsa-single", model="concat", labels=LABELS, multi_label=False, text_encoder="tiny-bert",
-                       image_encoder="tiny-resnet", dims=dims, overrides={"epochs": 2, "batch_size": 16},
-                       max_length=16, finetune_text_layers=1, encoder_lr=1e-3)
-        model, _ = train(spec, live, progress=False)
-    finally:
-        for split in live.values():
-            split.attach_texts(None)
+    spec = RunSpec(task="mvsa-single", model="concat", labels=LABELS, multi_label=False, text_encoder="tiny-bert",
+                   image_encoder="tiny-resnet", dims=dims, overrides={"epochs": 2, "batch_size": 16},
+                   max_length=16, finetune_text_layers=1, encoder_lr=1e-3)
+    model, _ = train(spec, feats, progress=False)
+    assert model.tunes_frozen_features and feats["train"].texts is None
     from mmdemo.encoders import create_text_encoder
 
     fresh = create_text_encoder("tiny-bert").state_dict()
@@ -157,17 +154,103 @@ def test_unfreezing_the_last_text_layer_trains_it_and_only_it(synthetic, tmp_pat
     assert torch.equal(reloaded.text_encoder.state_dict()[last], tuned[last])
     assert torch.equal(reloaded.text_encoder.state_dict()[first], fresh[first])
 
-    # `trainer eval` / `probe` must feed it captions, not the frozen encoder's cached text features.
-    with pytest.raises(ValueError, match="fine-tuned its text encoder"):
-        evaluate(reloaded, feats["dev"])
+    # `trainer eval` / `probe` read the same cached features the run was trained and evaluated on.
     from trainer import run
 
     monkeypatch.setattr(run, "load_task_data", lambda task, data_dir=None: data)
     dev = run.checkpoint_features(reloaded, cache_dir=root / "cache")["dev"]
-    assert dev.texts is not None
-    live["dev"].attach_texts(data.splits()["dev"])
-    assert evaluate(reloaded, dev)["fused"] == evaluate(model, live["dev"])["fused"]
-    live["dev"].attach_texts(None)
+    assert dev.texts is None and dev.text_layers >= 2
+    assert evaluate(reloaded, dev)["fused"] == evaluate(model, feats["dev"])["fused"]
+    # The live path (raw captions through the model's whole encoder) agrees up to the cache's fp16 rounding.
+    cached_logits, _ = predict_split(reloaded, dev)
+    dev.attach_texts(data.splits()["dev"])
+    try:
+        live_logits, _ = predict_split(reloaded, dev)
+    finally:
+        dev.attach_texts(None)
+    assert torch.allclose(cached_logits["fused"], live_logits["fused"], atol=2e-2)
+
+
+def test_eval_encodes_only_the_splits_it_is_asked_for(synthetic, tmp_path, monkeypatch):
+    """`trainer eval --splits test` reads (and, on a cold cache, encodes) test alone, not train first."""
+    from mmdemo.models import MultimodalClassifier
+    from trainer import run
+
+    data, _, dims, _ = synthetic
+    monkeypatch.setattr(run, "load_task_data", lambda task, data_dir=None: data)
+    model = MultimodalClassifier("concat", "mvsa-single", LABELS, "tiny-bert", "tiny-resnet", dims.to_dict(),
+                                 max_length=16)
+    feats = run.checkpoint_features(model, cache_dir=tmp_path / "cache", splits=("test",))
+    assert list(feats) == ["test"]
+    assert sorted(p.name for p in (tmp_path / "cache").rglob("*.safetensors")) == ["test.safetensors"]
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(synthetic, tmp_path, monkeypatch):
+    """Killed after its second epoch and resumed from the saved state, a run ends with the weights, history and
+    best epoch of the run that was never interrupted (CPU)."""
+    import trainer.loop as loop
+
+    data, feats, dims, _ = synthetic
+    spec = RunSpec(task="mvsa-single", model="hglnet", labels=LABELS, multi_label=False, text_encoder="tiny-bert",
+                   image_encoder="tiny-resnet", dims=dims, seed=3, max_length=16, finetune_text_layers=1,
+                   encoder_lr=1e-3, overrides={"epochs": 4, "batch_size": 16, "patience": 10})
+    whole, whole_record = train(spec, feats, progress=False, state_path=tmp_path / "whole.safetensors")
+
+    real_evaluate, calls = loop.evaluate, []
+
+    def killed_in_epoch_three(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate", killed_in_epoch_three)
+    state = tmp_path / "cut.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        train(spec, feats, progress=False, state_path=state)
+    assert json.loads(Path(str(state) + ".json").read_text())["epoch"] == 2
+    monkeypatch.setattr(loop, "evaluate", real_evaluate)
+    torch.manual_seed(123)  # the resumed run restores its own RNG state
+    resumed, record = train(spec, feats, progress=False, state_path=state)
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert record["history"] == whole_record["history"] and record["best_epoch"] == whole_record["best_epoch"]
+
+
+def test_lora_trains_adapters_only_and_the_checkpoint_holds_only_them(synthetic, tmp_path):
+    """LoRA starts as the frozen encoder (B = 0), trains only its adapters, and its checkpoint carries them, not
+    the blocks they sit on."""
+    data, feats, dims, root = synthetic
+    from mmdemo.encoders import create_text_encoder
+    from mmdemo.models import MultimodalClassifier
+
+    spec = RunSpec(task="mvsa-single", model="concat", labels=LABELS, multi_label=False, text_encoder="tiny-bert",
+                   image_encoder="tiny-resnet", dims=dims, overrides={"epochs": 2, "batch_size": 16},
+                   max_length=16, finetune_text_layers=2, encoder_lr=1e-2, lora_rank=4)
+    untrained = MultimodalClassifier("concat", "mvsa-single", LABELS, "tiny-bert", "tiny-resnet", dims.to_dict(),
+                                     finetune_text_layers=2, lora_rank=4).eval()
+    with torch.no_grad():
+        text = create_text_encoder("tiny-bert").encode(["the sun today", "rain and storm"], untrained.text_layers)
+        assert torch.allclose(untrained.tune_text(text).layers, text.layers, atol=1e-5)  # B = 0 at the start
+
+    model, _ = train(spec, feats, progress=False)
+    fresh = create_text_encoder("tiny-bert").state_dict()
+    tuned = model.text_encoder.state_dict()
+    base = {k.replace(".base_layer", ""): v for k, v in tuned.items() if "lora_" not in k}
+    assert all(torch.equal(fresh[k], v) for k, v in base.items())  # no block weight moved
+    assert any(v.abs().sum() > 0 for k, v in tuned.items() if "lora_B" in k)  # the adapters did
+    assert all(".layer.2." in k or ".layer.3." in k for k in tuned if "lora_" in k)
+
+    from mmdemo.checkpoint import save_checkpoint
+    from safetensors import safe_open
+
+    save_checkpoint(model, tmp_path)
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
+        saved = [k for k in f.keys() if k.startswith("text_encoder.")]
+    assert saved and all("lora_" in k for k in saved)
+    reloaded = load_checkpoint(tmp_path)
+    assert reloaded.lora_rank == 4
+    assert evaluate(reloaded, feats["dev"])["fused"] == evaluate(model, feats["dev"])["fused"]
 
 
 def test_sweep_ranks_points_by_mean_dev_never_by_test_and_promotes_the_best(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""python -m trainer {train,sweep,eval,floor,report,bundle,bench,probe,push,data} ...
+"""python -m trainer {train,sweep,eval,floor,report,bundle,bench,probe,push,space,data} ...
 
 Examples:
   python -m trainer train --task mvsa-single --model concat --seeds 0 1 2
@@ -8,10 +8,12 @@ Examples:
   python -m trainer sweep --task mvsa-single --model hglnet --grid lr=1e-3,3e-4 --seeds 0 1 2 --jobs 2
   python -m trainer sweep --task mvsa-single --model hglnet --grid unfreeze_text_layers=2 encoder_lr=2e-5,5e-5
   python -m trainer report --runs runs
+  python -m trainer report --markdown                           # docs/RESULTS.md from the committed runs
   python -m trainer bundle --task mvsa-single --model concat
   python -m trainer bench --task mvsa-single
   python -m trainer probe --checkpoint checkpoints/mvsa-single/mggf --split dev
   python -m trainer push --checkpoint checkpoints/mvsa-single/concat --repo-id USER/NAME
+  python -m trainer space --repo-id USER/NAME                   # the app + bundled checkpoints as a Space
 """
 
 from __future__ import annotations
@@ -58,16 +60,24 @@ def _encoder_args(p: argparse.ArgumentParser) -> None:
 def cmd_train(a) -> None:
     from mmdemo.hub import check_hub_ready, push_checkpoint
 
+    from mmdemo.models import get_model
+
     from .run import torch_threads, train_task
+    from .sweep import TRAIN_DEFAULTS, TRAIN_OPTIONS
 
     if a.push_to_hub:
         if not a.repo_id:
             raise SystemExit("--push-to-hub needs --repo-id USER/NAME")
         check_hub_ready()  # fail before any work
     torch_threads(a.threads)
-    dirs = train_task(a.task, a.model, a.seeds, a.variant, a.data_dir, a.out, a.text_encoder, a.image_encoder,
-                      _overrides(a.set), a.max_length, a.cache_dir, progress=not a.quiet,
-                      finetune_text_layers=a.unfreeze_text_layers, encoder_lr=a.encoder_lr)
+    # A preset is a dev-chosen point (head fields and train options); explicit flags and --set win over it.
+    point = get_model(a.model).preset(a.preset, a.task) if a.preset else {}
+    overrides = {**{k: v for k, v in point.items() if k not in TRAIN_OPTIONS}, **_overrides(a.set)}
+    opts = {k: getattr(a, k) if getattr(a, k) is not None else point.get(k, TRAIN_DEFAULTS[k]) for k in TRAIN_OPTIONS}
+    dirs = train_task(a.task, a.model, a.seeds, a.variant, a.data_dir, a.out, opts["text_encoder"],
+                      opts["image_encoder"], overrides, a.max_length, a.cache_dir, progress=not a.quiet,
+                      finetune_text_layers=opts["unfreeze_text_layers"], encoder_lr=opts["encoder_lr"],
+                      lora_rank=opts["lora_rank"], resume=a.resume)
     if a.push_to_hub:
         from .run import best_seed_dir
 
@@ -82,7 +92,7 @@ def cmd_eval(a) -> None:
     from .run import checkpoint_features
 
     model = load_checkpoint(a.checkpoint)
-    feats = checkpoint_features(model, a.data_dir, a.cache_dir)
+    feats = checkpoint_features(model, a.data_dir, a.cache_dir, splits=tuple(a.splits))
     res = {split: evaluate(model, feats[split]) for split in a.splits}
     for split, r in res.items():
         for head in ("fused", "text", "image"):
@@ -120,6 +130,11 @@ def cmd_report(a) -> None:
     from .report import table
     from .sweep import best_args, sweep_table
 
+    if a.markdown:  # docs/RESULTS.md from its template and the committed metrics
+        from .results import write_results
+
+        print("wrote", write_results())
+        return
     if a.sweeps:  # dev-only tables of `sweep` runs
         for path in sorted(a.sweeps.rglob("sweep.json")):
             print(sweep_table(json.loads(path.read_text())) + f"\n\nbest (dev): {best_args(path)}\n")
@@ -150,7 +165,7 @@ def cmd_probe(a) -> None:
     from .run import checkpoint_features
 
     model = load_checkpoint(a.checkpoint)
-    feats = checkpoint_features(model, a.data_dir, a.cache_dir)
+    feats = checkpoint_features(model, a.data_dir, a.cache_dir, splits=(a.split,))
     report = matched_vs_shuffled(model, feats[a.split], a.seed)
     if not report:
         print(f"{model.model_name} has no scalar explain signals")
@@ -166,6 +181,18 @@ def cmd_push(a) -> None:
     from mmdemo.hub import push_checkpoint
 
     print(push_checkpoint(a.checkpoint, a.repo_id, private=a.private))
+
+
+def cmd_space(a) -> None:
+    from .space import build_space, deploy_space
+
+    if a.build:
+        files = build_space(a.build)
+        print(f"{len(files)} files -> {a.build} (nothing uploaded)")
+        return
+    if not a.repo_id:
+        raise SystemExit("space needs --repo-id USER/NAME (or --build DIR to only write the files)")
+    print(deploy_space(a.repo_id, private=a.private))
 
 
 def cmd_data(a) -> None:
@@ -190,12 +217,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repo-id", default="")
     p.add_argument("--private", action="store_true")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--unfreeze-text-layers", type=int, default=0, metavar="N",
-                   help="fine-tune the last N text-encoder layers (the text encoder then runs live every batch)")
-    p.add_argument("--encoder-lr", type=float, default=2e-5, help="learning rate of the unfrozen text layers")
+    p.add_argument("--resume", action="store_true",
+                   help="continue interrupted runs from their last finished epoch (same result as uninterrupted)")
+    p.add_argument("--preset", default="", help="the settings chosen on dev for this model and task (e.g. best: "
+                   "the row of docs/RESULTS.md); flags and --set override its values")
+    p.add_argument("--unfreeze-text-layers", type=int, default=None, metavar="N",
+                   help="fine-tune the last N text-encoder layers (BERT family, MPNet: on the cached output of the block "
+                        "below them, so a step runs N blocks; other encoders run live on the captions)")
+    p.add_argument("--encoder-lr", type=float, default=None, help="learning rate of the unfrozen text layers (2e-5)")
+    p.add_argument("--lora-rank", type=int, default=None,
+                   help="> 0: tune the unfrozen text layers through LoRA adapters of this rank (a checkpoint stores "
+                        "the adapters, not the layers); 0: tune the whole layers")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: all cores); 1 is fastest for small heads")
     _encoder_args(p)
-    p.set_defaults(fn=cmd_train)
+    p.set_defaults(fn=cmd_train, text_encoder=None, image_encoder=None)  # None: the preset's, else the default
 
     p = sub.add_parser("eval", help="evaluate a checkpoint directory on its task")
     p.add_argument("--checkpoint", required=True)
@@ -219,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tasks", nargs="+", default=None)
     p.add_argument("--models", nargs="+", default=None)
     p.add_argument("--variants", action="store_true", help="include ablation variants")
+    p.add_argument("--markdown", action="store_true",
+                   help="write docs/RESULTS.md: docs/RESULTS.in.md with its placeholders filled from the runs")
     p.add_argument("--sweeps", type=Path, default=None, metavar="DIR",
                    help="print the dev tables of the hyperparameter sweeps under DIR (e.g. runs-sweep) instead")
     p.set_defaults(fn=cmd_report)
@@ -266,6 +303,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--private", action="store_true")
     p.set_defaults(fn=cmd_push)
 
+    p = sub.add_parser("space", help="deploy the app with the bundled checkpoints as a Hugging Face Space")
+    p.add_argument("--repo-id", help="USER/NAME of the Space (created if it does not exist)")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--build", type=Path, metavar="DIR", help="only write the Space's files into DIR, upload nothing")
+    p.set_defaults(fn=cmd_space)
+
     p = sub.add_parser("data", help="print a task's dataset summary")
     p.add_argument("--task", required=True)
     p.add_argument("--data-dir", default=None)
@@ -277,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         a.fn(a)
-    except (HubError, CheckpointError, FileNotFoundError, KeyError) as e:
+    except (HubError, CheckpointError, FileNotFoundError, FileExistsError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
 

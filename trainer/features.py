@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -279,22 +280,26 @@ def cached_features(data: DatasetSplits, text_encoder: TextEncoder, image_encode
     root = (cache_dir or default_cache_dir()) / cache_key(text_encoder, image_encoder, data, max_length, K)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     out = {}
+    root.mkdir(parents=True, exist_ok=True)
     for name in splits:
         path = root / f"{name}.safetensors"
-        if not path.exists():
-            with full_precision():
-                split = encode_split(data.splits()[name], text_encoder.to(device), image_encoder.to(device),
-                                     data.num_labels, data.multi_label, max_length, batch_size,
-                                     desc=f"{data.name}/{name}", text_layers=K)
-            save_split(split, path)
+        # One process encodes a split; another that needs it at the same time (parallel sweep runs) waits for it.
+        with FileLock(str(root / f"{name}.lock")):
+            if not path.exists():
+                with full_precision():
+                    split = encode_split(data.splits()[name], text_encoder.to(device), image_encoder.to(device),
+                                         data.num_labels, data.multi_label, max_length, batch_size,
+                                         desc=f"{data.name}/{name}", text_layers=K)
+                save_split(split, path)
         out[name] = load_split(path)
         if prior:
             prior_path = root / f"{name}.prior-{prior}.safetensors"
-            if not prior_path.exists():
-                with full_precision():
-                    captions = {s.id: s.text for s in data.splits()[name]}
-                    _save_atomic(encode_prior(out[name], captions, prior, max_length, batch_size,
-                                              desc=f"{data.name}/{name}"), prior_path)
+            with FileLock(str(root / f"{name}.prior-{prior}.lock")):
+                if not prior_path.exists():
+                    with full_precision():
+                        captions = {s.id: s.text for s in data.splits()[name]}
+                        _save_atomic(encode_prior(out[name], captions, prior, max_length, batch_size,
+                                                  desc=f"{data.name}/{name}"), prior_path)
             vectors = load_file(str(prior_path))
             out[name].prior_text, out[name].prior_image = vectors["text"], vectors["image"]
     return out

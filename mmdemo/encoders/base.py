@@ -159,12 +159,39 @@ class TextEncoder(nn.Module):
         """The transformer blocks, first to last (the trainer may unfreeze the last few)."""
         raise NotImplementedError
 
+    @property
+    def can_resume(self) -> bool:
+        """Whether `forward_from` works: the blocks can start from stored hidden states."""
+        return False
+
+    def forward_from(self, hidden: torch.Tensor, attention_mask: torch.Tensor, first: int) -> list[torch.Tensor]:
+        """The outputs of blocks first, first + 1, ..., last, given `hidden` [B, L, D], the output of block
+        first - 1 (the hidden states entering block `first`): what `forward` computes, without running the blocks
+        below again. Fine-tuning the last n blocks trains on the cached output of the block below them."""
+        raise NotImplementedError(f"{self.name} cannot start from hidden states")
+
+    def pool(self, last: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The sentence vector (`TextFeatures.pooled`) from the last layer's token states."""
+        raise NotImplementedError
+
     def unfreeze_last(self, n: int) -> None:
         """Make the last n blocks trainable (everything else stays frozen)."""
         self.requires_grad_(False)
         if n > 0:
             for block in self.blocks()[-n:]:
                 block.requires_grad_(True)
+
+    def add_lora(self, n: int, rank: int, alpha: float | None = None, dropout: float = 0.1) -> None:
+        """Fine-tune the last n blocks through LoRA adapters (peft) on each of their linear layers, W x + (alpha / r)
+        B A x with A, B of rank r; everything else, the blocks' own weights included, stays frozen. A checkpoint then
+        stores the adapters only (a few hundred kB) instead of whole blocks."""
+        from peft import LoraConfig, inject_adapter_in_model
+
+        self.requires_grad_(False)
+        names = {module: name for name, module in self.named_modules()}
+        targets = [names[m] for block in self.blocks()[-n:] for m in block.modules() if isinstance(m, nn.Linear)]
+        config = LoraConfig(r=rank, lora_alpha=alpha or 2 * rank, lora_dropout=dropout, target_modules=targets)
+        inject_adapter_in_model(config, self)  # leaves only the adapters trainable
 
     def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
         raise NotImplementedError

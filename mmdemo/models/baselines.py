@@ -60,12 +60,18 @@ class UnimodalBranches(FusionHead):
 def _register() -> None:
     from . import ModelEntry, register_model
 
+    # Presets: the settings chosen on MVSA-Single dev (docs/RESULTS.md, scripts/reproduce.sh).
+    tasks = ("mvsa-single", "mediaeval2016")
     register_model(ModelEntry("text-only", UnimodalBranches, "MLP on the text encoder's pooled vector",
-                              defaults={"fusion": "text"}))
+                              defaults={"fusion": "text"},
+                              presets={"best": {t: {"unfreeze_text_layers": 2, "encoder_lr": 2e-5} for t in tasks}}))
     register_model(ModelEntry("image-only", UnimodalBranches, "MLP on the image encoder's pooled vector",
-                              defaults={"fusion": "image"}))
+                              defaults={"fusion": "image"}, presets={"best": {t: {} for t in tasks}}))
     register_model(ModelEntry("concat", UnimodalBranches, "Late fusion: MLP on [text pooled; image pooled]",
-                              defaults={"fusion": "concat"}))
+                              defaults={"fusion": "concat"},
+                              presets={"best": {
+                                  "mvsa-single": {"unfreeze_text_layers": 2, "encoder_lr": 5e-5, "epochs": 8},
+                                  "mediaeval2016": {"unfreeze_text_layers": 2, "encoder_lr": 5e-5}}}))
 
 
 _register()

@@ -5,6 +5,11 @@ constructor arguments below) and `model.safetensors` (the head's weights), and `
 rebuilds it from a local directory or a Hub repo. Encoders are frozen and named, not saved; when the last text
 layers are fine-tuned, only those layers are saved beside the head (the frozen rest is the encoder's published
 weights, rebuilt by name), so a checkpoint stays a few MB instead of carrying the whole encoder.
+
+A model that fine-tunes its last n text layers reads the *frozen* encoder's features when its encoder can start
+from hidden states (BERT family, MPNet): it runs its own n tuned blocks on the frozen output of the block below
+them. So training reads that output from the feature cache and runs n blocks per step, not all of them, and the
+app shares one frozen encoder pass between every network. Other encoders (DeBERTa, CLIP) read raw `Captions`.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
@@ -25,7 +31,8 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
     def __init__(self, model: str, task: str, labels: list[str], text_encoder: str, image_encoder: str,
                  dims: dict, head: dict | None = None, variant: str = "", multi_label: bool = False,
                  max_length: int = 64, finetune_text_layers: int = 0, data_version: str = "",
-                 code_version: str = __version__, ordinal: bool | None = None, prior_encoder: str = ""):
+                 code_version: str = __version__, ordinal: bool | None = None, prior_encoder: str = "",
+                 lora_rank: int = 0):
         super().__init__()
         from ..tasks import TASKS
         from . import get_model
@@ -46,16 +53,22 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
             raise ValueError(f"prior encoder {prior_encoder!r} named but dims.prior_dim is 0")
         task_info = TaskInfo(tuple(labels), multi_label, self.ordinal)
         self.head: FusionHead = entry.head(config, self.feature_dims, task_info)
-        # Fine-tuning the last text layers makes the text encoder part of the model (and of its weights file).
-        self.finetune_text_layers = finetune_text_layers
+        # Fine-tuning the last text layers makes the text encoder part of the model (and its trainable part part of
+        # the weights file): the whole blocks, or LoRA adapters of rank `lora_rank` on them.
+        self.finetune_text_layers, self.lora_rank = finetune_text_layers, lora_rank
         self.text_encoder: TextEncoder | None = None
         if finetune_text_layers > 0:
             from ..encoders import create_text_encoder
 
             self.text_encoder = create_text_encoder(text_encoder)
-            self.text_encoder.unfreeze_last(finetune_text_layers)
+            if lora_rank > 0:
+                self.text_encoder.add_lora(finetune_text_layers, lora_rank)
+            else:
+                self.text_encoder.unfreeze_last(finetune_text_layers)
+        elif lora_rank:
+            raise ValueError("lora_rank needs finetune_text_layers > 0 (the blocks the adapters sit on)")
 
-    def _frozen_encoder_keys(self) -> set[str]:
+    def frozen_encoder_keys(self) -> set[str]:
         """State-dict keys NOT written to model.safetensors: the frozen text-encoder weights (rebuilt by name)."""
         if self.text_encoder is None:
             return set()
@@ -66,7 +79,7 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
     def _save_pretrained(self, save_directory: Path) -> None:
         from safetensors.torch import save_file
 
-        frozen = self._frozen_encoder_keys()
+        frozen = self.frozen_encoder_keys()
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items() if k not in frozen}
         save_file(state, str(Path(save_directory) / "model.safetensors"), metadata={"format": "pt"})
 
@@ -77,7 +90,7 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
 
         state = load_file(model_file, device=map_location)
         missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = sorted(set(missing) - model._frozen_encoder_keys())  # frozen encoder weights come from the encoder
+        missing = sorted(set(missing) - model.frozen_encoder_keys())  # frozen encoder weights come from the encoder
         if strict and (missing or unexpected):
             raise RuntimeError(f"weights do not match the model: missing {missing[:5]}, unexpected {sorted(unexpected)[:5]}")
         return model.eval()
@@ -92,12 +105,35 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
 
     @property
     def needs(self) -> FeatureNeeds:
-        """The features this model reads: its head's declaration, with the prior encoder it was built with."""
-        return replace(self.head.needs(self.head.config), prior=self.prior_encoder)
+        """The features this model reads: its head's declaration, with the prior encoder it was built with (and,
+        when it tunes its last n text layers on frozen features, at least n + 1 of them)."""
+        needs = replace(self.head.needs(self.head.config), prior=self.prior_encoder)
+        if self.tunes_frozen_features:
+            needs = replace(needs, text_layers=max(needs.text_layers, self.finetune_text_layers + 1))
+        return needs
 
     @property
     def text_layers(self) -> int:
         return self.needs.text_layers
+
+    @property
+    def tunes_frozen_features(self) -> bool:
+        """True when this model fine-tunes its last text layers on top of the frozen encoder's features."""
+        return self.text_encoder is not None and self.text_encoder.can_resume
+
+    def tune_text(self, text: TextFeatures) -> TextFeatures:
+        """The frozen encoder's features -> this model's: its tuned last n blocks rerun on the frozen output of
+        the block below them (`text.layers[:, -(n + 1)]`), which is what the whole encoder computes with the tuned
+        blocks in place (the blocks below are frozen)."""
+        n, enc = self.finetune_text_layers, self.text_encoder
+        if text.layers.shape[1] < n + 1:
+            raise ValueError(f"this model tunes the last {n} text layers, so it reads the frozen encoder's last "
+                             f"{n + 1}; it was given {text.layers.shape[1]}")
+        mask = text.attention_mask
+        tuned = enc.forward_from(text.layers[:, -(n + 1)], mask, first=enc.num_layers - n)
+        # Padding positions are zeros, as in the frozen features and the feature cache.
+        layers = torch.cat([text.layers[:, :-n], torch.stack(tuned, dim=1)], dim=1) * mask[:, None, :, None]
+        return replace(text, layers=layers, pooled=enc.pool(tuned[-1], mask))
 
     @property
     def missing_prior(self) -> str:
@@ -106,8 +142,12 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
         return wanted if wanted and wanted != self.prior_encoder else ""
 
     def forward(self, text: TextFeatures | Captions, image: ImageFeatures) -> ModelOutput:
-        """text: encoder features, or raw captions when this model fine-tunes its own text encoder."""
-        if isinstance(text, Captions):
+        """text: the frozen encoder's features (`needs` says how many layers), or raw captions when this model
+        fine-tunes its own text encoder. A model that fine-tunes an encoder which cannot start from hidden states
+        (`tunes_frozen_features` False) takes its own encoder's features or captions."""
+        if isinstance(text, TextFeatures) and self.tunes_frozen_features:
+            text = self.tune_text(text)
+        elif isinstance(text, Captions):
             if self.text_encoder is None:
                 raise TypeError("raw captions need a model with finetune_text_layers > 0; pass TextFeatures")
             batch = self.text_encoder.tokenize(text.texts, max_length=self.max_length)
@@ -125,6 +165,7 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
             "text_encoder": self.text_encoder_name, "image_encoder": self.image_encoder_name,
             "ordinal": self.ordinal, "dims": self.feature_dims.to_dict(),
             "head": self.head.config.to_dict(), "variant": self.variant, "max_length": self.max_length,
-            "finetune_text_layers": self.finetune_text_layers, "prior_encoder": self.prior_encoder,
+            "finetune_text_layers": self.finetune_text_layers, "lora_rank": self.lora_rank,
+            "prior_encoder": self.prior_encoder,
             "data_version": self.data_version, "code_version": self.code_version,
         }

@@ -430,6 +430,9 @@ def _register() -> None:
             "cos": {"distance": "cos"},  # Table 5 MGGF-COS
             "dis": {"distance": "dis"},  # Table 5 MGGF-DIS
         },
+        # Chosen on MVSA-Single dev (docs/RESULTS.md, scripts/reproduce.sh); MediaEval reuses them.
+        presets={"best": {task: {"dropout": 0.5, "lr": 5e-4, "unfreeze_text_layers": 2, "encoder_lr": 1e-4}
+                          for task in ("mvsa-single", "mediaeval2016")}},
     ))
 
 

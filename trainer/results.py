@@ -1,0 +1,134 @@
+"""docs/RESULTS.md, generated: `python -m trainer report --markdown` fills docs/RESULTS.in.md's placeholders from
+the committed metrics.json / sweep.json files, so no number in it can drift from the run it comes from (a test
+regenerates the file and fails on any difference).
+
+Placeholders (ROOTS: one or more run directories joined by commas, whose seeds pool; MODEL: a registered model,
+`model:variant` for an ablation row, or `logreg`):
+
+    {{table ROOTS TASK MODEL,MODEL,... SPLIT.METRIC,...}}   a table, one row per model: mean ± std over seeds
+    {{heads ROOTS TASK MODEL,...}}                         test accuracy / weighted F1 of the fused, text, image heads
+    {{sweep PATH/sweep.json}}                              a sweep's dev ranking
+    {{encoders ROOT TASK}}                                 the encoder experiment (scripts/encoders.sh)
+    {{value ROOTS TASK MODEL SPLIT HEAD METRIC}}           one mean ± std, inside a sentence
+    {{seeds ROOTS TASK MODEL SPLIT HEAD METRIC}}           each seed's value, inside a sentence
+    {{cost ROOT KEY FIELD}}                                a figure from ROOT/costs.json (scripts/encoders_table.py)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from pathlib import Path
+
+from .report import collect
+from .run import REPO_ROOT
+from .sweep import sweep_table
+
+TEMPLATE = REPO_ROOT / "docs" / "RESULTS.in.md"
+OUTPUT = REPO_ROOT / "docs" / "RESULTS.md"
+SHORT = {"accuracy": "acc", "weighted_f1": "wF1", "macro_f1": "macro F1"}
+PLACEHOLDER = re.compile(r"\{\{(\w+) ([^}]*)\}\}")
+
+
+def _runs(roots: str, task: str, model: str, base: Path) -> list[dict]:
+    name, _, variant = model.partition(":")
+    groups = collect([base / r for r in roots.split(",")])
+    runs = groups.get((task, name, variant))
+    if not runs:
+        raise KeyError(f"no runs of {task}/{model} under {roots}")
+    return sorted(runs, key=lambda m: m["seed"])
+
+
+def _values(runs: list[dict], split: str, head: str, metric: str) -> list[float]:
+    return [r[split][head][metric] * 100 for r in runs]
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{statistics.mean(values):.2f}" + (f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else "")
+
+
+def _label(model: str) -> str:
+    name, _, variant = model.partition(":")
+    return f"{name} ({variant})" if variant else name
+
+
+def table(roots: str, task: str, models: str, columns: str, base: Path) -> str:
+    cols = [c.split(".") for c in columns.split(",")]
+    lines = ["| model | seeds | " + " | ".join(f"{s} {SHORT.get(m, m)}" for s, m in cols) + " |",
+             "|---" * (2 + len(cols)) + "|"]
+    for model in models.split(","):
+        runs = _runs(roots, task, model, base)
+        cells = [mean_std(_values(runs, s, "fused", m)) for s, m in cols]
+        lines.append(f"| {_label(model)} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def heads(roots: str, task: str, models: str, base: Path) -> str:
+    lines = ["| model | fused | text-only head | image-only head |", "|---|---|---|---|"]
+    for model in models.split(","):
+        runs = _runs(roots, task, model, base)
+        cells = [f"{statistics.mean(_values(runs, 'test', h, 'accuracy')):.2f} / "
+                 f"{statistics.mean(_values(runs, 'test', h, 'weighted_f1')):.2f}" for h in ("fused", "text", "image")]
+        lines.append(f"| {_label(model)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def encoders(root: str, task: str, base: Path) -> str:
+    """Every point of the encoder sweeps: dev (what chose) and test, training time, and the costs that
+    scripts/encoders_table.py measured (`costs.json`: predict p50, checkpoint size, encode time)."""
+    root_dir = base / root
+    costs = json.loads((root_dir / "costs.json").read_text()) if (root_dir / "costs.json").is_file() else {}
+    lines = ["| model | text + image encoder | tuned text layers | encoder lr | seeds | dev wF1 | dev acc | test wF1 | "
+             "test acc | train s / run | predict p50 ms | checkpoint MB |", "|---" * 12 + "|"]
+    for sweep in sorted((root_dir / task).glob("*/sweep.json")):
+        result = json.loads(sweep.read_text())
+        for point in result["points"]:
+            run_dir = root_dir / point["runs"] / result["model"]
+            runs = [json.loads(p.read_text()) for p in sorted(run_dir.glob("seed*/metrics.json"))]
+            config = json.loads(next(run_dir.glob("seed*/config.json")).read_text())
+            cost = costs.get("points", {}).get(f"{result['model']}/{point['tag']}", {})
+            tuned = config["finetune_text_layers"]
+            lines.append(
+                f"| {result['model']} | {config['text_encoder']} + {config['image_encoder']} | {tuned} | "
+                f"{point['point'].get('encoder_lr', '–') if tuned else '–'} | {len(runs)} | "
+                f"{mean_std(_values(runs, 'dev', 'fused', 'weighted_f1'))} | "
+                f"{mean_std(_values(runs, 'dev', 'fused', 'accuracy'))} | "
+                f"{mean_std(_values(runs, 'test', 'fused', 'weighted_f1'))} | "
+                f"{mean_std(_values(runs, 'test', 'fused', 'accuracy'))} | "
+                f"{statistics.mean(r['train_seconds'] for r in runs):.0f} | "
+                f"{cost.get('predict_p50_ms', float('nan')):.0f} | {cost.get('checkpoint_mb', float('nan')):.1f} |")
+    if costs.get("encode"):
+        lines += ["", "| encoder pair | encode captions, s per 1,000 | encode images, s per 1,000 |", "|---|---|---|"]
+        lines += [f"| {pair} | {c['text_s']:.1f} | {c['image_s']:.1f} |" for pair, c in sorted(costs["encode"].items())]
+    return "\n".join(lines)
+
+
+def render(template: str, base: Path = REPO_ROOT) -> str:
+    def fill(match: re.Match) -> str:
+        kind, args = match.group(1), match.group(2).split()
+        if kind == "table":
+            return table(*args, base=base)
+        if kind == "heads":
+            return heads(*args, base=base)
+        if kind == "sweep":
+            return sweep_table(json.loads((base / args[0]).read_text()))
+        if kind == "encoders":
+            return encoders(*args, base=base)
+        if kind == "cost":  # a figure scripts/encoders_table.py measured: {{cost ROOT KEY FIELD}}
+            root, key, field = args
+            return f"{json.loads((base / root / 'costs.json').read_text())['points'][key][field]:g}"
+        if kind in ("value", "seeds"):
+            roots, task, model, split, head, metric = args
+            values = _values(_runs(roots, task, model, base), split, head, metric)
+            return mean_std(values) if kind == "value" else ", ".join(f"{v:.2f}" for v in values)
+        raise ValueError(f"unknown placeholder {{{{{kind} ...}}}} in {TEMPLATE.name}")
+
+    header = ("<!-- Generated by `python -m trainer report --markdown` from docs/RESULTS.in.md and the metrics.json "
+              "files it names; edit the template, not this file. -->\n\n")
+    return header + PLACEHOLDER.sub(fill, template)
+
+
+def write_results(template: Path = TEMPLATE, out: Path = OUTPUT) -> Path:
+    out.write_text(render(template.read_text()))
+    return out
