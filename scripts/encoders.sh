@@ -11,7 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
-S="python -m trainer sweep --task mvsa-single --seeds 0 1 2 --out runs-encoders"
+# --resume: runs that finished are kept and interrupted ones continue, so the script can be rerun after a stop.
+S="python -m trainer sweep --task mvsa-single --seeds 0 1 2 --out runs-encoders --resume"
 TEXT="text_encoder=minilm-l6,mpnet-base"
 
 # Frozen encoders (the feature cache of each pair is built once, by the first run that needs it).

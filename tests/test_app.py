@@ -133,6 +133,34 @@ def test_bad_inputs_give_clear_messages_and_the_server_keeps_serving(server, cli
     _assert_ok(_predict(client, EXAMPLE, "still serving after bad input"))
 
 
+def test_the_rest_of_the_bad_input_battery(server, client):
+    """Files that are not images get a message naming what is wrong; odd but valid images and captions (NUL, right
+    to left, HTML, 100k characters) get a prediction, and HTML in a caption is never rendered as HTML."""
+    files = server[2]
+    jpeg = EXAMPLE.read_bytes()
+    bad = {
+        "zero.jpg": b"", "random.jpg": bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8)),
+        "drawing.svg": b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" '
+                       b'height="64"/></svg>',
+        "paper.pdf": b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF",
+        "truncated.jpg": jpeg[: len(jpeg) // 3],
+    }
+    for name, content in bad.items():
+        (files / name).write_bytes(content)
+        *_, status = _predict(client, files / name, "a caption")
+        assert "mm-error" in status and ("could not be read" in status or "truncated" in status), (name, status)
+        assert str(files) not in status
+    Image.new("RGB", (1, 1)).save(files / "one.png")
+    assert "only 1x1 pixels" in _predict(client, files / "one.png", "a caption")[5]
+    Image.open(EXAMPLE).convert("L").save(files / "grey.png")
+    _assert_ok(_predict(client, files / "grey.png", "black and white"))
+    for caption in ("nul\x00 in\x00side", "مرحبا بالعالم، يوم جميل", "שלום עולם", "x" * 100_000,
+                    "<script>alert(1)</script><b>bold</b> & <i>more</i>"):
+        result = _predict(client, EXAMPLE, caption)
+        _assert_ok(result)
+        assert "<script>" not in result[5] and "<script>" not in result[4]
+
+
 def test_odd_image_modes_and_long_captions_are_handled(server, client):
     files = server[2]
     rgb = Image.open(EXAMPLE).convert("RGB")

@@ -171,6 +171,26 @@ def test_unfreezing_the_last_text_layer_trains_it_and_only_it(synthetic, tmp_pat
     assert torch.allclose(cached_logits["fused"], live_logits["fused"], atol=2e-2)
 
 
+def test_an_interrupted_cache_write_never_reads_as_complete(synthetic, tmp_path, monkeypatch, tiny_encoders):
+    """A full disk (or a kill) while a split's features are written leaves no file the next run takes as cached."""
+    import trainer.features as features
+
+    data, feats, _, _ = synthetic
+    te, ie = tiny_encoders
+
+    def disk_full(tensors, path, *args, **kwargs):
+        Path(path).write_bytes(b"\0" * 100)  # a partial file...
+        raise OSError(28, "No space left on device")  # ...then the disk is full
+
+    monkeypatch.setattr(features, "save_file", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        cached_features(data, te, ie, max_length=16, cache_dir=tmp_path, splits=("dev",), batch_size=16)
+    assert not list(tmp_path.rglob("dev.safetensors"))
+    monkeypatch.undo()
+    again = cached_features(data, te, ie, max_length=16, cache_dir=tmp_path, splits=("dev",), batch_size=16)
+    assert torch.equal(again["dev"].text_tokens, feats["dev"].text_tokens)
+
+
 def test_eval_encodes_only_the_splits_it_is_asked_for(synthetic, tmp_path, monkeypatch):
     """`trainer eval --splits test` reads (and, on a cold cache, encodes) test alone, not train first."""
     from mmdemo.models import MultimodalClassifier
@@ -295,3 +315,14 @@ def test_sweep_ranks_points_by_mean_dev_never_by_test_and_promotes_the_best(tmp_
     assert again["best"] == {"lr": 1e-3, "unfreeze_text_layers": 2}
     assert sweep_mod.best_args(tmp_path / "sweep" / "mvsa-single" / "concat" / "sweep.json") == \
         "--set lr=0.001 --unfreeze-text-layers 2"
+
+    # --resume keeps finished runs and continues the rest (their train command gets --resume).
+    import shutil
+
+    shutil.rmtree(tmp_path / "sweep" / "mvsa-single" / "concat" / "lr=0.0003" / "mvsa-single" / "concat" / "seed1")
+    started = []
+    monkeypatch.setattr(sweep_mod.subprocess, "run", lambda cmd, **kw: started.append(cmd) or fake_run(cmd, **kw))
+    resumed = sweep_mod.sweep("mvsa-single", "concat", {"lr": [1e-3, 3e-4]}, [0, 1], tmp_path / "sweep", jobs=2,
+                              resume=True)
+    assert [(c[c.index("--seeds") + 1], "--resume" in c) for c in started] == [("1", True)]
+    assert resumed["best"] == again["best"] and len(resumed["points"]) == 3

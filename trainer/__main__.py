@@ -119,7 +119,7 @@ def cmd_sweep(a) -> None:
     from .sweep import promote, sweep, sweep_table
 
     grid = {k: [_value(v) for v in values.split(",")] for k, values in _pairs(a.grid, "--grid", "key=v1,v2,...").items()}
-    result = sweep(a.task, a.model, grid, a.seeds, a.out, a.variant, a.jobs, a.threads)
+    result = sweep(a.task, a.model, grid, a.seeds, a.out, a.variant, a.jobs, a.threads, resume=a.resume)
     print(sweep_table(result))
     print("best (dev):", json.dumps(result["best"]))
     if a.promote:
@@ -265,13 +265,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--variant", default="")
     p.add_argument("--grid", nargs="+", default=[], metavar="KEY=V1,V2",
-                   help="head config values to try, and the train options unfreeze_text_layers / encoder_lr")
+                   help="head config values to try, and the train options unfreeze_text_layers / encoder_lr / lora_rank / "
+                        "text_encoder / image_encoder")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", type=Path, default=REPO_ROOT / "runs-sweep")
     p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--promote", action="store_true", help="copy the best point's runs into --runs")
     p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the runs that finished, continue the interrupted ones, train the rest")
     p.set_defaults(fn=cmd_sweep)
 
     p = sub.add_parser("bundle", help="copy the best-on-dev seed into checkpoints/<task>/<model>")

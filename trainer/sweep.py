@@ -73,9 +73,10 @@ def _earlier_points(path: Path, seeds: list[int], tags: set[str]) -> tuple[list[
 
 
 def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: Path, variant: str = "",
-          jobs: int = 1, threads: int = 1) -> dict:
+          jobs: int = 1, threads: int = 1, resume: bool = False) -> dict:
     """Train every (point, seed) and rank the points (with those of an earlier sweep of the same model and
-    seeds) by mean dev score. Returns the sweep.json content."""
+    seeds) by mean dev score. Returns the sweep.json content. `resume`: runs that finished are kept, not trained
+    again, and interrupted ones continue from their last finished epoch."""
     points = grid_points(grid)
     root = out / task / run_name(model, variant)
     jobs_list = [(p, s) for p in points for s in seeds]
@@ -83,7 +84,10 @@ def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: P
     def one(job: tuple[dict, int]) -> int:
         point, seed = job
         tag = point_tag(point)
-        cmd = _train_command(task, model, variant, point, seed, root / tag, threads)
+        if resume and (root / tag / task / run_name(model, variant) / f"seed{seed}" / "metrics.json").is_file():
+            print(f"{tag} seed {seed}: done before", flush=True)
+            return 0
+        cmd = _train_command(task, model, variant, point, seed, root / tag, threads) + (["--resume"] if resume else [])
         done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
         print(f"{tag} seed {seed}: " + ("done" if done.returncode == 0 else done.stderr.strip()[-2000:]),
               flush=True)  # each run's own line also shows test, which a sweep must not look at

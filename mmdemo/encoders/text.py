@@ -55,7 +55,9 @@ class HFTextEncoder(TextEncoder):
         hf_logging.disable_progress_bar()
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=local_only)
-            model = AutoModel.from_pretrained(str(source), local_files_only=local_only, add_pooling_layer=pooling == "pooler")
+            # safetensors only: a pickled pytorch_model.bin is never read
+            model = AutoModel.from_pretrained(str(source), local_files_only=local_only, use_safetensors=True,
+                                              add_pooling_layer=pooling == "pooler")
         except (OSError, ValueError) as e:
             raise EncoderUnavailableError(
                 f"Text encoder {name!r} needs the Hugging Face model {str(source)!r}, which is neither in the local "
