@@ -171,7 +171,8 @@ class Predictor:
         unk = getattr(tokenizer, "unk_token_id", None)
         if unk is None:
             return ""
-        pieces = [i for i in ids if i not in set(tokenizer.all_special_ids) - {unk}]
+        special = set(tokenizer.all_special_ids) - {unk}
+        pieces = [i for i in ids if i not in special]
         n = sum(i == unk for i in pieces)
         if not n:
             return ""

@@ -228,13 +228,16 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(synthetic, tmp_p
     state = tmp_path / "cut.safetensors"
     with pytest.raises(KeyboardInterrupt):
         train(spec, feats, progress=False, state_path=state)
-    assert json.loads(Path(str(state) + ".json").read_text())["epoch"] == 2
+    assert loop.read_train_progress(state)["epoch"] == 2
     monkeypatch.setattr(loop, "evaluate", real_evaluate)
     torch.manual_seed(123)  # the resumed run restores its own RNG state
     resumed, record = train(spec, feats, progress=False, state_path=state)
     a, b = whole.state_dict(), resumed.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert record["history"] == whole_record["history"] and record["best_epoch"] == whole_record["best_epoch"]
+    state.write_bytes(b"not a state")  # a damaged or foreign file is never half-used: the run starts afresh
+    again, record = train(spec, feats, progress=False, state_path=state)
+    assert record["history"] == whole_record["history"]
 
 
 def test_lora_trains_adapters_only_and_the_checkpoint_holds_only_them(synthetic, tmp_path):

@@ -41,7 +41,7 @@ class RunSpec:
     max_length: int = 64
     data_version: str = ""
     select_metric: str = "accuracy"
-    finetune_text_layers: int = 0  # > 0: the last n text-encoder layers train too (on cached frozen states where possible)
+    finetune_text_layers: int = 0  # > 0: the last n text layers train too (from cached states where possible)
     encoder_lr: float = 2e-5
     lora_rank: int = 0  # > 0: the tuned text layers train through LoRA adapters of this rank, not whole
     ordinal: bool | None = None  # None: the task registry's answer
@@ -116,9 +116,10 @@ def _drop_other_groups(model: MultimodalClassifier, update: frozenset[str]) -> N
 
 
 # ---- resumable training state -------------------------------------------------------------------------------
-# After every epoch the whole state of the run (weights, best weights so far, optimizer moments, schedule, RNG
-# states, history) is written atomically to one safetensors file plus its JSON side; `--resume` continues from the
-# last finished epoch and gives the result of an uninterrupted run. Tensors only: nothing is ever unpickled.
+# After every epoch the whole state of the run (trainable weights, best weights so far, optimizer moments, schedule,
+# RNG states, history) is written atomically to one safetensors file, the non-tensor part as JSON in its metadata;
+# `--resume` continues from the last finished epoch and gives the result of an uninterrupted run. Tensors and JSON
+# only: nothing is ever unpickled.
 
 
 def trained_state(model: MultimodalClassifier) -> dict[str, torch.Tensor]:
@@ -151,10 +152,28 @@ def save_train_state(path: Path, model: MultimodalClassifier, best_state: dict, 
                "rng.torch": torch.get_rng_state(), "rng.loader": generator.get_state()}
     meta = {"optimizer": opt_meta, "scheduler": scheduler.state_dict(), **progress}
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp))
-    Path(str(tmp) + ".json").write_text(json.dumps(meta))
-    os.replace(str(tmp) + ".json", str(path) + ".json")
-    os.replace(tmp, path)  # last: the tensors exist only with the JSON that matches them
+    save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp),
+              metadata={"progress": json.dumps(meta)})
+    os.replace(tmp, path)  # one file, replaced whole: the state is the last finished epoch's or the one before
+
+
+def read_train_progress(path: Path) -> dict:
+    """The non-tensor part of a saved state (epoch, history, ...)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return json.loads(f.metadata()["progress"])
+
+
+def _readable_state(path: Path) -> bool:
+    """False (with a message) for a state this code cannot read: the run then starts from its first epoch."""
+    try:
+        read_train_progress(path)
+        return True
+    except Exception as e:  # a foreign or damaged file: never half-used
+        print(f"{path}: not a training state this version reads ({type(e).__name__}); starting the run afresh",
+              flush=True)
+        return False
 
 
 def load_train_state(path: Path, model: MultimodalClassifier, optimizer, scheduler, generator: torch.Generator
@@ -162,8 +181,7 @@ def load_train_state(path: Path, model: MultimodalClassifier, optimizer, schedul
     """Restore a saved state into the live objects; -> (best weights so far, progress)."""
     from safetensors.torch import load_file
 
-    tensors = load_file(str(path))
-    meta = json.loads(Path(str(path) + ".json").read_text())
+    tensors, meta = load_file(str(path)), read_train_progress(path)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
     optimizer.load_state_dict(_unflat_optimizer(tensors, meta.pop("optimizer")))
     scheduler.load_state_dict(meta.pop("scheduler"))
@@ -203,7 +221,7 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True,
 
     best_score, best_state, best_epoch, bad_epochs, history = -1.0, None, 0, 0, []
     first, elapsed = 1, 0.0
-    if state_path is not None and Path(state_path).is_file():
+    if state_path is not None and Path(state_path).is_file() and _readable_state(Path(state_path)):
         best_state, done = load_train_state(Path(state_path), raw, optimizer, scheduler, generator)
         best_score, best_epoch, bad_epochs, history = (done["best_score"], done["best_epoch"], done["bad_epochs"],
                                                        done["history"])
@@ -211,8 +229,9 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True,
         if done["stopped"]:
             first = cfg.epochs + 1  # it had stopped early: nothing left to run
     start = time.perf_counter() - elapsed
-    bar = tqdm(range(first, cfg.epochs + 1), desc=f"{spec.task}/{spec.model}{'-' + spec.variant if spec.variant else ''} "
-               f"seed {spec.seed}", disable=not (progress and accelerator.is_main_process), leave=False)
+    name = f"{spec.task}/{spec.model}{'-' + spec.variant if spec.variant else ''} seed {spec.seed}"
+    bar = tqdm(range(first, cfg.epochs + 1), desc=name, disable=not (progress and accelerator.is_main_process),
+               leave=False)
     for epoch in bar:
         model.train()
         raw.head.on_epoch_start(epoch, cfg.epochs)

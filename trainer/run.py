@@ -123,7 +123,6 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
         clf, record = train(spec, feats, progress=progress, state_path=state)
         m = write_run(clf, record, feats, data, out_dir, seed, command)
         state.unlink(missing_ok=True)
-        Path(str(state) + ".json").unlink(missing_ok=True)
         fused = m["test"]["fused"]
         key = "accuracy" if not data.multi_label else "precision@1"
         print(f"{task} {run_name(model, variant)} seed {seed}: dev {metric} {m['dev']['fused'][metric]:.4f} | "
