@@ -73,28 +73,39 @@ def bench(task: str, model_name: str, text_encoder: str, image_encoder: str, sam
     _train_epoch(clf, live_batches(), opt)
     live_s = time.perf_counter() - start
 
-    # 3. Fine-tuning the last 3 text layers (HGLNet's chosen setting; train mode, forward + backward) on batches of
-    #    128 captions: the whole encoder live on the padded batch, live on the length-sorted chunks of
-    #    TextEncoder.forward_by_length, and only the 3 tuned blocks on the cached output of the block below them
-    #    (what the trainer does when the encoder can start from hidden states).
+    # 3. Fine-tuning the last 3 text layers (HGLNet's chosen setting; train mode, forward + backward), one step per
+    #    training batch: the whole encoder live on the padded batch, live on length-sorted chunks
+    #    (TextEncoder.forward_by_length), and only the 3 tuned blocks on the cached output of the block below them
+    #    (what the trainer does where the encoder can start from hidden states). The variants take turns on every
+    #    batch, so a busy machine slows them alike.
     tuned = create_text_encoder(text_encoder).train()
     tuned.unfreeze_last(3)
     texts = [s.text for s in subset]
-    steps = -(-len(texts) // 128)
-    step_s = {}
-    for name, forward in (("padded", tuned.forward), ("by_length", tuned.forward_by_length)):
-        start = time.perf_counter()
-        for i in range(0, len(texts), 128):
-            batch = tuned.tokenize(texts[i:i + 128], max_length=max_length)
+    first = tuned.num_layers - 3
+
+    def live(forward):
+        def step(i):
+            batch = tuned.tokenize(texts[i:i + batch_size], max_length=max_length)
             forward(batch["input_ids"], batch["attention_mask"], num_layers=K).layers.square().mean().backward()
-        step_s[name] = (time.perf_counter() - start) / steps
+        return step
+
+    def cached(forward):
+        def step(i):
+            text, _, _ = split.batch(idx[i:i + batch_size], FeatureNeeds(4))
+            forward(text.layers[:, -4], text.attention_mask, first=first)[-1].square().mean().backward()
+        return step
+
+    variants = {"padded": live(tuned.forward), "by_length": live(tuned.forward_by_length)}
     if tuned.can_resume:
-        start = time.perf_counter()
-        for i in range(0, len(texts), 128):
-            text, _, _ = split.batch(idx[i:i + 128], FeatureNeeds(4))
-            states = tuned.forward_from(text.layers[:, -4], text.attention_mask, first=tuned.num_layers - 3)
-            states[-1].square().mean().backward()
-        step_s["cached"] = (time.perf_counter() - start) / steps
+        variants["cached"] = cached(tuned.forward_from)
+    step_s = dict.fromkeys(variants, 0.0)
+    steps = range(0, len(texts), batch_size)
+    for i in steps:
+        for name, step in variants.items():
+            start = time.perf_counter()
+            step(i)
+            step_s[name] += time.perf_counter() - start
+    step_s = {name: total / len(steps) for name, total in step_s.items()}
 
     n = len(split)
     full = len(data.train)
@@ -114,9 +125,10 @@ def bench(task: str, model_name: str, text_encoder: str, image_encoder: str, sam
     print(f"| speed-up of the cache | {live_s / cached_s:.0f}x |")
     print(f"| full train split ({full}) per epoch, extrapolated: cache / live | "
           f"{cached_s * full / n:.1f} s / {live_s * full / n:.0f} s |")
-    print(f"| text encoder fine-tuning step (last 3 layers, batch 128): padded batch / length-sorted chunks | "
-          f"{step_s['padded']:.2f} s / {step_s['by_length']:.2f} s ({step_s['padded'] / step_s['by_length']:.1f}x) |")
+    print(f"| fine-tuning step, last 3 text layers, batch {batch_size}, whole encoder live: padded batch / "
+          f"length-sorted chunks | {step_s['padded']:.2f} s / {step_s['by_length']:.2f} s |")
     if "cached" in step_s:
-        print(f"| the same step on the cached output of layer {tuned.num_layers - 3} (3 blocks run) | "
-              f"{step_s['cached']:.2f} s ({step_s['by_length'] / step_s['cached']:.1f}x faster than length-sorted live) |")
+        best_live = min(step_s["padded"], step_s["by_length"])
+        print(f"| the same step, 3 blocks on the cached output of layer {first} | {step_s['cached']:.2f} s "
+              f"({best_live / step_s['cached']:.1f}x faster than the best live step) |")
     return res
