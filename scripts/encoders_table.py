@@ -17,6 +17,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))  # bench_app's examples and timer
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 EXAMPLES = REPO / "examples"
@@ -45,15 +46,16 @@ def encode_seconds(task: str, text: str, image: str, samples: int) -> tuple[floa
 
 
 def predict_p50_ms(checkpoint: Path, runs: int) -> float:
+    """Median wall-clock ms of Predictor.predict over the app benchmark's examples (benchmarks/bench_app.py)."""
+    from bench_app import EXAMPLES as INPUTS, timed
+    from PIL import Image
+
     from mmdemo.predict import Predictor
 
-    examples = json.loads((EXAMPLES / "examples.json").read_text())
-    inputs = [(EXAMPLES / e["image"], e["caption"]) for e in examples]
+    inputs = [(Image.open(EXAMPLES / f).convert("RGB"), caption) for f, caption in INPUTS]
     predictor = Predictor.from_checkpoint(checkpoint)
-    for image, caption in inputs:  # warm-up
-        predictor.predict(image, caption)
-    times = [predictor.predict(*inputs[i % len(inputs)]).latency_ms for i in range(runs)]
-    return statistics.median(times)
+    calls = iter(range(10**9))
+    return statistics.median(timed(lambda: predictor.predict(*inputs[next(calls) % len(inputs)]), runs, warmup=2))
 
 
 def main() -> None:

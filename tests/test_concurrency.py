@@ -12,12 +12,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
-from mmdemo.checkpoint import save_checkpoint  # noqa: E402
-from mmdemo.encoders import FeatureDims, create_image_encoder, create_text_encoder  # noqa: E402
-from mmdemo.models import MultimodalClassifier, list_models  # noqa: E402
+from mmdemo.models import list_models  # noqa: E402
 from mmdemo.ui import DemoApp  # noqa: E402
+
+from .test_app import make_checkpoint  # noqa: E402  (tiny random checkpoints, as the app tests use)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 INPUTS = [(EXAMPLES / "beach.jpg", "Best day ever at the beach!"), (EXAMPLES / "rain.jpg", "grey and cold again"),
@@ -28,12 +27,8 @@ MODELS = list_models()
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoints")
-    te, ie = create_text_encoder("tiny-bert"), create_image_encoder("tiny-resnet")
     for model in MODELS:
-        torch.manual_seed(0)
-        clf = MultimodalClassifier(model, "mvsa-single", ["positive", "neutral", "negative"], te.name, ie.name,
-                                   FeatureDims.of(te, ie).to_dict())
-        save_checkpoint(clf, root / "mvsa-single" / model)
+        make_checkpoint(root, model)
     return DemoApp(root)
 
 

@@ -58,7 +58,6 @@ def check_explain(model: MultimodalClassifier, out: ModelOutput, batch: int, n_t
 def test_every_network_and_variant_end_to_end(model, variant, synthetic, tiny_encoders, tmp_path):
     data, feats, dims = synthetic
     te, ie = tiny_encoders
-    entry = get_model(model)
     spec = RunSpec(task="mvsa-single", model=model, labels=LABELS, multi_label=False, text_encoder=te.name,
                    image_encoder=ie.name, dims=dims, seed=0, variant=variant, max_length=16,
                    overrides={"epochs": 2, "batch_size": 16}, data_version=data.version)
@@ -146,15 +145,20 @@ def test_train_preset_fills_what_the_flags_leave_unset(monkeypatch):
     from trainer.__main__ import main
 
     calls = []
+    real_train_task = trainer.run.train_task
     monkeypatch.setattr(trainer.run, "train_task", lambda *a, **k: calls.append((a, k)) or [])
     main(["train", "--task", "mvsa-single", "--model", "hglnet", "--preset", "best", "--quiet"])
     main(["train", "--task", "mvsa-single", "--model", "hglnet", "--preset", "best", "--encoder-lr", "1e-4",
           "--set", "lr=3e-4", "--quiet"])
-    (args, kw), (args2, kw2) = calls
+    (_, kw), (_, kw2) = calls
     best = get_model("hglnet").preset("best", "mvsa-single")
-    assert args[8] == {k: best[k] for k in ("conv_channels", "lr", "weight_decay")}  # the head overrides
+    assert kw["overrides"] == {k: best[k] for k in ("conv_channels", "lr", "weight_decay")}  # the head overrides
     assert kw["finetune_text_layers"] == best["unfreeze_text_layers"] and kw["encoder_lr"] == best["encoder_lr"]
-    assert args[6:8] == ("minilm-l6", "efficientnet-lite0")
-    assert kw2["encoder_lr"] == 1e-4 and args2[8]["lr"] == 3e-4 and args2[8]["conv_channels"] == 256
+    assert "text_encoder" not in kw and "image_encoder" not in kw  # unset by flag and preset: train_task's defaults
+    import inspect
+
+    defaults = inspect.signature(real_train_task).parameters
+    assert (defaults["text_encoder"].default, defaults["image_encoder"].default) == ("minilm-l6", "efficientnet-lite0")
+    assert kw2["encoder_lr"] == 1e-4 and kw2["overrides"]["lr"] == 3e-4 and kw2["overrides"]["conv_channels"] == 256
     with pytest.raises(KeyError, match="no preset"):
         get_model("hglnet").preset("fastest", "mvsa-single")

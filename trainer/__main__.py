@@ -63,21 +63,22 @@ def cmd_train(a) -> None:
     from mmdemo.models import get_model
 
     from .run import torch_threads, train_task
-    from .sweep import TRAIN_DEFAULTS, TRAIN_OPTIONS
+    from .sweep import TRAIN_OPTIONS
 
     if a.push_to_hub:
         if not a.repo_id:
             raise SystemExit("--push-to-hub needs --repo-id USER/NAME")
         check_hub_ready()  # fail before any work
     torch_threads(a.threads)
-    # A preset is a dev-chosen point (head fields and train options); explicit flags and --set win over it.
+    # A preset is a dev-chosen point (head fields and train options); explicit flags and --set win over it, and
+    # what neither sets keeps train_task's default.
     point = get_model(a.model).preset(a.preset, a.task) if a.preset else {}
     overrides = {**{k: v for k, v in point.items() if k not in TRAIN_OPTIONS}, **_overrides(a.set)}
-    opts = {k: getattr(a, k) if getattr(a, k) is not None else point.get(k, TRAIN_DEFAULTS[k]) for k in TRAIN_OPTIONS}
-    dirs = train_task(a.task, a.model, a.seeds, a.variant, a.data_dir, a.out, opts["text_encoder"],
-                      opts["image_encoder"], overrides, a.max_length, a.cache_dir, progress=not a.quiet,
-                      finetune_text_layers=opts["unfreeze_text_layers"], encoder_lr=opts["encoder_lr"],
-                      lora_rank=opts["lora_rank"], resume=a.resume)
+    chosen = {k: getattr(a, k) if getattr(a, k) is not None else point.get(k) for k in TRAIN_OPTIONS}
+    options = {("finetune_text_layers" if k == "unfreeze_text_layers" else k): v for k, v in chosen.items()
+               if v is not None}
+    dirs = train_task(a.task, a.model, a.seeds, a.variant, a.data_dir, a.out, overrides=overrides,
+                      max_length=a.max_length, cache_dir=a.cache_dir, progress=not a.quiet, resume=a.resume, **options)
     if a.push_to_hub:
         from .run import best_seed_dir
 

@@ -19,6 +19,7 @@ import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from filelock import FileLock
@@ -271,6 +272,15 @@ def full_precision():
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
 
 
+def _build_once(path: Path, build: Callable[[], None]) -> None:
+    """Run `build` (which writes `path` atomically) unless `path` exists. One process builds it; another that needs
+    it at the same time (parallel sweep runs) waits on the lock and finds it built."""
+    with FileLock(str(path.with_suffix(".lock"))):
+        if not path.exists():
+            with full_precision():
+                build()
+
+
 def cached_features(data: DatasetSplits, text_encoder: TextEncoder, image_encoder: ImageEncoder,
                     max_length: int = 64, cache_dir: Path | None = None, splits=("train", "dev", "test"),
                     batch_size: int = 64, text_layers: int = 0, prior: str = "") -> dict[str, CachedSplit]:
@@ -283,23 +293,15 @@ def cached_features(data: DatasetSplits, text_encoder: TextEncoder, image_encode
     root.mkdir(parents=True, exist_ok=True)
     for name in splits:
         path = root / f"{name}.safetensors"
-        # One process encodes a split; another that needs it at the same time (parallel sweep runs) waits for it.
-        with FileLock(str(root / f"{name}.lock")):
-            if not path.exists():
-                with full_precision():
-                    split = encode_split(data.splits()[name], text_encoder.to(device), image_encoder.to(device),
-                                         data.num_labels, data.multi_label, max_length, batch_size,
-                                         desc=f"{data.name}/{name}", text_layers=K)
-                save_split(split, path)
+        _build_once(path, lambda: save_split(encode_split(
+            data.splits()[name], text_encoder.to(device), image_encoder.to(device), data.num_labels, data.multi_label,
+            max_length, batch_size, desc=f"{data.name}/{name}", text_layers=K), path))
         out[name] = load_split(path)
         if prior:
             prior_path = root / f"{name}.prior-{prior}.safetensors"
-            with FileLock(str(root / f"{name}.prior-{prior}.lock")):
-                if not prior_path.exists():
-                    with full_precision():
-                        captions = {s.id: s.text for s in data.splits()[name]}
-                        _save_atomic(encode_prior(out[name], captions, prior, max_length, batch_size,
-                                                  desc=f"{data.name}/{name}"), prior_path)
+            _build_once(prior_path, lambda: _save_atomic(encode_prior(
+                out[name], {s.id: s.text for s in data.splits()[name]}, prior, max_length, batch_size,
+                desc=f"{data.name}/{name}"), prior_path))
             vectors = load_file(str(prior_path))
             out[name].prior_text, out[name].prior_image = vectors["text"], vectors["image"]
     return out

@@ -24,7 +24,8 @@ def collect(roots: list[Path]) -> dict[tuple[str, str, str], list[dict]]:
     return groups
 
 
-def _fmt(values: list[float]) -> str:
+def mean_std(values: list[float]) -> str:
+    """Fractions -> "mean ± std" in percent over seeds ("mean" for one seed)."""
     mean = statistics.mean(values) * 100
     if len(values) == 1:
         return f"{mean:.2f}"
@@ -47,7 +48,7 @@ def table(runs: Path | list[Path], split: str = "test", head: str = "fused", tas
                   "|---" * (4 + len(names)) + "|"]
         for key in sorted(keys, key=lambda k: (k[0], k[1], k[2])):
             runs_ = groups[key]
-            cells = [_fmt([r[split][head][m] for r in runs_]) for m in names]
+            cells = [mean_std([r[split][head][m] for r in runs_]) for m in names]
             model = key[1] + (f" ({key[2]})" if key[2] else "")
             lines.append(f"| {key[0]} | {model} | {head} | {len(runs_)} | " + " | ".join(cells) + " |")
         lines.append("")

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from mmdemo.checkpoint import read_config, read_metrics, save_checkpoint
-from mmdemo.encoders import FeatureDims, available_prior, create_image_encoder, create_text_encoder
+from mmdemo.encoders import (DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, FeatureDims, available_prior,
+                             create_image_encoder, create_text_encoder)
 from mmdemo.hub import make_model_card
 from mmdemo.models import MultimodalClassifier, get_model
 from mmdemo.tasks import get_task
@@ -86,7 +87,8 @@ def write_run(model: MultimodalClassifier, record: dict, feats: dict[str, Cached
 
 
 def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_dir: str | None = None,
-               out: Path = REPO_ROOT / "runs", text_encoder: str = "minilm-l6", image_encoder: str = "efficientnet-lite0",
+               out: Path = REPO_ROOT / "runs", text_encoder: str = DEFAULT_TEXT_ENCODER,
+               image_encoder: str = DEFAULT_IMAGE_ENCODER,
                overrides: dict | None = None, max_length: int = 64, cache_dir: Path | None = None,
                progress: bool = True, finetune_text_layers: int = 0, encoder_lr: float = 2e-5,
                lora_rank: int = 0, resume: bool = False) -> list[Path]:

@@ -19,8 +19,6 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mmdemo.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
-
 from .run import REPO_ROOT, dev_scores, run_name
 
 
@@ -33,8 +31,6 @@ def grid_points(grid: dict[str, list]) -> list[dict]:
 # Grid keys that are `train` options rather than head config fields (the encoders too: a point may change them).
 TRAIN_OPTIONS = {"unfreeze_text_layers": "--unfreeze-text-layers", "encoder_lr": "--encoder-lr",
                  "lora_rank": "--lora-rank", "text_encoder": "--text-encoder", "image_encoder": "--image-encoder"}
-TRAIN_DEFAULTS = {"unfreeze_text_layers": 0, "encoder_lr": 2e-5, "lora_rank": 0, "text_encoder": DEFAULT_TEXT_ENCODER,
-                  "image_encoder": DEFAULT_IMAGE_ENCODER}
 
 
 def point_tag(point: dict) -> str:
