@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .contrib import Contribution, Reference, blank_reference, contribution, with_reference
 from .encoders import (ImageEncoder, ImageFeatures, TextEncoder, TextFeatures, prior_encoders, shared_image_encoder,
                        shared_text_encoder)
 from .inputs import clean_caption, load_image
@@ -84,6 +85,8 @@ class Prediction:
     multi_label: bool = False
     warnings: list[str] = field(default_factory=list)
     latency_ms: float = 0.0
+    # How much the caption and the image each moved the fused prediction (Shapley values, every class).
+    contributions: Contribution | None = None
 
     def top(self, head: str = "fused") -> tuple[str, float]:
         return next(iter(self.probs[head].items()))
@@ -118,6 +121,7 @@ class Predictor:
         self.pipeline = Pipeline(self.text_encoder, self.image_encoder, self.classifier).eval()
         self.device = device
         self.source, self.note = "", ""  # set by for_task: "bundled" or "hub:<repo>"
+        self._reference: Reference | None = None
 
     @classmethod
     def from_checkpoint(cls, path_or_repo: str | Path, device: str = "cpu", **expect) -> "Predictor":
@@ -187,16 +191,34 @@ class Predictor:
         ids = input_ids[0][attention_mask[0].bool()].tolist()
         return self.text_encoder.convert_ids_to_tokens(ids)
 
+    @property
+    @exclusive
+    @torch.no_grad()
+    def reference(self) -> Reference:
+        """What stands in for a missing modality (mmdemo.contrib): the empty caption and a grey image through this
+        predictor's encoders, computed once."""
+        if self._reference is None:
+            ref = blank_reference(self.text_encoder, self.image_encoder, self.classifier.text_layers,
+                                  self.classifier.max_length, self.prior)
+            self._reference = Reference(ref.text.to(self.device), ref.image.to(self.device), ref.kind)
+        return self._reference
+
     @exclusive
     @torch.no_grad()
     def predict(self, image, caption) -> Prediction:
+        """One input -> Prediction. The head runs once on a batch of four (the input, and the input with its image,
+        its caption, or both replaced by the reference), so the modality contributions cost a head pass."""
         start = time.perf_counter()
         inputs, notes = self.prepare(image, caption)
-        out: ModelOutput = self.pipeline(**inputs)
+        text = self.pipeline.encode_text(inputs["input_ids"], inputs["attention_mask"], inputs.get("prior_text"))
+        img = self.pipeline.encode_image(inputs["pixel_values"], inputs.get("prior_image"))
+        ref = self.reference
+        out: ModelOutput = self.classifier(*with_reference(text, img, ref))  # row 0: the input itself
         ml = self.classifier.multi_label
         probs = {}
         for head, logits in zip(HEADS, (out.logits, out.text_logits, out.image_logits)):
             p = probabilities(logits, ml)[0].tolist()
             probs[head] = dict(sorted(zip(self.labels, p), key=lambda kv: -kv[1]))
         return Prediction(self.labels, probs, _first_item(out.explain), self.tokens(inputs["input_ids"], inputs["attention_mask"]),
-                          ml, notes, (time.perf_counter() - start) * 1000)
+                          ml, notes, (time.perf_counter() - start) * 1000,
+                          contribution(out.logits, self.labels, ml, ref.kind)[0])

@@ -134,11 +134,39 @@ def _signal_rows(key: str, value: Any, signals: dict[str, Signal]) -> list[str]:
     return rows
 
 
+REFERENCE_WORDS = {"blank": "an empty caption and a plain grey image", "mean": "the training set's average caption and image"}
+
+
+def contribution_html(pred: Prediction, label: str | None = None) -> str:
+    """The measured answer to "how much did each modality matter" for one class (default: the fused prediction):
+    a text-vs-image share bar, the two Shapley values and their interaction, and how to read them."""
+    if pred.contributions is None:
+        return ""
+    c = pred.contributions.of(label or pred.top()[0])
+    share = c["text_share"]
+    bar = (f"<div style='display:flex;height:14px;border-radius:4px;overflow:hidden;min-width:120px'>"
+           f"<div style='background:#2563eb;width:{share * 100:.1f}%'></div>"
+           f"<div style='background:#f97316;width:{(1 - share) * 100:.1f}%'></div></div>")
+    what = REFERENCE_WORDS.get(c["reference"], c["reference"])
+    return (f"<div style='margin-top:6px'><b>Measured: how much each modality moved “{html.escape(c['label'])}”</b></div>"
+            f"<table style='width:100%;font-size:95%'><tr><td style='width:22%'>caption <b>{share:.0%}</b></td>"
+            f"<td>{bar}</td><td style='width:22%;text-align:right'>image <b>{1 - share:.0%}</b></td></tr></table>"
+            f"<div style='font-size:90%'>Shapley values (change in log-probability): caption <b>{c['text']:+.3f}</b>, "
+            f"image <b>{c['image']:+.3f}</b>; together beyond their separate effects (interaction) "
+            f"<b>{c['interaction']:+.3f}</b>.</div>"
+            f"<div style='font-size:90%;opacity:.85'>How to read: the network was rerun with the caption, the image or "
+            f"both replaced by {what}; each modality's value is its average effect of being added (the two sum to the "
+            f"change from neither to both), positive when it pushes towards the class. Compare it with what the "
+            f"network itself reports below: a signal that says “text” while the caption moves nothing is not telling "
+            f"you what the network used.</div>")
+
+
 def signals_html(pred: Prediction, signals: dict[str, Signal], missing_prior: str = "") -> str:
-    """The network's own interpretable quantities (Prediction.explain), each rendered from its declaration."""
+    """The measured modality contributions, then the network's own interpretable quantities (Prediction.explain),
+    each rendered from its declaration."""
     rows = [r for k, v in pred.explain.items() if k != "attention" for r in _signal_rows(k, v, signals)]
     attention = pred.explain.get("attention") or {}
-    parts = ["<div style='margin-top:6px'><b>What the network itself reports</b></div>"]
+    parts = [contribution_html(pred), "<div style='margin-top:6px'><b>What the network itself reports</b></div>"]
     if rows:
         parts.append("<table style='width:100%;font-size:95%'>" + "".join(rows) + "</table>")
     if attention:
@@ -171,6 +199,21 @@ def main_signal(pred: Prediction, signals: dict[str, Signal]) -> str:
         names = sig.components or [str(i) for i in range(arr.size)]
         return f"{sig.title}: " + ", ".join(f"{n} {v:.2f}" for n, v in zip(names, arr[:4]))
     return "attention maps" if pred.explain.get("attention") else "–"
+
+
+def measured_share(pred: Prediction) -> str:
+    """The compare table's cell: the measured caption / image share of the fused prediction."""
+    if pred.contributions is None:
+        return "–"
+    share = pred.contributions.text_share(pred.top()[0])
+    return f"{share:.0%} / {1 - share:.0%}"
+
+
+def contributions_json(pred: Prediction) -> dict:
+    """The API's view of the modality contributions: every class, the predicted one first."""
+    if pred.contributions is None:
+        return {}
+    return {"predicted": pred.top()[0], "classes": [pred.contributions.of(label) for label in pred.probs["fused"]]}
 
 
 def label_value(pred: Prediction, head: str) -> dict[str, float]:
@@ -299,19 +342,20 @@ class DemoApp:
         return gr.update(choices=[PREDICTED] + self.labels_of(task, model), value=PREDICTED)
 
     def predict_fn(self, image, caption: str | None, task: str | None, model: str | None):
-        """-> (fused, text-only, image-only {label: p}, agreement banner, network signals, status), all HTML
-        strings except the label dicts; on bad input the dicts are None and the status says what is wrong."""
+        """-> (fused, text-only, image-only {label: p}, agreement banner, network signals, status, modality
+        contributions), HTML strings except the label dicts and the contributions (a dict, `contributions_json`);
+        on bad input the dicts are None and the status says what is wrong."""
         try:
             loaded = self.load(task, model)
             pred = loaded.predictor.predict(image, caption)
         except Exception as e:
             msg = self._message(e, "prediction")
             gr.Warning(msg)
-            return None, None, None, "", "", error_html(msg)
+            return None, None, None, "", "", error_html(msg), None
         notes = list(pred.warnings) + ([loaded.where.note] if loaded.where.note else [])
         return (label_value(pred, "fused"), label_value(pred, "text"), label_value(pred, "image"),
                 verdict_html(pred), signals_html(pred, self._signals(loaded), loaded.predictor.classifier.missing_prior),
-                notes_html(notes))
+                notes_html(notes), contributions_json(pred))
 
     def explain_fn(self, image, caption: str | None, task: str | None, model: str | None,
                    method: str = "grad-cam", head: str = "fused", target: str | None = None):
@@ -334,6 +378,12 @@ class DemoApp:
                      f"Words: red pushes towards it, purple away (Integrated Gradients on the word embeddings)."]
             if not np.any(tok.scores):
                 notes.append(f"The {HEAD_NAMES[head].lower()} head does not read the caption.")
+            measured = p.predict(image, caption).contributions
+            if measured is not None:
+                c = measured.of(cls)
+                notes.append(f"Measured on the fused prediction for <b>{html.escape(c['label'])}</b> (Shapley values): "
+                             f"caption {c['text']:+.3f}, image {c['image']:+.3f}, interaction {c['interaction']:+.3f} "
+                             f"(caption share {c['text_share']:.0%}).")
             notes += input_notes
             if mid == "attention":
                 heat, note = self._attention_heat(loaded, image, caption)
@@ -395,7 +445,8 @@ class DemoApp:
 
     def compare_fn(self, image, caption: str | None, task: str | None):
         """Every network of the task on the same input -> (table, note HTML)."""
-        columns = ["network", "fused", "text only", "image only", "agree", "network's signal", "latency ms"]
+        columns = ["network", "fused", "text only", "image only", "agree", "measured caption / image share",
+                   "network's signal", "latency ms"]
         rows = []
         try:
             models = self.catalogue().get(task or "", [])
@@ -408,11 +459,11 @@ class DemoApp:
                 except InputError:
                     raise
                 except Exception as e:  # one broken checkpoint should not hide the others
-                    rows.append([model, self._message(e, f"{model} prediction"), "", "", "", "", None])
+                    rows.append([model, self._message(e, f"{model} prediction"), "", "", "", "", "", None])
                     continue
                 top = {h: "{} ({:.0%})".format(*pred.top(h)) for h in HEADS}
                 rows.append([model, top["fused"], top["text"], top["image"], "no" if pred.disagree else "yes",
-                             main_signal(pred, self._signals(loaded)), round(pred.latency_ms, 1)])
+                             measured_share(pred), main_signal(pred, self._signals(loaded)), round(pred.latency_ms, 1)])
         except Exception as e:
             return pd.DataFrame(rows, columns=columns), error_html(self._message(e, "comparison"))
         return pd.DataFrame(rows, columns=columns), ""
@@ -550,6 +601,8 @@ def build_demo(checkpoints_root: Path | None = None, preload: bool = False) -> g
                     text_only = gr.Label(num_top_classes=3, label="Text only", elem_id="mm-text")
                     image_only = gr.Label(num_top_classes=3, label="Image only", elem_id="mm-image-only")
                 signals = gr.HTML(label="Network signals", elem_id="mm-signals")
+                with gr.Accordion("Modality contributions, every class (as the API returns them)", open=False):
+                    contributions = gr.JSON(label="Modality contributions", elem_id="mm-contributions")
                 # The tabs sit beside the inputs and examples, so the whole answer is visible without scrolling.
                 with gr.Tabs():
                     with gr.Tab("Explanation"):
@@ -584,7 +637,7 @@ def build_demo(checkpoints_root: Path | None = None, preload: bool = False) -> g
         inputs = [image, caption, task, model]
         # Predictions first (fast), then the Captum heatmap and the attention view, each its own API endpoint.
         gr.on([run.click, caption.submit], app.predict_fn, inputs,
-              [fused, text_only, image_only, verdict, signals, status], api_name="predict").then(
+              [fused, text_only, image_only, verdict, signals, status, contributions], api_name="predict").then(
             app.explain_fn, inputs + [method, head, target], [heatmap, tokens, explain_note], api_name="explain").then(
             app.attention_fn, inputs + [word, region], [word, region, attn_image, attn_words, attn_note],
             api_name="attention")

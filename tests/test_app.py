@@ -84,11 +84,16 @@ def _predict(client, image, caption: str | None, model: str = "concat"):
 
 
 def _assert_ok(result) -> None:
-    fused, text, image, verdict, signals, status = result
+    fused, text, image, verdict, signals, status, contributions = result
     for head in (fused, text, image):
         assert head["label"] in LABELS, result
         assert len(head["confidences"]) == 3
     assert "modalities" in verdict and "mm-error" not in status
+    # the measured modality contributions: every class, the fused prediction first, Shapley values that add up
+    assert contributions["predicted"] == fused["label"] == contributions["classes"][0]["label"]
+    for c in contributions["classes"]:
+        assert abs(c["text"] + c["image"] - (c["both"] - c["neither"])) < 1e-4
+    assert "Measured: how much each modality moved" in signals
 
 
 # ---- the API -------------------------------------------------------------------------------------------------
@@ -126,8 +131,8 @@ def test_bad_inputs_give_clear_messages_and_the_server_keeps_serving(server, cli
         "huge image": (_huge_png(files / "huge.png"), "a caption", "too large"),
     }
     for name, (image, caption, message) in cases.items():
-        fused, text, img, verdict, signals, status = _predict(client, image, caption)
-        assert not fused and "mm-error" in status, name
+        fused, text, img, verdict, signals, status, contributions = _predict(client, image, caption)
+        assert not fused and not contributions and "mm-error" in status, name
         assert message in status, (name, status)
         assert "Traceback" not in status
     _assert_ok(_predict(client, EXAMPLE, "still serving after bad input"))
@@ -147,7 +152,7 @@ def test_the_rest_of_the_bad_input_battery(server, client):
     }
     for name, content in bad.items():
         (files / name).write_bytes(content)
-        *_, status = _predict(client, files / name, "a caption")
+        *_, status, _ = _predict(client, files / name, "a caption")
         assert "mm-error" in status and ("could not be read" in status or "truncated" in status), (name, status)
         assert str(files) not in status
     Image.new("RGB", (1, 1)).save(files / "one.png")
@@ -254,7 +259,7 @@ def test_every_endpoint_takes_every_value_the_page_can_produce(two_tasks):
 
     image = handle_file(str(EXAMPLE))
     for task, labels in (("mvsa-single", LABELS), ("mediaeval2016", ["real", "fake"])):
-        fused, *_, status = two_tasks.predict(image, "Best day ever", task, "hglnet", api_name="/predict")
+        fused, *_, status, _ = two_tasks.predict(image, "Best day ever", task, "hglnet", api_name="/predict")
         assert fused["label"] in labels and "mm-error" not in status
         heat, _, note = two_tasks.predict(image, "Best day ever", task, "hglnet", "grad-cam", "text", labels[-1],
                                           api_name="/explain")

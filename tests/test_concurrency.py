@@ -33,9 +33,9 @@ def app(tmp_path_factory):
 
 
 def predict(app, model, i):
-    fused, text, image, _, signals, status = app.predict_fn(str(INPUTS[i][0]), INPUTS[i][1], "mvsa-single", model)
+    fused, text, image, _, signals, status, contributions = app.predict_fn(str(INPUTS[i][0]), INPUTS[i][1], "mvsa-single", model)
     assert "mm-error" not in status, status
-    return ("predict", model, i, fused, text, image, signals)
+    return ("predict", model, i, fused, text, image, signals, contributions)
 
 
 def explain(app, model, i):

@@ -184,6 +184,6 @@ def test_a_prior_encoder_present_and_absent(probe_model, data, tmp_path, monkeyp
     root = tmp_path / "bundle"
     shutil.copytree(out, root / "mvsa-single" / "probe")
     app = DemoApp(root)
-    *_, signals, _ = app.predict_fn(Image.new("RGB", (64, 64)), "a sunny day", "mvsa-single", "probe")
+    *_, signals, _, _ = app.predict_fn(Image.new("RGB", (64, 64)), "a sunny day", "mvsa-single", "probe")
     assert "clip-vit-b-16" in signals and "w/o-prior" in signals and "Phase" in signals
     assert "clip-vit-b-16" in app.model_info_fn("mvsa-single", "probe")

@@ -61,7 +61,7 @@ def test_the_space_runs_the_app_on_its_own_and_predicts(tmp_path):
                 assert time.time() < deadline, "the Space's app did not start in 300 s"
                 time.sleep(1)
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        fused, text, image, verdict, signals, status = client.predict(
+        fused, text, image, verdict, signals, status, contributions = client.predict(
             handle_file(str(space / "examples" / "beach.jpg")), "Best day ever at the beach!", "mvsa-single",
             "hglnet", api_name="/predict")
         assert fused["label"] in ("positive", "neutral", "negative") and "mm-error" not in status

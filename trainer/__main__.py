@@ -11,7 +11,7 @@ Examples:
   python -m trainer report --markdown                           # docs/RESULTS.md from the committed runs
   python -m trainer bundle --task mvsa-single --model concat
   python -m trainer bench --task mvsa-single
-  python -m trainer probe --checkpoint checkpoints/mvsa-single/mggf --split dev
+  python -m trainer probe --checkpoint checkpoints/mvsa-single/mggf --splits dev
   python -m trainer push --checkpoint checkpoints/mvsa-single/concat --repo-id USER/NAME
   python -m trainer space --repo-id USER/NAME                   # the app + bundled checkpoints as a Space
 """
@@ -161,21 +161,55 @@ def cmd_bench(a) -> None:
 
 def cmd_probe(a) -> None:
     from mmdemo.checkpoint import load_checkpoint
+    from mmdemo.hub import bundled_checkpoints
 
-    from .probe import matched_vs_shuffled
+    from .probe import modality_report, reference_of, text_shares
     from .run import checkpoint_features
 
-    model = load_checkpoint(a.checkpoint)
-    feats = checkpoint_features(model, a.data_dir, a.cache_dir, splits=(a.split,))
-    report = matched_vs_shuffled(model, feats[a.split], a.seed)
-    if not report:
-        print(f"{model.model_name} has no scalar explain signals")
+    paths = ([p for models in bundled_checkpoints().values() for p in models.values()] if a.bundled
+             else [Path(p) for p in a.checkpoint])
+    if not paths:
+        raise SystemExit("name --checkpoint DIR [DIR ...] or --bundled")
+    if a.compare_references:  # which reference gives the answer that least depends on the training seed
+        import torch
+        from torchmetrics.functional import spearman_corrcoef
+
+        from mmdemo.contrib import REFERENCES
+
+        models = [load_checkpoint(p) for p in paths]
+        split = a.splits[0]
+        feats = checkpoint_features(models[0], a.data_dir, a.cache_dir, splits=("train", split))
+        print(f"text share of the predicted class on {split}, per input: Spearman correlation between the "
+              f"{len(models)} checkpoints (pairs), for each reference")
+        for kind in REFERENCES:
+            shares = [text_shares(m, feats[split], reference_of(m, kind, feats["train"])) for m in models]
+            rhos = [spearman_corrcoef(shares[i], shares[j]).item() for i in range(len(shares)) for j in range(i)]
+            print(f"| {kind} | {sum(rhos) / len(rhos):.3f} | {' '.join(f'{r:.3f}' for r in rhos)} | mean share "
+                  f"{torch.stack(shares).mean():.3f} |")
         return
-    print(f"{a.checkpoint} on {a.split} ({len(feats[a.split])} pairs): matched vs images shuffled across samples")
-    print("| signal | matched mean ± std | shuffled mean ± std | shuffled higher |\n|---|---|---|---|")
-    for key, r in report.items():
-        print(f"| {key} | {r['matched_mean']:.4f} ± {r['matched_std']:.4f} | {r['shuffled_mean']:.4f} ± "
-              f"{r['shuffled_std']:.4f} | {r['shuffled_higher_fraction']:.1%} |")
+    results = {}
+    for path in paths:
+        model = load_checkpoint(path)
+        train = ("train",) if a.reference == "mean" else ()
+        feats = checkpoint_features(model, a.data_dir, a.cache_dir, splits=tuple(dict.fromkeys(train + tuple(a.splits))))
+        ref = reference_of(model, a.reference, feats.get("train"))
+        for split in a.splits:
+            r = modality_report(model, feats[split], ref, a.shuffles, a.seed)
+            results.setdefault(f"{model.task}/{model.model_name}", {})[split] = r
+            s, p = r["shapley"], r["perceptual"]
+            print(f"\n{path} on {split} ({r['n']} pairs, {r['metric']} {r['score']:.4f}, reference {r['reference']})")
+            print(f"  text share of the predicted class: {s['text_share']['mean']:.3f} ± {s['text_share']['std']:.3f}"
+                  f" | phi text {s['text']['mean']:+.3f}, image {s['image']['mean']:+.3f}, interaction "
+                  f"{s['interaction']['mean']:+.3f}")
+            print(f"  perceptual score ({a.shuffles} shuffles): image {p['image']['mean']:+.4f} ± {p['image']['std']:.4f}"
+                  f", text {p['text']['mean']:+.4f} ± {p['text']['std']:.4f}")
+            for key, sig in r["signals"].items():
+                print(f"  {key}: {sig['mean']:.4f} ± {sig['std']:.4f} (5-95%: {sig['p05']:.3f}-{sig['p95']:.3f}), "
+                      f"Spearman with text share {sig['spearman_text_share']:+.3f}, image-shuffled mean "
+                      f"{sig['shuffled_mean']:.4f} (higher for {sig['shuffled_higher_fraction']:.0%})")
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
 
 
 def cmd_push(a) -> None:
@@ -293,9 +327,18 @@ def main(argv: list[str] | None = None) -> None:
     _encoder_args(p)
     p.set_defaults(fn=cmd_bench)
 
-    p = sub.add_parser("probe", help="scalar explain signals on matched vs shuffled image-caption pairs")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--split", default="dev", choices=["train", "dev", "test"])
+    p = sub.add_parser("probe", help="what a network draws on: Shapley shares, perceptual scores, and its own "
+                                     "signals against them (and on matched vs shuffled pairs)")
+    p.add_argument("--checkpoint", nargs="*", default=[])
+    p.add_argument("--bundled", action="store_true", help="every bundled checkpoint")
+    p.add_argument("--splits", nargs="+", default=["dev"], choices=["train", "dev", "test"])
+    p.add_argument("--reference", default="blank", choices=["mean", "blank"],
+                   help="what stands in for a missing modality (mmdemo.contrib; the app's: blank)")
+    p.add_argument("--shuffles", type=int, default=5, help="shuffles for the perceptual score")
+    p.add_argument("--compare-references", action="store_true",
+                   help="with several checkpoints of one run (its seeds): how much each reference's per-input "
+                        "answer depends on the seed")
+    p.add_argument("--json", type=Path, default=None, help="write the reports here")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--cache-dir", type=Path, default=None)

@@ -29,7 +29,10 @@ def single_label_metrics(logits: torch.Tensor, target: torch.Tensor, labels: lis
 def multi_label_metrics(logits: torch.Tensor, target: torch.Tensor, labels: list[str]) -> dict:
     """P@k, R@k, Acc@k (a hit among the top k, as in HARRISON / CACNet): each sample is a query over tags."""
     N, C = target.shape
-    preds, tgt = logits.flatten().float(), target.flatten().long()
+    # torchmetrics' precision and recall count a retrieved tag only where its score is > 0, so a right tag in the top
+    # k with a negative logit (p < 0.5: most tags) would be a miss. Each tag's rank within its post (1 = lowest) is
+    # positive and orders the tags as the logits do.
+    preds, tgt = (logits.argsort(-1).argsort(-1) + 1).flatten().float(), target.flatten().long()
     indexes = torch.arange(N).repeat_interleave(C)
     out: dict = {"n": int(N)}
     for k in TOP_KS:

@@ -12,6 +12,7 @@ Placeholders (ROOTS: one or more run directories joined by commas, whose seeds p
     {{value ROOTS TASK MODEL SPLIT HEAD METRIC}}           one mean ± std, inside a sentence
     {{seeds ROOTS TASK MODEL SPLIT HEAD METRIC}}           each seed's value, inside a sentence
     {{cost ROOT KEY FIELD}}                                a figure from ROOT/costs.json (scripts/encoders_table.py)
+    {{modalities PATH}}                                    the probe's modality report (`trainer probe --json PATH`)
 """
 
 from __future__ import annotations
@@ -100,6 +101,25 @@ def encoders(root: str, task: str, base: Path) -> str:
     return "\n".join(lines)
 
 
+def modalities(path: str, base: Path) -> str:
+    """What each network draws on (`python -m trainer probe --bundled --json PATH`): the measured Shapley text share
+    and values of the predicted class, the perceptual scores, and each of the network's own signals against them."""
+    reports = json.loads((base / path).read_text())
+    lines = ["| task / network | split | text share (Shapley) | φ text | φ image | interaction | perceptual: image | "
+             "perceptual: text | the network's own signals: spread (sd), Spearman ρ with the text share, "
+             "matched → image-shuffled mean |", "|---" * 9 + "|"]
+    for name, splits in sorted(reports.items()):
+        for split, r in sorted(splits.items()):
+            s, p = r["shapley"], r["perceptual"]
+            own = "; ".join(f"{key} {v['mean']:.3f} (sd {v['std']:.3f}), ρ {v['spearman_text_share']:+.2f}, "
+                            f"{v['mean']:.3f} → {v['shuffled_mean']:.3f}" for key, v in r["signals"].items()) or "–"
+            lines.append(f"| {name} | {split} | {s['text_share']['mean']:.2f} ± {s['text_share']['std']:.2f} | "
+                         f"{s['text']['mean']:+.2f} | {s['image']['mean']:+.2f} | {s['interaction']['mean']:+.2f} | "
+                         f"{p['image']['mean'] * 100:+.1f} ± {p['image']['std'] * 100:.1f} | "
+                         f"{p['text']['mean'] * 100:+.1f} ± {p['text']['std'] * 100:.1f} | {own} |")
+    return "\n".join(lines)
+
+
 def render(template: str, base: Path = REPO_ROOT) -> str:
     def fill(match: re.Match) -> str:
         kind, args = match.group(1), match.group(2).split()
@@ -111,6 +131,8 @@ def render(template: str, base: Path = REPO_ROOT) -> str:
             return sweep_table(json.loads((base / args[0]).read_text()))
         if kind == "encoders":
             return encoders(*args, base=base)
+        if kind == "modalities":
+            return modalities(*args, base=base)
         if kind == "cost":  # a figure scripts/encoders_table.py measured: {{cost ROOT KEY FIELD}}
             root, key, field = args
             return f"{json.loads((base / root / 'costs.json').read_text())['points'][key][field]:g}"

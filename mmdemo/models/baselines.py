@@ -1,8 +1,12 @@
-"""Baselines: text-only, image-only, and concatenation (late fusion) on the encoders' pooled vectors.
+"""Baselines: text-only, image-only, and concatenation (late fusion) on the encoders' pooled vectors, and the
+label prior.
 
-All three train the same two unimodal MLPs (text on the pooled sentence vector, image on the pooled
+The first three train the same two unimodal MLPs (text on the pooled sentence vector, image on the pooled
 image vector), so every baseline reports fused, text-only and image-only predictions like the networks.
 They differ only in what `logits` is: the text MLP, the image MLP, or an MLP over the concatenation.
+
+"prior" ignores its inputs and always ranks the labels by their training frequency (the tag-popularity baseline
+of hashtag recommendation; the class prior on single-label tasks).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import torch
 from torch import nn
 
 from ..encoders.base import FeatureDims, ImageFeatures, TextFeatures
-from .base import MLP, FeatureNeeds, FusionHead, HeadConfig, ModelOutput, TaskInfo
+from .base import MLP, FeatureNeeds, FitData, FusionHead, HeadConfig, ModelOutput, TaskInfo
 
 
 @dataclass
@@ -57,6 +61,45 @@ class UnimodalBranches(FusionHead):
         return ModelOutput(logits, text_logits, image_logits)
 
 
+@dataclass
+class PriorConfig(HeadConfig):
+    text_layers: int = 0
+    epochs: int = 5  # two scalars to calibrate
+    lr: float = 1e-2
+    weight_decay: float = 0.0
+
+
+class LabelPrior(FusionHead):
+    """logits = scale * log f + offset for every input, f the labels' training frequencies (`fit`: (count + 1) /
+    (N + 1), the share of training samples carrying each label, add-one so no label is log 0). The two scalars
+    (1 and 0 at the start: softmax gives the class prior exactly) only calibrate the probabilities; while scale > 0
+    the ranking, hence P@k / R@k / A@k and accuracy, is the frequency order whatever training does. Text-only and
+    image-only predictions are the same prior: there is no modality to read."""
+
+    config_class = PriorConfig
+
+    @classmethod
+    def needs(cls, config: PriorConfig) -> FeatureNeeds:
+        return FeatureNeeds(text_layers=0, image_patches=False)
+
+    def __init__(self, config: PriorConfig, dims: FeatureDims, task: TaskInfo):
+        super().__init__(config, dims, task)
+        # Until `fit`: Zipf over the labels in their listed order (tasks list frequent labels first). Not uniform:
+        # a uniform prior gives the two scalars no gradient under softmax (a constant shift of every logit).
+        self.register_buffer("log_prior", -torch.log1p(torch.arange(task.num_labels, dtype=torch.float)))
+        self.scale = nn.Parameter(torch.ones(()))
+        self.offset = nn.Parameter(torch.zeros(()))
+
+    def fit(self, data: FitData) -> None:
+        labels = data.labels
+        counts = labels.float().sum(0) if labels.dim() == 2 else torch.bincount(labels, minlength=self.num_labels)
+        self.log_prior.copy_(torch.log((counts.float() + 1) / (len(labels) + 1)))
+
+    def forward(self, text: TextFeatures, image: ImageFeatures) -> ModelOutput:
+        logits = (self.scale * self.log_prior + self.offset).expand(image.pooled.shape[0], -1)
+        return ModelOutput(logits, logits, logits)
+
+
 def _register() -> None:
     from . import ModelEntry, register_model
 
@@ -72,6 +115,8 @@ def _register() -> None:
                               presets={"best": {
                                   "mvsa-single": {"unfreeze_text_layers": 2, "encoder_lr": 5e-5, "epochs": 8},
                                   "mediaeval2016": {"unfreeze_text_layers": 2, "encoder_lr": 5e-5}}}))
+    register_model(ModelEntry("prior", LabelPrior, "The labels' training frequencies, whatever the input (the "
+                              "tag-popularity / class-prior baseline)"))
 
 
 _register()

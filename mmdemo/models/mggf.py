@@ -107,6 +107,8 @@ class MGGFConfig(HeadConfig):
     # "auto": "intensity" (scalar score vs class index on [+1, -1]) on ordinal single-label tasks, else "probs"
     reg_target: str = "auto"
     aux_detach: bool = True  # auxiliary unimodal classifiers read detached X_t, X_v (probes)
+    # The LayerNorm at the end of eq. 3-4 (not in the paper; see GranularityEncoder). False: X_m as printed.
+    feature_norm: bool = True
     # Not given in the paper. Chosen on MVSA-Single dev with lr (mean weighted F1 over 3 seeds, runs-sweep/):
     # dropout 0.5 / lr 5e-4: 70.97 ± 0.29, 0.3 / 5e-4: 70.89 ± 0.13, lr 2e-4: 69.93 / 69.92.
     dropout: float = 0.5
@@ -162,7 +164,7 @@ class GranularityEncoder(nn.Module):
         # Not in the paper: softmax(X_m) (eq. 5) depends on the scale of X_m. At init X_m is ~0.05 per
         # feature, every KL ~0.01 and alpha ~0.503 for all pairs; a LayerNorm fixes the scale per sample
         # (its gain stays learnable, so training can still sharpen or flatten P_m).
-        self.norm = nn.LayerNorm(d)
+        self.norm = nn.LayerNorm(d) if cfg.feature_norm else nn.Identity()
 
     def forward(self, cls: torch.Tensor, tokens: torch.Tensor,
                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
