@@ -38,7 +38,9 @@ DATASETS = {"mvsa-single": "MVSA-Single", "mvsa-multiple": "MVSA-Multiple", "med
 
 
 SINGLE_LABEL_COLUMNS = {"accuracy": "accuracy", "weighted_f1": "weighted F1", "macro_f1": "macro F1"}
-MULTI_LABEL_COLUMNS = {"precision@1": "P@1", "recall@1": "R@1", "accuracy@3": "Acc@3", "micro_f1": "micro F1"}
+# the hashtag papers' metrics (CACNet Tables 3-4, HARRISON)
+MULTI_LABEL_COLUMNS = {"precision@1": "P@1", "precision@3": "P@3", "recall@5": "R@5", "accuracy@1": "A@1",
+                       "accuracy@3": "A@3", "accuracy@5": "A@5"}
 
 
 class HubError(RuntimeError):

@@ -25,7 +25,8 @@ from PIL import Image
 from . import explain as X
 from .checkpoint import CheckpointError, missing_prior, read_config, read_metrics
 from .encoders import EncoderUnavailableError
-from .hub import BUNDLED_DIR, REPO_ROOT, HubError, Resolved, bundled_checkpoints, configured_repos, resolve
+from .hub import (BUNDLED_DIR, MULTI_LABEL_COLUMNS, REPO_ROOT, HubError, Resolved, bundled_checkpoints, configured_repos,
+                  resolve)
 from .inputs import InputError
 from .models import Signal
 from .predict import HEADS, Prediction, Predictor
@@ -93,9 +94,23 @@ def notes_html(notes: list[str]) -> str:
     return "".join(_box(html.escape(n), "info") for n in notes)
 
 
+def suggested_tags(pred: Prediction, head: str, top: int = 3) -> list[tuple[str, float]]:
+    """A multi-label head's answer: every label with probability >= 0.5, else its `top` most probable."""
+    ranked = list(pred.probs[head].items())
+    return [(label, p) for label, p in ranked if p >= 0.5] or ranked[:top]
+
+
 def verdict_html(pred: Prediction) -> str:
-    """A banner that says whether the fused, text-only and image-only heads agree on their top label."""
+    """A banner that says whether the fused, text-only and image-only heads agree on their top label (and, on a
+    multi-label task, which labels each head suggests)."""
     tops = {h: pred.top(h) for h in HEADS}
+    if pred.multi_label:
+        parts = "; ".join(f"{HEAD_NAMES[h].lower()} → " + ", ".join(f"<b>{html.escape(label)}</b> ({p:.0%})"
+                                                              for label, p in suggested_tags(pred, h))
+                          for h in HEADS)
+        agree = "agree" if not pred.disagree else "disagree"
+        return _box(f"<b>Suggested labels</b> (probability ≥ 50%, else the 3 most probable; the heads {agree} on "
+                    f"the first): {parts}.", "ok" if not pred.disagree else "warn")
     if not pred.disagree:
         label, _ = tops["fused"]
         return _box(f"<b>The modalities agree</b>: fused, text-only and image-only all say "
@@ -523,8 +538,7 @@ def _metrics_table(metrics: dict) -> str:
     heads = [h for h in HEADS if isinstance(test.get(h), dict)]
     if not heads:
         return "_No test metrics recorded in metrics.json._"
-    names = [k for k in ("accuracy", "weighted_f1", "macro_f1", "precision@1", "recall@1")
-             if any(k in test[h] for h in heads)]
+    names = [k for k in ("accuracy", "weighted_f1", "macro_f1", *MULTI_LABEL_COLUMNS) if any(k in test[h] for h in heads)]
     names = names or [k for k in test[heads[0]] if isinstance(test[heads[0]][k], (int, float)) and k != "n"][:5]
     out = ["| head | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for h in heads:
@@ -597,9 +611,9 @@ def build_demo(checkpoints_root: Path | None = None, preload: bool = False) -> g
                 status = gr.HTML(label="Status", elem_id="mm-status")
                 verdict = gr.HTML(label="Agreement", elem_id="mm-verdict")
                 with gr.Row():
-                    fused = gr.Label(num_top_classes=3, label="Fused", elem_id="mm-fused")
-                    text_only = gr.Label(num_top_classes=3, label="Text only", elem_id="mm-text")
-                    image_only = gr.Label(num_top_classes=3, label="Image only", elem_id="mm-image-only")
+                    fused = gr.Label(num_top_classes=5, label="Fused", elem_id="mm-fused")
+                    text_only = gr.Label(num_top_classes=5, label="Text only", elem_id="mm-text")
+                    image_only = gr.Label(num_top_classes=5, label="Image only", elem_id="mm-image-only")
                 signals = gr.HTML(label="Network signals", elem_id="mm-signals")
                 with gr.Accordion("Modality contributions, every class (as the API returns them)", open=False):
                     contributions = gr.JSON(label="Modality contributions", elem_id="mm-contributions")

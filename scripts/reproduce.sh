@@ -85,7 +85,15 @@ $T report --runs runs --split dev
 $T report --runs runs --split test --heads fused text image
 $T report --runs runs --split test --tasks mvsa-single --models mggf hglnet --variants
 $T report --runs runs --split dev --tasks mvsa-single --models mggf hglnet --variants
-$T probe --checkpoint checkpoints/mvsa-single/mggf --split dev
+# what each bundled network draws on (docs/RESULTS.md "How much each modality matters"), the reference chosen on dev,
+# and why MGGF's alpha is flat (with the paper's X_m without our LayerNorm: runs-alpha/)
+$T probe --bundled --splits dev test --json runs-probe/bundled.json
+$T probe --compare-references --checkpoint runs-encoders/mvsa-single/hglnet/text_encoder=minilm-l6_conv_channels=256_lr=0.001/mvsa-single/hglnet/seed{0,1,2}
+$T probe --compare-references --checkpoint runs-encoders/mvsa-single/concat/text_encoder=minilm-l6_unfreeze_text_layers=2_encoder_lr=5e-05_epochs=8/mvsa-single/concat/seed{0,1,2}
+$T sweep --task mvsa-single --model mggf --seeds 0 1 2 --grid dropout=0.5 lr=0.0005 feature_norm=True,False --out runs-alpha
+$T probe --compare-references --checkpoint runs-alpha/mvsa-single/mggf/dropout=0.5_lr=0.0005_feature_norm=True/mvsa-single/mggf/seed{0,1,2}
+python scripts/mggf_alpha.py
+bash scripts/hashtags.sh
 # seeds 0-4 of HGLNet and concat together (docs/RESULTS.md "How far from the papers")
 $T report --runs runs runs-extra --split test --tasks mvsa-single --models hglnet concat --heads fused text
 $T report --runs runs runs-extra --split dev --tasks mvsa-single --models hglnet concat --heads fused text

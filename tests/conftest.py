@@ -24,6 +24,22 @@ def tiny_encoders():
     return create_text_encoder("tiny-bert"), create_image_encoder("tiny-resnet")
 
 
+@pytest.fixture(scope="module")
+def bert_resnet():
+    """(dims, text, image) of four fixed captions through tiny-bert and tiny-resnet."""
+    from .synthetic import encode_examples
+
+    return encode_examples("tiny-bert", "tiny-resnet")
+
+
+@pytest.fixture(scope="module")
+def clip_pair():
+    """(dims, text, image) of four fixed captions through the tiny open_clip text and image towers."""
+    from .synthetic import encode_examples
+
+    return encode_examples("tiny-clip-text", "tiny-clip-image")
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

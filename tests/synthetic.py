@@ -30,3 +30,31 @@ def synthetic_data(root, n_train=48, n_dev=16, n_test=16, corrupt=2) -> DatasetS
         bad.write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
         splits["train"].append(Sample(f"bad{i}", bad, "the sun", 0))
     return DatasetSplits("synthetic", splits["train"], splits["dev"], splits["test"], LABELS, False, {}, "v1")
+
+
+CAPTIONS = ["a happy dog running on the beach", "so sad", "what a day it is today, great weather!", "meh"]
+
+
+def encode_examples(text_name: str, image_name: str, n: int = 4):
+    """(FeatureDims, TextFeatures, ImageFeatures) of n fixed captions and random images through tiny encoders."""
+    import torch
+
+    from mmdemo.encoders import FeatureDims, create_image_encoder, create_text_encoder
+
+    te, ie = create_text_encoder(text_name), create_image_encoder(image_name)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        text = te.encode(CAPTIONS[:n], num_layers=1)
+        image = ie(torch.randn(n, 3, ie.image_size, ie.image_size))
+    return FeatureDims.of(te, ie), text, image
+
+
+def train_on_synthetic(tmp_path, data, monkeypatch, model: str, **overrides):
+    """One seed of `model` through trainer.run.train_task on `data` with tiny encoders -> its run directory."""
+    from trainer import run
+
+    monkeypatch.setattr(run, "load_task_data", lambda task, data_dir=None: data)
+    [out] = run.train_task("mvsa-single", model, [0], out=tmp_path / "runs", text_encoder="tiny-bert",
+                           image_encoder="tiny-resnet", overrides=overrides, max_length=16,
+                           cache_dir=tmp_path / "cache", progress=False)
+    return out

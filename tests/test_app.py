@@ -311,3 +311,21 @@ def test_page_in_headless_chromium(server):
             expect(page.locator("#mm-verdict")).to_contain_text("modalities")
         finally:
             browser.close()
+
+
+def test_a_multi_label_answer_lists_every_suggested_label_per_head():
+    from mmdemo.predict import Prediction
+    from mmdemo.ui import verdict_html
+
+    def ranked(d):
+        return dict(sorted(d.items(), key=lambda kv: -kv[1]))
+
+    pred = Prediction(["#love", "#happy", "#winter", "#snow"], {
+        "fused": ranked({"#love": 0.81, "#happy": 0.62, "#winter": 0.1, "#snow": 0.05}),
+        "text": ranked({"#love": 0.7, "#happy": 0.2, "#winter": 0.1, "#snow": 0.3}),
+        "image": ranked({"#love": 0.2, "#happy": 0.1, "#winter": 0.4, "#snow": 0.3})}, {}, [], multi_label=True)
+    banner = re.sub(r"</?b>", "", html.unescape(verdict_html(pred)))
+    assert "fused → #love (81%), #happy (62%);" in banner  # both labels above 50%, not a forced single class
+    assert "text only → #love (70%);" in banner
+    assert "image only → #winter (40%), #snow (30%), #love (20%)" in banner  # none above 50%: the top 3
+    assert "disagree" in banner and "mm-warn" in banner

@@ -124,3 +124,12 @@ def test_predictor_takes_pil_and_caption(tiny_encoders, tmp_path):
         assert list(probs) == sorted(probs, key=probs.get, reverse=True) and set(probs) == set(LABELS)
         assert abs(sum(probs.values()) - 1) < 1e-5
     assert r.tokens[0] == "[CLS]" and r.latency_ms > 0
+
+
+def test_config_values_given_as_text_take_the_fields_types():
+    """A sweep grid or `--set` hands values over as text: "False" must switch a component off, not read as a true
+    (non-empty) string."""
+    c = get_model("mggf").config({"feature_norm": "False", "aux_detach": "true", "hidden": "64", "lr": "1e-3"})
+    assert c.feature_norm is False and c.aux_detach is True and c.hidden == 64 and c.lr == 0.001
+    with pytest.raises(ValueError, match="true or false"):
+        get_model("mggf").config({"feature_norm": "maybe"})

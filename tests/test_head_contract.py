@@ -17,13 +17,12 @@ from torch import nn
 from mmdemo import models
 from mmdemo.checkpoint import load_checkpoint, read_config
 from mmdemo.hub import make_model_card
-from mmdemo.models import (MLP, FeatureNeeds, FitData, FusionHead, HeadConfig, ModelEntry, ModelOutput, Signal,
-                           TaskInfo, masked_mean)
+from mmdemo.models import (MLP, FeatureNeeds, FitData, FusionHead, HeadConfig, ModelEntry, ModelOutput, Objective,
+                           Signal, TaskInfo, masked_mean)
 from mmdemo.predict import Predictor
 from mmdemo.ui import DemoApp
-from trainer import run
 
-from .synthetic import LABELS, synthetic_data
+from .synthetic import LABELS, synthetic_data, train_on_synthetic
 
 
 @dataclass
@@ -104,11 +103,7 @@ def data(tmp_path_factory):
 
 
 def _train(tmp_path, data, monkeypatch, **overrides):
-    monkeypatch.setattr(run, "load_task_data", lambda task, data_dir=None: data)
-    [out] = run.train_task("mvsa-single", "probe", [0], out=tmp_path / "runs", text_encoder="tiny-bert",
-                           image_encoder="tiny-resnet", overrides=overrides, max_length=16,
-                           cache_dir=tmp_path / "cache", progress=False)
-    return out
+    return train_on_synthetic(tmp_path, data, monkeypatch, "probe", **overrides)
 
 
 def test_a_head_owns_objective_groups_schedule_features_and_fitted_statistics(probe_model, data, tmp_path,

@@ -3,7 +3,6 @@ ablation variants, gradients, checkpoint round trip, two encoder families."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest

@@ -134,9 +134,11 @@ def test_resolve_uses_the_hub_snapshot_when_reachable(ckpt, monkeypatch):
 
 def test_model_card_shows_multi_label_metrics(ckpt):
     config = {**json.loads((ckpt / "config.json").read_text()), "multi_label": True, "labels": ["#a", "#b"]}
-    metrics = {"test": {"fused": {"precision@1": 0.41, "recall@1": 0.22, "accuracy@3": 0.63, "micro_f1": 0.3}}}
+    metrics = {"test": {"fused": {"precision@1": 0.41, "precision@3": 0.2, "recall@5": 0.5, "accuracy@1": 0.41,
+                                  "accuracy@3": 0.63, "accuracy@5": 0.7, "micro_f1": 0.3}}}
     table = hub.make_model_card(config, metrics).text.split("## Evaluation")[1].split("## Training")[0]
-    assert "| P@1 | R@1 | Acc@3 | micro F1 |" in table and "| test | fused | 0.4100 | 0.2200 | 0.6300 | 0.3000 |" in table
+    assert "| P@1 | P@3 | R@5 | A@1 | A@3 | A@5 |" in table  # the hashtag papers' metrics
+    assert "| test | fused | 0.4100 | 0.2000 | 0.5000 | 0.4100 | 0.6300 | 0.7000 |" in table
     assert "–" not in table
 
 

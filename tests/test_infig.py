@@ -22,7 +22,7 @@ from mmdemo.models import infig as I
 from mmdemo.models.infig import (INFIG, GlobalProjection, KeyQueue, content_fingerprints, fine_grained_loss,
                                  fine_grained_similarity, global_alignment_loss, momentum_update, same_content)
 
-from .synthetic import LABELS, synthetic_data
+from .synthetic import LABELS, synthetic_data, train_on_synthetic
 
 ENTRY = get_model("infig")
 VARIANTS = ["no-clip", "no-gam", "no-hfam", "no-gam-hfam"]
@@ -355,13 +355,7 @@ def data(tmp_path_factory):
 
 
 def _train(tmp_path, data, monkeypatch, **overrides):
-    from trainer import run
-
-    monkeypatch.setattr(run, "load_task_data", lambda task, data_dir=None: data)
-    [out] = run.train_task("mvsa-single", "infig", [0], out=tmp_path / "runs", text_encoder="tiny-bert",
-                           image_encoder="tiny-resnet", overrides={**SMALL, "epochs": 2, "batch_size": 12, **overrides},
-                           max_length=16, cache_dir=tmp_path / "cache", progress=False)
-    return out
+    return train_on_synthetic(tmp_path, data, monkeypatch, "infig", **{**SMALL, "epochs": 2, "batch_size": 12, **overrides})
 
 
 def test_clip_present_and_absent_through_the_trainer(data, tmp_path, monkeypatch):

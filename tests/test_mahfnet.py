@@ -10,34 +10,16 @@ import pytest
 import torch
 from torch import nn
 
-from mmdemo.encoders import FeatureDims, ImageFeatures, TextFeatures, create_image_encoder, create_text_encoder
+from mmdemo.encoders import FeatureDims, ImageFeatures, TextFeatures
 from mmdemo.models import TaskInfo, get_model
 from mmdemo.models.mahfnet import (AGAI, CGF, MAG, ChannelAttention, MAHFNet, MultiScaleConv, TokenProjection,
                                    contrastive_loss)
 
 ENTRY = get_model("mahfnet")
-CAPTIONS = ["a happy dog running on the beach", "so sad", "what a day it is today, great weather!", "meh"]
 SENTIMENT = TaskInfo(("positive", "neutral", "negative"), ordinal=True)
 SMALL = {"d_model": 32, "heads": 4, "hidden": 16}  # tiny widths keep the tests fast
 
 
-def _encode(text_name: str, image_name: str, n: int = 4):
-    te, ie = create_text_encoder(text_name), create_image_encoder(image_name)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        text = te.encode(CAPTIONS[:n], num_layers=1)
-        image = ie(torch.randn(n, 3, ie.image_size, ie.image_size))
-    return FeatureDims.of(te, ie), text, image
-
-
-@pytest.fixture(scope="module")
-def bert_resnet():
-    return _encode("tiny-bert", "tiny-resnet")
-
-
-@pytest.fixture(scope="module")
-def clip_pair():
-    return _encode("tiny-clip-text", "tiny-clip-image")
 
 
 def _head(dims: FeatureDims, variant: str = "", **overrides) -> MAHFNet:

@@ -11,32 +11,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmdemo.checkpoint import load_checkpoint, save_checkpoint
-from mmdemo.encoders import FeatureDims, ImageFeatures, TextFeatures, create_image_encoder, create_text_encoder
+from mmdemo.encoders import FeatureDims, ImageFeatures, TextFeatures
 from mmdemo.models import MultimodalClassifier, TaskInfo, get_model
 from mmdemo.models.mggf import (MGGF, CrossModalFusion, CrossModalGuidance, GuidedClassifier, LocalFeature,
                                 intensity_targets, mean_discrepancy)
 
 ENTRY = get_model("mggf")
-CAPTIONS = ["a happy dog running on the beach", "so sad", "what a day it is today, great weather!", "meh"]
 
 
-def _encode(text_name: str, image_name: str, n: int = 4):
-    te, ie = create_text_encoder(text_name), create_image_encoder(image_name)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        text = te.encode(CAPTIONS[:n], num_layers=1)
-        image = ie(torch.randn(n, 3, ie.image_size, ie.image_size))
-    return FeatureDims.of(te, ie), text, image
-
-
-@pytest.fixture(scope="module")
-def bert_resnet():
-    return _encode("tiny-bert", "tiny-resnet")
-
-
-@pytest.fixture(scope="module")
-def clip_pair():
-    return _encode("tiny-clip-text", "tiny-clip-image")
 
 
 SENTIMENT = TaskInfo(("positive", "neutral", "negative"), ordinal=True)

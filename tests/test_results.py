@@ -37,3 +37,17 @@ def test_placeholders_fill_means_stds_and_seeds(tmp_path):
         render("{{value runs mvsa-single hglnet test fused accuracy}}", base=tmp_path)
     with pytest.raises(ValueError, match="unknown placeholder"):
         render("{{median runs}}", base=tmp_path)
+
+
+def test_every_bundled_checkpoint_is_in_the_modality_report():
+    """The README's table of what each network draws on covers every network the app ships: bundling a checkpoint
+    means rerunning `python -m trainer probe --bundled --splits dev test --json runs-probe/bundled.json`."""
+    from mmdemo.hub import bundled_checkpoints
+    from trainer.results import REPO_ROOT
+
+    probed = json.loads((REPO_ROOT / "runs-probe" / "bundled.json").read_text())
+    for task, models in bundled_checkpoints().items():
+        for model in models:
+            assert set(probed.get(f"{task}/{model}", {})) >= {"dev", "test"}, (
+                f"{task}/{model} is bundled but not probed: rerun `python -m trainer probe --bundled --splits dev "
+                f"test --json runs-probe/bundled.json`")

@@ -329,3 +329,17 @@ def test_sweep_ranks_points_by_mean_dev_never_by_test_and_promotes_the_best(tmp_
                               resume=True)
     assert [(c[c.index("--seeds") + 1], "--resume" in c) for c in started] == [("1", True)]
     assert resumed["best"] == again["best"] and len(resumed["points"]) == 3
+
+
+def test_paired_bootstrap_interval_on_fixed_numbers():
+    from trainer.compare import paired_bootstrap
+
+    t = lambda *v: torch.tensor(v, dtype=torch.float)  # noqa: E731
+    always = paired_bootstrap({0: t(1, 1, 1, 1)}, {0: t(0, 0, 0, 0), 1: t(1, 1, 1, 1)})
+    assert always["seeds"] == [0] and always["difference"] == 1 and always["low"] == always["high"] == 1
+    # per-sample differences (+1, 0, 0, -1), averaged with a second seed where A and B tie: mean 0, an interval
+    # around it that contains 0
+    tie = paired_bootstrap({0: t(1, 0, 1, 0), 1: t(1, 1, 0, 0)}, {0: t(0, 0, 1, 1), 1: t(1, 1, 0, 0)}, samples=2000)
+    assert tie["difference"] == 0 and tie["low"] < 0 < tie["high"] and tie["a"] == tie["b"] == 0.5
+    with pytest.raises(ValueError, match="no seed"):
+        paired_bootstrap({0: t(1)}, {1: t(1)})

@@ -1,4 +1,4 @@
-"""python -m trainer {train,sweep,eval,floor,report,bundle,bench,probe,push,space,data} ...
+"""python -m trainer {train,sweep,eval,floor,report,bundle,bench,probe,compare,push,space,data} ...
 
 Examples:
   python -m trainer train --task mvsa-single --model concat --seeds 0 1 2
@@ -207,9 +207,25 @@ def cmd_probe(a) -> None:
                 print(f"  {key}: {sig['mean']:.4f} ± {sig['std']:.4f} (5-95%: {sig['p05']:.3f}-{sig['p95']:.3f}), "
                       f"Spearman with text share {sig['spearman_text_share']:+.3f}, image-shuffled mean "
                       f"{sig['shuffled_mean']:.4f} (higher for {sig['shuffled_higher_fraction']:.0%})")
-    if a.json:
+    if a.json:  # merged into what the file holds: probing one new checkpoint keeps the others' reports
         a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+        merged = json.loads(a.json.read_text()) if a.json.is_file() else {}
+        for name, splits in results.items():
+            merged.setdefault(name, {}).update(splits)
+        a.json.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
+
+
+def cmd_compare(a) -> None:
+    from .compare import hits, paired_bootstrap
+    from .run import run_name
+
+    runs = [hits(a.runs / a.task / run_name(m, v), a.split, a.data_dir, a.cache_dir)
+            for m, v in (s.partition(":")[::2] for s in a.models)]
+    r = paired_bootstrap(*runs, samples=a.samples)
+    print(f"{a.task} {a.split}, seeds {r['seeds']}, {r['n']} samples: {a.models[0]} {r['a'] * 100:.2f} vs "
+          f"{a.models[1]} {r['b'] * 100:.2f}; difference {r['difference'] * 100:+.2f} points, paired bootstrap 95% "
+          f"interval [{r['low'] * 100:+.2f}, {r['high'] * 100:+.2f}]"
+          + (" (contains 0: no difference shown)" if r["low"] <= 0 <= r["high"] else ""))
 
 
 def cmd_push(a) -> None:
@@ -338,11 +354,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compare-references", action="store_true",
                    help="with several checkpoints of one run (its seeds): how much each reference's per-input "
                         "answer depends on the seed")
-    p.add_argument("--json", type=Path, default=None, help="write the reports here")
+    p.add_argument("--json", type=Path, default=None, help="write the reports into this file (merged with what it holds)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--cache-dir", type=Path, default=None)
     p.set_defaults(fn=cmd_probe)
+
+    p = sub.add_parser("compare", help="paired bootstrap interval of the accuracy difference of two models (same "
+                                       "seeds, same samples); needs the runs' weights")
+    p.add_argument("--task", required=True)
+    p.add_argument("--models", nargs=2, required=True, metavar="MODEL[:VARIANT]")
+    p.add_argument("--split", default="test", choices=["dev", "test"])
+    p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
+    p.add_argument("--samples", type=int, default=10_000)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--cache-dir", type=Path, default=None)
+    p.set_defaults(fn=cmd_compare)
 
     p = sub.add_parser("push", help="upload a checkpoint directory to the Hugging Face Hub")
     p.add_argument("--checkpoint", required=True)

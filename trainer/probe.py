@@ -138,7 +138,6 @@ def modality_report(model: MultimodalClassifier, split: CachedSplit, reference: 
     score = compute_metrics(logits, split.labels, model.labels, model.multi_label)[metric]
     phi_t, phi_i, inter, share = predicted_class_shapley(Contribution(model.labels, values, reference.kind),
                                                          logits.argmax(-1))
-    rows = torch.arange(n)
     report: dict = {
         "n": n, "metric": metric, "score": score, "reference": reference.kind,
         "shapley": {"text_share": _spread(share), "text": _spread(phi_t), "image": _spread(phi_i),

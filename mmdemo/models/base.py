@@ -160,11 +160,30 @@ class HeadConfig:
     @classmethod
     def from_dict(cls, d: dict | None) -> "HeadConfig":
         d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
+        types = {f.name: f.type for f in fields(cls)}
+        unknown = set(d) - set(types)
         if unknown:
             raise ValueError(f"{cls.__name__} has no field(s) {sorted(unknown)}")
-        return cls(**d)
+        return cls(**{k: _coerce(v, types[k], f"{cls.__name__}.{k}") for k, v in d.items()})
+
+
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _coerce(value: Any, annotation: str | type, where: str) -> Any:
+    """A config value given as text (a sweep grid, `--set`) -> the field's type: "False" must not read as a true
+    (non-empty) string. Other values pass unchanged."""
+    kind = getattr(annotation, "__name__", annotation)
+    if kind == "bool" and not isinstance(value, bool):
+        if str(value).strip().lower() not in _BOOLS:
+            raise ValueError(f"{where} is true or false, not {value!r}")
+        return _BOOLS[str(value).strip().lower()]
+    if kind in ("int", "float") and isinstance(value, str):
+        try:
+            return int(value) if kind == "int" else float(value)
+        except ValueError:
+            raise ValueError(f"{where} is a number ({kind}), not {value!r}") from None
+    return value
 
 
 def task_loss(logits: torch.Tensor, target: torch.Tensor, multi_label: bool) -> torch.Tensor:

@@ -103,20 +103,27 @@ class LabelPrior(FusionHead):
 def _register() -> None:
     from . import ModelEntry, register_model
 
-    # Presets: the settings chosen on MVSA-Single dev (docs/RESULTS.md, scripts/reproduce.sh).
+    # Presets: the settings chosen on each task's dev set (docs/RESULTS.md, scripts/reproduce.sh, scripts/hashtags.sh).
     tasks = ("mvsa-single", "mediaeval2016")
+    # hashtags (frozen features): CACNet's budget, lr 1e-3 over 3e-4 on dev P@1 for every baseline
+    hashtags = {"lr": 1e-3, "epochs": 40, "patience": 40, "batch_size": 20}
     register_model(ModelEntry("text-only", UnimodalBranches, "MLP on the text encoder's pooled vector",
                               defaults={"fusion": "text"},
-                              presets={"best": {t: {"unfreeze_text_layers": 2, "encoder_lr": 2e-5} for t in tasks}}))
+                              presets={"best": {**{t: {"unfreeze_text_layers": 2, "encoder_lr": 2e-5} for t in tasks},
+                                                "hashtags": hashtags}}))
     register_model(ModelEntry("image-only", UnimodalBranches, "MLP on the image encoder's pooled vector",
-                              defaults={"fusion": "image"}, presets={"best": {t: {} for t in tasks}}))
+                              defaults={"fusion": "image"},
+                              presets={"best": {**{t: {} for t in tasks}, "hashtags": hashtags}}))
     register_model(ModelEntry("concat", UnimodalBranches, "Late fusion: MLP on [text pooled; image pooled]",
                               defaults={"fusion": "concat"},
                               presets={"best": {
                                   "mvsa-single": {"unfreeze_text_layers": 2, "encoder_lr": 5e-5, "epochs": 8},
-                                  "mediaeval2016": {"unfreeze_text_layers": 2, "encoder_lr": 5e-5}}}))
+                                  "mediaeval2016": {"unfreeze_text_layers": 2, "encoder_lr": 5e-5},
+                                  "hashtags": hashtags}}))
     register_model(ModelEntry("prior", LabelPrior, "The labels' training frequencies, whatever the input (the "
-                              "tag-popularity / class-prior baseline)"))
+                              "tag-popularity / class-prior baseline)",
+                              presets={"best": {"hashtags": {"lr": 1e-2, "epochs": 40, "patience": 40,
+                                                             "batch_size": 20}}}))
 
 
 _register()
