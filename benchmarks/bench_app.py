@@ -3,6 +3,7 @@ and the time from starting `python app.py` to its first answer. Prints a markdow
 
     python benchmarks/bench_app.py                 # bundled checkpoints/ (or an untrained stand-in)
     python benchmarks/bench_app.py --threads 2 --runs 30 --root checkpoints
+    python benchmarks/bench_app.py --untrained infig mahfnet cacnet   # networks not bundled yet
 
 Targets: prediction p50 <= 150 ms, Integrated Gradients <= 3 s. When checkpoints/ holds no network, an
 UNTRAINED concat checkpoint with the default encoders (minilm-l6 + efficientnet-lite0) is written to a temp
@@ -202,6 +203,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20, help="timed predictions per network")
     ap.add_argument("--explain-runs", type=int, default=3)
     ap.add_argument("--no-app", action="store_true", help="skip the app start-up measurement")
+    ap.add_argument("--untrained", nargs="+", metavar="MODEL", default=[],
+                    help="time only predictions of these networks, UNTRAINED (random heads with the default encoders: "
+                         "the same compute), e.g. networks not bundled yet")
     a = ap.parse_args()
 
     os.environ["OMP_NUM_THREADS"] = str(a.threads)  # the app subprocess too
@@ -210,14 +214,22 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     root, note = a.root, f"bundled checkpoints in `{a.root}`"
     tmp = None
-    if not bundled_checkpoints(root):
+    if a.untrained:
+        tmp = tempfile.TemporaryDirectory(prefix="mmdemo-bench-")
+        root = Path(tmp.name)
+        for model in a.untrained:
+            make_untrained_checkpoint(root, model=model)
+        note = f"UNTRAINED {', '.join(a.untrained)} (minilm-l6 + efficientnet-lite0); latency does not depend on the weights"
+        a.no_app, a.explain_runs = True, 0
+    elif not bundled_checkpoints(root):
         tmp = tempfile.TemporaryDirectory(prefix="mmdemo-bench-")
         root = Path(tmp.name)
         make_untrained_checkpoint(root)
         note = (f"no checkpoint in `{a.root}`: an UNTRAINED concat checkpoint (minilm-l6 + efficientnet-lite0) "
                 f"was written to a temp dir; latency does not depend on the weights")
     rows, first = bench_predictions(root, a.runs)
-    rows += bench_explanations(root, *first, a.explain_runs)
+    if a.explain_runs:
+        rows += bench_explanations(root, *first, a.explain_runs)
     if not a.no_app:
         rows += bench_app_start(root, *first, calls=10)
     print(f"\nmmdemo app benchmark — {note}; torch {torch.__version__}, {a.threads} thread(s), "

@@ -213,6 +213,8 @@ class Predictor:
         text = self.pipeline.encode_text(inputs["input_ids"], inputs["attention_mask"], inputs.get("prior_text"))
         img = self.pipeline.encode_image(inputs["pixel_values"], inputs.get("prior_image"))
         ref = self.reference
+        # v(neither) does not depend on the input, but it runs in the same batch, padded like the others, so that a
+        # modality the head ignores gets exactly 0 (computed apart, it would differ in the last bits)
         out: ModelOutput = self.classifier(*with_reference(text, img, ref))  # row 0: the input itself
         ml = self.classifier.multi_label
         probs = {}

@@ -11,7 +11,8 @@ Examples:
   python -m trainer report --markdown                           # docs/RESULTS.md from the committed runs
   python -m trainer bundle --task mvsa-single --model concat
   python -m trainer bench --task mvsa-single
-  python -m trainer probe --checkpoint checkpoints/mvsa-single/mggf --splits dev
+  python -m trainer probe --checkpoint checkpoints/mvsa-single/mggf --splits dev   # what it draws on, measured
+  python -m trainer compare --task mvsa-single --models hglnet concat --split test  # paired bootstrap interval
   python -m trainer push --checkpoint checkpoints/mvsa-single/concat --repo-id USER/NAME
   python -m trainer space --repo-id USER/NAME                   # the app + bundled checkpoints as a Space
 """
