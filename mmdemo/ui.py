@@ -11,6 +11,7 @@ Bad input and broken checkpoints become a message in the page, never a stack tra
 from __future__ import annotations
 
 import html
+import math
 import logging
 import threading
 from dataclasses import dataclass
@@ -166,14 +167,16 @@ def contribution_html(pred: Prediction, label: str | None = None) -> str:
     return (f"<div style='margin-top:6px'><b>Measured: how much each modality moved “{html.escape(c['label'])}”</b></div>"
             f"<table style='width:100%;font-size:95%'><tr><td style='width:22%'>caption <b>{share:.0%}</b></td>"
             f"<td>{bar}</td><td style='width:22%;text-align:right'>image <b>{1 - share:.0%}</b></td></tr></table>"
-            f"<div style='font-size:90%'>Shapley values (change in log-probability): caption <b>{c['text']:+.3f}</b>, "
-            f"image <b>{c['image']:+.3f}</b>; together beyond their separate effects (interaction) "
-            f"<b>{c['interaction']:+.3f}</b>.</div>"
+            f"<div style='font-size:90%'>With neither ({html.escape(what)}) the network gives it "
+            f"<b>{math.exp(c['neither']):.0%}</b>, with both <b>{math.exp(c['both']):.0%}</b>. Shapley values of that "
+            f"change in log-probability: caption <b>{c['text']:+.3f}</b>, image <b>{c['image']:+.3f}</b>; together "
+            f"beyond their separate effects (interaction) <b>{c['interaction']:+.3f}</b>.</div>"
             f"<div style='font-size:90%;opacity:.85'>How to read: the network was rerun with the caption, the image or "
             f"both replaced by {what}; each modality's value is its average effect of being added (the two sum to the "
-            f"change from neither to both), positive when it pushes towards the class. Compare it with what the "
-            f"network itself reports below: a signal that says “text” while the caption moves nothing is not telling "
-            f"you what the network used.</div>")
+            f"change from neither to both), positive when it pushes towards the class. The shares divide that change "
+            f"only: a modality that agrees with what the stand-ins already suggest moves little. Compare it with what "
+            f"the network itself reports below: a signal that says “text” while the caption moves nothing is not "
+            f"telling you what the network used.</div>")
 
 
 def signals_html(pred: Prediction, signals: dict[str, Signal], missing_prior: str = "") -> str:
