@@ -3,6 +3,7 @@ for each sweep point the predict p50 of its best-on-dev checkpoint through the a
 checkpoint's size. Writes runs-encoders/costs.json (docs/RESULTS.md's encoder table reads it) and prints the table.
 
     python scripts/encoders_table.py [--runs runs-encoders] [--task mvsa-single] [--samples 256] [--predictions 20]
+                                     [--keep-encode]
 """
 
 from __future__ import annotations
@@ -71,10 +72,14 @@ def main() -> None:
     p.add_argument("--predictions", type=int, default=20, help="predictions timed per checkpoint")
     p.add_argument("--checkpoints", nargs="*", type=Path, default=[REPO / "checkpoints" / "mvsa-single" / "hglnet"],
                    help="bundled checkpoints to time as well (a point whose runs live elsewhere)")
+    p.add_argument("--keep-encode", action="store_true",
+                   help="re-measure the predictions only, keeping the encode times already in costs.json")
     a = p.parse_args()
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
 
     costs: dict = {"threads": torch.get_num_threads(), "points": {}, "encode": {}}
+    if a.keep_encode and (a.runs / "costs.json").is_file():
+        costs["encode"] = json.loads((a.runs / "costs.json").read_text())["encode"]
     for sweep in sorted((a.runs / a.task).glob("*/sweep.json")):
         result = json.loads(sweep.read_text())
         for point in result["points"]:
@@ -96,6 +101,7 @@ def main() -> None:
         costs["points"][f"bundled/{ckpt.parent.name}/{ckpt.name}"] = {
             "predict_p50_ms": round(predict_p50_ms(ckpt, a.predictions), 1),
             "checkpoint_mb": round((ckpt / "model.safetensors").stat().st_size / 1e6, 2)}
+    costs["load_average"] = round(os.getloadavg()[0], 1)  # what else the machine was doing while measuring
     (a.runs / "costs.json").write_text(json.dumps(costs, indent=2))
     print(encoders(a.runs.name, a.task, a.runs.parent))
 
