@@ -119,8 +119,8 @@ def _pad_tokens(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:
 _TOKEN_AXIS = {"layers": 2, "attention_mask": 1, "input_ids": 1, "word_embeddings": 1}
 
 
-# Features every model reads; the others (token ids, prior vectors, ImageNet logits) are in a stored reference
-# exactly when the model read them in training, and are left out of the batch when it did not.
+# Features every model reads; the others (token ids, prior vectors, ImageNet logits) are in a "mean" reference
+# exactly when the model read them in training, and are left out of the batch when the reference lacks them.
 _REQUIRED = {"layers", "attention_mask", "pooled", "patches"}
 
 
@@ -169,7 +169,7 @@ class Contribution:
 
     labels: list[str]
     values: dict[str, torch.Tensor]
-    reference: str = "mean"
+    reference: str = "blank"
 
     @property
     def text(self) -> torch.Tensor:
@@ -190,11 +190,16 @@ class Contribution:
         """Input b of a batch."""
         return Contribution(self.labels, {k: v[b] for k, v in self.values.items()}, self.reference)
 
+    @property
+    def text_shares(self) -> torch.Tensor:
+        """|phi_text| / (|phi_text| + |phi_image|) for every class (0.5 where neither modality moves it)."""
+        t, i = self.text.abs(), self.image.abs()
+        return torch.where(t + i > 0, t / (t + i).clamp(min=1e-12), torch.full_like(t, 0.5))
+
     def text_share(self, label: str | int) -> float:
-        """|phi_text| / (|phi_text| + |phi_image|) for one class (0.5 when neither moves it)."""
+        """`text_shares` of one class."""
         c = self.labels.index(label) if isinstance(label, str) else label
-        t, i = abs(float(self.text[c])), abs(float(self.image[c]))
-        return 0.5 if t + i == 0 else t / (t + i)
+        return float(self.text_shares[..., c])
 
     def of(self, label: str | int) -> dict[str, float]:
         """The numbers the app and the API show for one class."""

@@ -54,6 +54,7 @@ def measure(model, split, image_order: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def main() -> None:
     from mmdemo.checkpoint import load_checkpoint
+    from trainer.probe import derangements
     from trainer.run import checkpoint_features
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -63,9 +64,8 @@ def main() -> None:
     model = load_checkpoint(a.checkpoint).eval()
     split = checkpoint_features(model, splits=(a.split,))[a.split]
     n = len(split)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
-    order[order == torch.arange(n)] = (order[order == torch.arange(n)] + 1) % n
-    matched, shuffled = measure(model, split, torch.arange(n)), measure(model, split, order)
+    matched = measure(model, split, torch.arange(n))
+    shuffled = measure(model, split, derangements(n, 1, seed=0)[0])
     norms = {name: model.head.get_submodule(f"{name}.norm") for name in ("text_branch", "image_branch")}
     gains = ", ".join(f"{name.split('_')[0]} {m.weight.abs().mean():.3f}" for name, m in norms.items()
                       if isinstance(m, torch.nn.LayerNorm)) or "none (feature_norm=False)"

@@ -12,10 +12,9 @@ import torch.nn.functional as F
 from mmdemo.encoders import FeatureDims, ImageFeatures, TextFeatures
 from mmdemo.models import FitData, ModelOutput, TaskInfo, get_model
 from mmdemo.models.cacnet import CACNet, CrossActiveLayer, cross_active_beta, sample_errors
-from trainer.features import cached_features
 from trainer.loop import RunSpec, train
 
-from .synthetic import LABELS, synthetic_data
+from .synthetic import LABELS, synthetic_features
 
 ENTRY = get_model("cacnet")
 DIMS = FeatureDims(text_dim=8, text_layers=2, image_dim=6, image_pooled_dim=6, image_logits_dim=0,
@@ -206,13 +205,7 @@ def test_parameter_groups_partition_the_head():
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory, tiny_encoders):
-    from mmdemo.encoders import FeatureDims
-
-    root = tmp_path_factory.mktemp("cacnet")
-    data = synthetic_data(root, n_train=32, n_dev=8, n_test=8, corrupt=0)
-    te, ie = tiny_encoders
-    feats = cached_features(data, te, ie, max_length=16, cache_dir=root / "cache", batch_size=16)
-    return data, feats, FeatureDims.of(te, ie)
+    return synthetic_features(tmp_path_factory.mktemp("cacnet"), tiny_encoders)
 
 
 def test_trainer_steps_leave_the_other_groups_untouched(synthetic, tiny_encoders, monkeypatch):

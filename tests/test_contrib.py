@@ -8,14 +8,13 @@ import torch
 from PIL import Image
 
 from mmdemo.contrib import COALITIONS, Contribution, contribution, mean_reference, with_reference
-from mmdemo.encoders import FeatureDims, ImageFeatures, TextFeatures
+from mmdemo.encoders import ImageFeatures, TextFeatures
 from mmdemo.models import MultimodalClassifier
 from mmdemo.predict import Predictor
-from trainer.features import cached_features
 from trainer.loop import RunSpec, train
 from trainer.probe import modality_report, reference_of
 
-from .synthetic import LABELS, synthetic_data
+from .synthetic import LABELS, synthetic_features
 
 
 def test_shapley_values_on_fixed_numbers():
@@ -75,11 +74,7 @@ def test_with_reference_builds_the_four_coalitions():
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory, tiny_encoders):
-    root = tmp_path_factory.mktemp("contrib")
-    data = synthetic_data(root, n_train=32, n_dev=16, n_test=8, corrupt=0)
-    te, ie = tiny_encoders
-    feats = cached_features(data, te, ie, max_length=16, cache_dir=root / "cache", batch_size=16)
-    return data, feats, FeatureDims.of(te, ie)
+    return synthetic_features(tmp_path_factory.mktemp("contrib"), tiny_encoders, n_dev=16)
 
 
 def _trained(model: str, synthetic, epochs: int = 3) -> MultimodalClassifier:

@@ -16,26 +16,20 @@ from PIL import Image
 
 from mmdemo import explain as X
 from mmdemo.checkpoint import load_checkpoint, save_checkpoint
-from mmdemo.encoders import FeatureDims
 from mmdemo.models import ModelOutput, MultimodalClassifier, get_model, list_models
 from mmdemo.predict import Predictor
 from mmdemo.ui import main_signal, signals_html
-from trainer.features import cached_features
 from trainer.loop import RunSpec, evaluate, train
 from trainer.probe import modality_report, reference_of
 
-from .synthetic import LABELS, synthetic_data
+from .synthetic import LABELS, synthetic_features
 
 ROWS = [(m, v) for m in list_models() for v in ("", *get_model(m).variants)]
 
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory, tiny_encoders):
-    root = tmp_path_factory.mktemp("registry")
-    data = synthetic_data(root, n_train=32, n_dev=8, n_test=8, corrupt=0)
-    te, ie = tiny_encoders
-    feats = cached_features(data, te, ie, max_length=16, cache_dir=root / "cache", batch_size=16)
-    return data, feats, FeatureDims.of(te, ie)
+    return synthetic_features(tmp_path_factory.mktemp("registry"), tiny_encoders)
 
 
 def check_explain(model: MultimodalClassifier, out: ModelOutput, batch: int, n_tokens: int) -> None:

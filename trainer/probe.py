@@ -55,7 +55,7 @@ def reference_of(model: MultimodalClassifier, kind: str, train: CachedSplit | No
                            model.text_layers, model.max_length, prior)
 
 
-def _orders(n: int, shuffles: int, seed: int) -> list[torch.Tensor]:
+def derangements(n: int, shuffles: int, seed: int) -> list[torch.Tensor]:
     """`shuffles` derangements of range(n): no sample keeps its own partner."""
     gen = torch.Generator().manual_seed(seed)
     out = []
@@ -107,10 +107,7 @@ def _passes(model: MultimodalClassifier, split: CachedSplit, image_order: torch.
 def predicted_class_shapley(shap: Contribution, predicted: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """[N] phi_text, phi_image, interaction and text share on each input's predicted class."""
     rows = torch.arange(len(predicted))
-    phi_t, phi_i = shap.text[rows, predicted], shap.image[rows, predicted]
-    total = phi_t.abs() + phi_i.abs()
-    share = torch.where(total > 0, phi_t.abs() / total.clamp(min=1e-12), torch.full_like(total, 0.5))
-    return phi_t, phi_i, shap.interaction[rows, predicted], share
+    return tuple(x[rows, predicted] for x in (shap.text, shap.image, shap.interaction, shap.text_shares))
 
 
 @torch.no_grad()
@@ -147,13 +144,13 @@ def modality_report(model: MultimodalClassifier, split: CachedSplit, reference: 
     # with caption r's label, the images were shuffled (text and labels kept); read with image order[r]'s label,
     # the captions were (images and labels kept).
     drops = {"image": [], "text": []}
-    for order in _orders(n, shuffles, seed):
+    for order in derangements(n, shuffles, seed):
         shuffled, _, _ = _passes(model, split, image_order=order)
         for modality, labels in (("image", split.labels), ("text", split.labels[order])):
             drops[modality].append(score - compute_metrics(shuffled, labels, model.labels, model.multi_label)[metric])
     report["perceptual"] = {m: _mean_std(d) for m, d in drops.items()}
     # The network's own signals: spread, rank correlation with the measured text share, matched vs shuffled.
-    _, shuffled_signals, _ = _passes(model, split, image_order=_orders(n, 1, seed + 1)[0])
+    _, shuffled_signals, _ = _passes(model, split, image_order=derangements(n, 1, seed + 1)[0])
     report["signals"] = {}
     for key, v in signals.items():
         constant = v.std() == 0
