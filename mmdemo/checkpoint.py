@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
+
 from .models import MultimodalClassifier
 
 CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, CARD_FILE = "config.json", "model.safetensors", "metrics.json", "README.md"
@@ -48,6 +50,28 @@ def save_checkpoint(model: MultimodalClassifier, out_dir: str | Path, metrics: d
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def compact_checkpoint(ckpt_dir: str | Path, dtype: torch.dtype = torch.float16) -> tuple[int, int]:
+    """Shrink a checkpoint for bundling and serving, in place: drop the state only further training reads (the
+    head's `training_state`: momentum encoders, queues) and store float32 tensors as `dtype` (kept float32 where a
+    value would not fit). Loading casts them back to float32. Returns the weights file's (old, new) size in bytes."""
+    from safetensors.torch import load_file, save_file
+
+    path = Path(ckpt_dir) / WEIGHTS_FILE
+    model = load_checkpoint(ckpt_dir)
+    training = {f"head.{k}" for k in model.head.training_state()}
+    state, before = load_file(str(path)), path.stat().st_size
+    small = {}
+    for key, t in state.items():
+        if key in training:
+            continue
+        cast = t.to(dtype) if t.dtype == torch.float32 else t
+        small[key] = cast if torch.isfinite(cast).all() or not torch.isfinite(t).all() else t
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(small, str(tmp), metadata={"format": "pt", "dtype": str(dtype).removeprefix("torch.")})
+    os.replace(tmp, path)
+    return before, path.stat().st_size
 
 
 def read_config(ckpt_dir: str | Path) -> dict:

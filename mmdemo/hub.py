@@ -73,6 +73,16 @@ def _aux_line(head: dict) -> str:
     return f"trained jointly with weight `aux_weight={w}` on their cross-entropy"
 
 
+def _bundle_line(metrics: dict) -> str:
+    """The weights' storage when `trainer bundle` compacted them, with the dev metrics measured on that copy."""
+    b = metrics.get("bundle")
+    if not b:
+        return ""
+    dev = ", ".join(f"{k} {v:.4f}" for k, v in sorted(b["dev"].items()))
+    return (f"\n- **Weights:** stored in {b['dtype']} ({b['bytes']['bundled'] / 2**20:.1f} MiB, from "
+            f"{b['bytes']['run'] / 2**20:.1f}), without training-only state; dev measured on this copy: {dev}.")
+
+
 def make_model_card(config: dict, metrics: dict, command: str = "") -> ModelCard:
     """A model card with ModelCardData (license, library, tags, datasets, base models, eval results) and a
     body that says what the model is, how it was trained and evaluated, and how to load it."""
@@ -119,7 +129,7 @@ def make_model_card(config: dict, metrics: dict, command: str = "") -> ModelCard
 - **Interpretable outputs:** {outputs or 'none (a baseline)'}
 - **Unimodal predictions:** every mmdemo network also predicts from each modality alone through small auxiliary
   classifiers on its own unimodal representations, {_aux_line(config['head'])}.
-- **Selection:** best epoch on dev ({metrics.get('selected_on', 'dev')}); seed {metrics.get('seed', '?')}.
+- **Selection:** best epoch on dev ({metrics.get('selected_on', 'dev')}); seed {metrics.get('seed', '?')}.{_bundle_line(metrics)}
 
 ## Evaluation
 

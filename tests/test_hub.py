@@ -95,6 +95,10 @@ def test_model_card_says_what_was_fine_tuned_and_which_heads_are_probes(ckpt):
     assert "probes" in tuned and "trained jointly" not in tuned
     lora = hub.make_model_card({**config, "finetune_text_layers": 2, "lora_rank": 8}, METRICS).text
     assert "through LoRA adapters of rank 8" in lora and "the 2 tuned layers" not in lora
+    assert "**Weights:**" not in frozen  # a run's own checkpoint; a bundled one says how it is stored
+    small = {"dtype": "float16", "bytes": {"run": 2**21, "bundled": 2**20}, "dev": {"accuracy": 0.7}}
+    bundled = hub.make_model_card(config, {**METRICS, "bundle": small}).text
+    assert "stored in float16 (1.0 MiB, from 2.0)" in bundled and "accuracy 0.7000" in bundled
 
 
 def test_resolve_falls_back_to_bundled_when_hub_unreachable(ckpt, monkeypatch):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from mmdemo.checkpoint import load_checkpoint, read_config, save_checkpoint
+from mmdemo.checkpoint import compact_checkpoint, load_checkpoint, read_config, save_checkpoint
 from mmdemo.encoders import FeatureDims, ImageFeatures, TextFeatures
 from mmdemo.models import FeatureNeeds, MultimodalClassifier, TaskInfo, get_model
 from mmdemo.models import infig as I
@@ -347,6 +347,18 @@ def test_checkpoint_round_trip_carries_queue_and_momentum_encoder(tmp_path):
     with torch.no_grad():
         a, b = clf(text, image), loaded(text, image)
     assert torch.equal(a.logits, b.logits)
+
+    # The bundled form leaves the momentum encoders and the queues out; loading it starts them as training does
+    # (momentum = online, queues empty) and predicts as before, up to float16 rounding.
+    before, after = compact_checkpoint(tmp_path / "ckpt")
+    small = load_checkpoint(tmp_path / "ckpt")
+    assert after < before / 2
+    assert int(small.head.queue.filled) == 0 and int(small.head.queue.ptr) == 0
+    for online, momentum in small.head.momentum_pairs():
+        for p, p_m in zip(online.parameters(), momentum.parameters()):
+            assert torch.equal(p, p_m)
+    with torch.no_grad():
+        assert torch.allclose(small(text, image).logits, a.logits, atol=1e-2)
 
 
 @pytest.fixture(scope="module")

@@ -3,19 +3,22 @@ covered here without editing a test.
 
 For each (model, variant), with tiny encoders: forward/backward at batch 1 and 3 through the head's own objective,
 its explain entries against its `signals` declaration, a few epochs of the real trainer loop from the real feature
-cache, a checkpoint round trip, `Predictor.predict` and its Shapley values, the dataset probe, one Captum explanation
-and the app's signal rendering.
+cache, a checkpoint round trip (and its bundled float16 form), `Predictor.predict` and its Shapley values, the
+dataset probe, one Captum explanation and the app's signal rendering.
 """
 
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from mmdemo import explain as X
-from mmdemo.checkpoint import load_checkpoint, save_checkpoint
+from mmdemo.checkpoint import compact_checkpoint, load_checkpoint, save_checkpoint
 from mmdemo.models import ModelOutput, MultimodalClassifier, get_model, list_models
 from mmdemo.predict import Predictor
 from mmdemo.ui import main_signal, signals_html
@@ -90,6 +93,14 @@ def test_every_network_and_variant_end_to_end(model, variant, synthetic, tiny_en
     with torch.no_grad():
         a, b = trained(text, image), loaded(text, image)
     assert torch.equal(a.logits, b.logits) and torch.equal(a.text_logits, b.text_logits)
+    # the bundled form (float16, no training-only state): same predictions up to float16 rounding
+    shutil.copytree(tmp_path / "ckpt", tmp_path / "bundled")
+    compact_checkpoint(tmp_path / "bundled")
+    stored = load_file(tmp_path / "bundled" / "model.safetensors")
+    assert not any(t.dtype == torch.float32 for t in stored.values())
+    with torch.no_grad():
+        c = load_checkpoint(tmp_path / "bundled")(text, image)
+    assert torch.allclose(c.logits, a.logits, atol=2e-2, rtol=1e-2)
 
     # Predictor, a Captum explanation, the app's rendering of the network's own signals
     p = Predictor(loaded, text_encoder=te, image_encoder=ie)

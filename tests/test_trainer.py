@@ -110,10 +110,15 @@ def test_tiny_run_learns_well_above_chance_and_writes_a_checkpoint(synthetic, tm
     assert "| mvsa-single | concat | fused | 1 |" in table([tmp_path / "runs", tmp_path / "runs" / "mvsa-single"])
     (out / "README.md").write_text("a card written by older code")  # bundle makes the card anew
     dest = tmp_path / "checkpoints" / "mvsa-single" / "concat"
-    assert bundle(out.parent, dest)[0] == out
+    assert bundle(out.parent, dest, compact=False)[0] == out
     assert (dest / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
     card = (dest / "README.md").read_text()
     assert "older code" not in card and "# concat on mvsa-single" in card and "pytest" in card
+    # the default bundle: float16 weights, its dev metrics measured again and recorded beside the run's
+    assert bundle(out.parent, dest, dev=feats["dev"])[0] == out
+    small = json.loads((dest / "metrics.json").read_text())["bundle"]
+    assert small["dtype"] == "float16" and small["bytes"]["bundled"] < 0.6 * small["bytes"]["run"]
+    assert abs(small["dev"]["accuracy"] - metrics["dev"]["fused"]["accuracy"]) <= 0.02
 
 
 def test_metrics_single_and_multi_label():

@@ -149,9 +149,17 @@ def cmd_bundle(a) -> None:
     from .report import bundle
     from .run import run_name
 
+    from mmdemo.checkpoint import read_metrics
+
     dest = a.dest / a.task / a.model
-    best, metric = bundle(a.runs / a.task / run_name(a.model, a.variant), dest)
+    best, metric = bundle(a.runs / a.task / run_name(a.model, a.variant), dest, compact=not a.float32)
     print(f"bundled {best} -> {dest} (best dev {metric})")
+    small = read_metrics(dest).get("bundle")
+    if small:
+        run = read_metrics(best)["dev"]["fused"]
+        shown = ", ".join(f"{k} {run[k]:.4f} -> {v:.4f}" for k, v in small["dev"].items() if k in run)
+        print(f"  float16, training-only state left out: {small['bytes']['run'] / 2**20:.1f} -> "
+              f"{small['bytes']['bundled'] / 2**20:.1f} MiB; dev {shown}")
 
 
 def cmd_bench(a) -> None:
@@ -220,8 +228,13 @@ def cmd_compare(a) -> None:
     from .compare import hits, paired_bootstrap
     from .run import run_name
 
-    runs = [hits(a.runs / a.task / run_name(m, v), a.split, a.data_dir, a.cache_dir)
-            for m, v in (s.partition(":")[::2] for s in a.models)]
+    def run_dir(spec: str) -> Path:  # MODEL[:VARIANT] under --runs, or a run directory (holding seed*/)
+        if Path(spec).is_dir():
+            return Path(spec)
+        model, _, variant = spec.partition(":")
+        return a.runs / a.task / run_name(model, variant)
+
+    runs = [hits(run_dir(s), a.split, a.data_dir, a.cache_dir) for s in a.models]
     r = paired_bootstrap(*runs, samples=a.samples)
     print(f"{a.task} {a.split}, seeds {r['seeds']}, {r['n']} samples: {a.models[0]} {r['a'] * 100:.2f} vs "
           f"{a.models[1]} {r['b'] * 100:.2f}; difference {r['difference'] * 100:+.2f} points, paired bootstrap 95% "
@@ -335,6 +348,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--variant", default="")
     p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
     p.add_argument("--dest", type=Path, default=REPO_ROOT / "checkpoints")
+    p.add_argument("--float32", action="store_true", help="copy the weights as trained (default: float16, without "
+                   "the state only further training reads; dev is re-measured and recorded)")
     p.set_defaults(fn=cmd_bundle)
 
     p = sub.add_parser("bench", help="feature-extraction throughput; an epoch from cache vs re-encoding")
@@ -364,7 +379,8 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("compare", help="paired bootstrap interval of the accuracy difference of two models (same "
                                        "seeds, same samples); needs the runs' weights")
     p.add_argument("--task", required=True)
-    p.add_argument("--models", nargs=2, required=True, metavar="MODEL[:VARIANT]")
+    p.add_argument("--models", nargs=2, required=True, metavar="MODEL[:VARIANT]|RUN_DIR",
+                   help="two models under --runs, or run directories (each holding seed*/ with weights)")
     p.add_argument("--split", default="test", choices=["dev", "test"])
     p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
     p.add_argument("--samples", type=int, default=10_000)

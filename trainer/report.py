@@ -55,18 +55,31 @@ def table(runs: Path | list[Path], split: str = "test", head: str = "fused", tas
     return "\n".join(lines) if lines else f"no metrics.json with dev and test under {', '.join(map(str, roots))}"
 
 
-def bundle(run_dir: Path, dest: Path) -> tuple[Path, str]:
+def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None) -> tuple[Path, str]:
     """Copy the best-on-dev seed of a run into the bundled checkpoints directory, with its model card made anew
-    from its config and metrics (the card the run wrote may predate the current card text)."""
-    from mmdemo.checkpoint import CARD_FILE, read_config, read_metrics
+    from its config and metrics (the card the run wrote may predate the current card text). `compact`: float16
+    weights without the training-only state (`compact_checkpoint`); the dev metrics of the compact copy are measured
+    (on `dev`, a CachedSplit, else the task's cached dev features) and recorded in its metrics.json ("bundle"),
+    beside the run's float32 ones."""
+    import torch
+
+    from mmdemo.checkpoint import CARD_FILE, METRICS_FILE, compact_checkpoint, load_checkpoint, read_config, read_metrics
     from mmdemo.hub import make_model_card
 
-    from .run import best_seed_dir
+    from .loop import evaluate
+    from .run import best_seed_dir, checkpoint_features
 
     best, metric = best_seed_dir(run_dir)
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(best, dest)
     metrics = read_metrics(dest)
+    if compact:
+        before, after = compact_checkpoint(dest, torch.float16)
+        model = load_checkpoint(dest)
+        dev = evaluate(model, dev or checkpoint_features(model, splits=("dev",))["dev"])["fused"]
+        metrics["bundle"] = {"dtype": "float16", "bytes": {"run": before, "bundled": after},
+                             "dev": {k: v for k, v in dev.items() if isinstance(v, float)}}
+        (dest / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     make_model_card(read_config(dest), metrics, metrics.get("command", "")).save(dest / CARD_FILE)
     return best, metric

@@ -136,6 +136,9 @@ def render(template: str, base: Path = REPO_ROOT) -> str:
         if kind == "cost":  # a figure scripts/encoders_table.py measured: {{cost ROOT KEY FIELD}}
             root, key, field = args
             return f"{json.loads((base / root / 'costs.json').read_text())['points'][key][field]:g}"
+        if kind == "last":  # the last epoch's logged value, e.g. {{last runs mvsa-single cacnet dev_weighted_f1}}
+            roots, task, model, key = args
+            return mean_std([r["history"][-1][key] for r in _runs(roots, task, model, base)])
         if kind in ("value", "seeds"):
             roots, task, model, split, head, metric = args
             values = _values(_runs(roots, task, model, base), split, head, metric)

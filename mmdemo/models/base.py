@@ -233,6 +233,14 @@ class FusionHead(nn.Module):
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         """Called by the trainer before each epoch (1-based) of `num_epochs` (the configured budget)."""
 
+    def training_state(self) -> list[str]:
+        """Keys of this head's state dict that only further training reads (momentum encoders, queues of keys): a
+        bundled checkpoint leaves them out (`mmdemo.checkpoint.compact_checkpoint`). Default: none."""
+        return []
+
+    def reset_training_state(self) -> None:
+        """Rebuild what `training_state` names from the rest of the head, after a checkpoint that left it out."""
+
 
 class MLP(nn.Sequential):
     """Linear -> GELU -> Dropout -> Linear; the small classifier every head uses for its outputs."""

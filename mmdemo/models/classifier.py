@@ -88,9 +88,13 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
                             strict: bool) -> "MultimodalClassifier":
         from safetensors.torch import load_file
 
-        state = load_file(model_file, device=map_location)
+        state = load_file(model_file, device=map_location)  # float16 tensors (a bundled checkpoint) load as float32
         missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = sorted(set(missing) - model.frozen_encoder_keys())  # frozen encoder weights come from the encoder
+        missing = set(missing) - model.frozen_encoder_keys()  # frozen encoder weights come from the encoder
+        training = {f"head.{k}" for k in model.head.training_state()}
+        if missing & training:  # a bundled checkpoint: rebuild what only training reads
+            model.head.reset_training_state()
+        missing = sorted(missing - training)
         if strict and (missing or unexpected):
             raise RuntimeError(f"weights do not match the model: missing {missing[:5]}, unexpected {sorted(unexpected)[:5]}")
         return model.eval()

@@ -39,7 +39,8 @@ Momentum encoders and queues (GAM):
     and in the trainer's per-epoch state, because `--resume` promises the result of an uninterrupted run and that
     needs the queue and the momentum encoder of the last finished epoch. The cost is checkpoint size: at the defaults
     the momentum copies weigh 4.7 MiB and the queues 1 MiB (2 with CLIP) of the head's 14 MiB (16 with CLIP), and
-    inference reads neither.
+    inference reads neither: `training_state` names them, so a bundled checkpoint leaves them out, and loading one
+    rebuilds them as at the start of training (`reset_training_state`).
   * Not-a-negative mask. Our data is small (MVSA-Single: 3,611 training pairs) and trains for many epochs, so a
     queue of ~1k keys can still hold a pair's own key from the previous epoch; MediaEval-2016 has ~38 posts per
     image, so batches and the queue hold many posts of the same image. Those are false negatives. Each key carries
@@ -401,6 +402,21 @@ class INFIG(FusionHead):
             return []
         return [(self.visual, self.visual_m), (self.image_global, self.image_global_m),
                 (self.text_global, self.text_global_m)]
+
+    def training_state(self) -> list[str]:
+        """The momentum copies and the queues: the GAM's training machinery, which eval-mode forward never reads."""
+        keep = {m for pair in self.momentum_pairs() for m in pair[1:]} | ({self.queue} if self.config.use_gam else set())
+        names = {module: name for name, module in self.named_children()}
+        return [f"{names[m]}.{k}" for m in keep for k in m.state_dict()]
+
+    @torch.no_grad()
+    def reset_training_state(self) -> None:
+        """As at the start of training: the momentum encoders equal the online ones and the queues are empty."""
+        for online, momentum in self.momentum_pairs():
+            momentum.load_state_dict(online.state_dict())
+        if self.config.use_gam:
+            self.queue.ptr.zero_()
+            self.queue.filled.zero_()
 
     def clamped_tau(self) -> torch.Tensor:
         """tau of eq. 1 and 5, kept in ALBEF's [0.001, 0.5]."""
