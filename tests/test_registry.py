@@ -75,6 +75,13 @@ def test_every_network_and_variant_end_to_end(model, variant, synthetic, tiny_en
         clf.zero_grad()
         objective.total.backward()
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in clf.head.parameters())
+        # the fused representation (an event discriminator trains against it) reaches the head's weights
+        if model != "prior":
+            out = clf(text, image)
+            assert out.features.shape[0] == b and out.features.dim() == 2 and torch.isfinite(out.features).all()
+            clf.zero_grad()
+            out.features.square().sum().backward()
+            assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in clf.head.parameters())
 
     # the real trainer loop on the real cache
     trained, record = train(spec, feats, progress=False)

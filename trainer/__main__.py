@@ -69,6 +69,9 @@ def cmd_train(a) -> None:
     if a.push_to_hub:
         if not a.repo_id:
             raise SystemExit("--push-to-hub needs --repo-id USER/NAME")
+        if a.protocol == "loeo":
+            raise SystemExit("--protocol loeo trains one model per left-out event, none of which is the one to "
+                             "publish: push a run trained on the task's split")
         check_hub_ready()  # fail before any work
     torch_threads(a.threads)
     # A preset is a dev-chosen point (head fields and train options); explicit flags and --set win over it, and
@@ -79,7 +82,8 @@ def cmd_train(a) -> None:
     options = {("finetune_text_layers" if k == "unfreeze_text_layers" else k): v for k, v in chosen.items()
                if v is not None}
     dirs = train_task(a.task, a.model, a.seeds, a.variant, a.data_dir, a.out, overrides=overrides,
-                      max_length=a.max_length, cache_dir=a.cache_dir, progress=not a.quiet, resume=a.resume, **options)
+                      max_length=a.max_length, cache_dir=a.cache_dir, progress=not a.quiet, resume=a.resume,
+                      protocol=a.protocol, **options)
     if a.push_to_hub:
         from .run import best_seed_dir
 
@@ -293,6 +297,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lora-rank", type=int, default=None,
                    help="> 0: tune the unfrozen text layers through LoRA adapters of this rank (a checkpoint stores "
                         "the adapters, not the layers); 0: tune the whole layers")
+    p.add_argument("--image-cap", type=int, default=None, metavar="K",
+                   help="draw training posts so that an image shared by n posts counts min(n, K) times per epoch")
+    p.add_argument("--balance-groups", action="store_true", default=None,
+                   help="draw training posts so that every group (MediaEval: event) weighs the same in total")
+    p.add_argument("--event-adversarial", type=float, default=None, metavar="LAMBDA",
+                   help="> 0: EANN-style event-adversarial training with this lambda (a discriminator of the training "
+                        "events on the fused representation, through gradient reversal; trainer/adversarial.py)")
+    p.add_argument("--protocol", default="split", choices=["split", "loeo"],
+                   help="split: the task's train / dev / test; loeo: leave one event out, every event in turn "
+                        "(trainer/loeo.py; writes loeo.json)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: all cores); 1 is fastest for small heads")
     _encoder_args(p)
     p.set_defaults(fn=cmd_train, text_encoder=None, image_encoder=None)  # None: the preset's, else the default

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -92,6 +92,12 @@ class CachedSplit:
     texts: list[str] | None = None  # raw captions, attached (not cached) when the text encoder is fine-tuned
     prior_text: torch.Tensor | None = None  # [N, P] prior encoder's text vectors, attached when a head asks
     prior_image: torch.Tensor | None = None  # [M, P]
+    groups: list[str] | None = None  # each sample's group (a MediaEval event), attached (not cached) when needed
+
+    def attach_groups(self, samples: list[Sample]) -> None:
+        """Give every cached sample its group (`Sample.group`: the event of a MediaEval post)."""
+        group = {s.id: s.group for s in samples}
+        self.groups = [group[i] for i in self.ids]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -107,6 +113,22 @@ class CachedSplit:
             return
         caption = {s.id: s.text for s in samples}
         self.texts = [caption[i] for i in self.ids]
+
+    def subset(self, idx: torch.Tensor) -> "CachedSplit":
+        """The samples idx (in that order) as a split of their own; the image and vocabulary tables are shared
+        (rows nobody indexes cost nothing but memory)."""
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        starts, ends = self.text_offsets[idx], self.text_offsets[idx + 1]
+        rows = torch.cat([torch.arange(int(a), int(b)) for a, b in zip(starts, ends)]) if len(idx) else \
+            torch.zeros(0, dtype=torch.long)
+        offsets = torch.cat([torch.zeros(1, dtype=self.text_offsets.dtype), (ends - starts).cumsum(0)])
+        ids = idx.tolist()
+        return replace(self, ids=[self.ids[i] for i in ids], labels=self.labels[idx], text_tokens=self.text_tokens[rows],
+                       text_offsets=offsets, text_pooled=self.text_pooled[idx], text_ids=self.text_ids[rows],
+                       image_index=self.image_index[idx], skipped={},
+                       texts=None if self.texts is None else [self.texts[i] for i in ids],
+                       prior_text=None if self.prior_text is None else self.prior_text[idx],
+                       groups=None if self.groups is None else [self.groups[i] for i in ids])
 
     def token_ids(self, i: int) -> torch.Tensor:
         """The token ids of sample i (real tokens only)."""
@@ -147,6 +169,30 @@ class CachedSplit:
             words = self.vocab_embeddings[torch.searchsorted(self.vocab_ids, input_ids)].to(dtype) * mask[:, :, None]
         text = TextFeatures(layers, mask, self.text_pooled[idx].to(dtype), input_ids, words, prior_text)
         return text, image, self.labels[idx]
+
+
+def concat_splits(splits: list[CachedSplit]) -> CachedSplit:
+    """Several cached splits of one task and encoder pair as one (e.g. to cut it again by event): texts and
+    labels in order, the image tables stacked (each split's image rows shifted), the vocabularies merged."""
+    first = splits[0]
+    image_shift = torch.tensor([0] + [len(s.image_pooled) for s in splits[:-1]]).cumsum(0)
+    text_shift = torch.tensor([0] + [len(s.text_tokens) for s in splits[:-1]]).cumsum(0)
+    vocab_ids, embeddings = torch.cat([s.vocab_ids for s in splits]), torch.cat([s.vocab_embeddings for s in splits])
+    unique, inverse = torch.unique(vocab_ids, return_inverse=True)
+    keep = torch.zeros(len(unique), dtype=torch.long).scatter_(0, inverse, torch.arange(len(vocab_ids)))
+    both = lambda name: None if getattr(first, name) is None else torch.cat([getattr(s, name) for s in splits])  # noqa: E731
+    return CachedSplit(
+        ids=[i for s in splits for i in s.ids], labels=torch.cat([s.labels for s in splits]),
+        text_tokens=torch.cat([s.text_tokens for s in splits]),
+        text_offsets=torch.cat([first.text_offsets[:1]] + [s.text_offsets[1:] + k for s, k in zip(splits, text_shift)]),
+        text_pooled=torch.cat([s.text_pooled for s in splits]), text_ids=torch.cat([s.text_ids for s in splits]),
+        vocab_ids=unique, vocab_embeddings=embeddings[keep],
+        image_index=torch.cat([s.image_index + k for s, k in zip(splits, image_shift)]),
+        image_patches=torch.cat([s.image_patches for s in splits]), image_pooled=torch.cat([s.image_pooled for s in splits]),
+        image_logits=both("image_logits"), skipped={}, image_files=[f for s in splits for f in s.image_files],
+        texts=None if first.texts is None else [t for s in splits for t in s.texts],
+        prior_text=both("prior_text"), prior_image=both("prior_image"),
+        groups=None if any(s.groups is None for s in splits) else [g for s in splits for g in s.groups])
 
 
 @torch.no_grad()

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from torch import nn
 from accelerate.utils import set_seed
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
@@ -20,6 +21,7 @@ from mmdemo.encoders import FeatureDims
 from mmdemo.models import FitData, MultimodalClassifier
 from mmdemo.predict import HEADS
 
+from .adversarial import EventDiscriminator
 from .features import CachedSplit
 from .metrics import compute_metrics
 
@@ -46,6 +48,15 @@ class RunSpec:
     lora_rank: int = 0  # > 0: the tuned text layers train through LoRA adapters of this rank, not whole
     ordinal: bool | None = None  # None: the task registry's answer
     prior_encoder: str = ""  # the prior encoder the model is built with ("" = none; dims.prior_dim says its width)
+    # How training samples are drawn (default: every post once per epoch, shuffled). image_cap k > 0: an image
+    # shared by n posts counts min(n, k) times per epoch however large n is; balance_groups: every group (a
+    # MediaEval event) weighs the same in total, so one large event does not dominate. Both need `groups` / images
+    # on the training split and draw with replacement (`sample_weights`).
+    image_cap: int = 0
+    balance_groups: bool = False
+    # > 0: event-adversarial training with this lambda (trainer/adversarial.py): a discriminator of the training
+    # split's groups (events) on the head's fused representation, through a gradient-reversal layer.
+    event_adversarial: float = 0.0
 
 
 def require_captions(model: MultimodalClassifier, split: CachedSplit) -> None:
@@ -61,11 +72,39 @@ def model_batch(model: MultimodalClassifier, split: CachedSplit, idx: torch.Tens
     return split.batch(idx, model.needs)
 
 
-def _loader(split: CachedSplit, batch_size: int, model: MultimodalClassifier, shuffle: bool, seed: int = 0) -> DataLoader:
+def sample_weights(split: CachedSplit, image_cap: int = 0, balance_groups: bool = False) -> torch.Tensor | None:
+    """Per-sample draw weights (None: draw every sample once). image_cap k: the posts of an image shared by n posts
+    weigh min(n, k) / n each, so the image counts min(n, k) times; balance_groups: rescaled so that every group
+    carries the same total weight."""
+    if not image_cap and not balance_groups:
+        return None
+    weights = torch.ones(len(split), dtype=torch.float64)
+    if image_cap:
+        counts = torch.bincount(split.image_index).double()[split.image_index]  # posts sharing each post's image
+        weights = counts.clamp(max=image_cap) / counts
+    if balance_groups:
+        if split.groups is None:
+            raise ValueError("balance_groups needs the split's groups (CachedSplit.attach_groups)")
+        totals: dict[str, float] = {}
+        for g, w in zip(split.groups, weights.tolist()):
+            totals[g] = totals.get(g, 0.0) + w
+        weights = weights / torch.tensor([totals[g] for g in split.groups], dtype=torch.float64)
+    return weights / weights.sum()
+
+
+def _loader(split: CachedSplit, batch_size: int, model: MultimodalClassifier, shuffle: bool, seed: int = 0,
+            weights: torch.Tensor | None = None, with_index: bool = False) -> DataLoader:
+    """Batches (text, image, labels), and the batch's sample indices last when `with_index`."""
     require_captions(model, split)
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(range(len(split)), batch_size=batch_size, shuffle=shuffle, generator=gen,
-                      collate_fn=lambda idx: model_batch(model, split, torch.tensor(idx)))
+    sampler = None if weights is None else WeightedRandomSampler(weights, len(split), replacement=True, generator=gen)
+
+    def collate(idx: list[int]):
+        idx = torch.tensor(idx)
+        return (*model_batch(model, split, idx), idx) if with_index else model_batch(model, split, idx)
+
+    return DataLoader(range(len(split)), batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      generator=gen, collate_fn=collate)
 
 
 def fit_data(model: MultimodalClassifier, split: CachedSplit) -> FitData:
@@ -143,11 +182,13 @@ def _unflat_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 
 def save_train_state(path: Path, model: MultimodalClassifier, best_state: dict, optimizer, scheduler,
-                     generator: torch.Generator, progress: dict) -> None:
+                     generator: torch.Generator, progress: dict, extra: nn.Module | None = None) -> None:
+    """`extra`: a training-only module outside the model (the event discriminator), saved with it."""
     from safetensors.torch import save_file
 
     opt_tensors, opt_meta = _flat_optimizer(optimizer.state_dict())
     tensors = {**{f"model.{k}": v for k, v in trained_state(model).items()},
+               **({f"extra.{k}": v for k, v in extra.state_dict().items()} if extra is not None else {}),
                **{f"best.{k}": v for k, v in best_state.items()}, **opt_tensors,
                "rng.torch": torch.get_rng_state(), "rng.loader": generator.get_state()}
     meta = {"optimizer": opt_meta, "scheduler": scheduler.state_dict(), **progress}
@@ -176,18 +217,40 @@ def _readable_state(path: Path) -> bool:
         return False
 
 
-def load_train_state(path: Path, model: MultimodalClassifier, optimizer, scheduler, generator: torch.Generator
-                     ) -> tuple[dict, dict]:
+def load_train_state(path: Path, model: MultimodalClassifier, optimizer, scheduler, generator: torch.Generator,
+                     extra: nn.Module | None = None) -> tuple[dict, dict]:
     """Restore a saved state into the live objects; -> (best weights so far, progress)."""
     from safetensors.torch import load_file
 
     tensors, meta = load_file(str(path)), read_train_progress(path)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=False)
+    if extra is not None:
+        extra.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("extra.")})
     optimizer.load_state_dict(_unflat_optimizer(tensors, meta.pop("optimizer")))
     scheduler.load_state_dict(meta.pop("scheduler"))
     torch.set_rng_state(tensors["rng.torch"])
     generator.set_state(tensors["rng.loader"])
     return {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}, meta
+
+
+def _event_adversary(spec: RunSpec, model: MultimodalClassifier, split: CachedSplit
+                     ) -> tuple[EventDiscriminator | None, torch.Tensor | None]:
+    """The event discriminator of `spec.event_adversarial` over the training split's groups, and each training
+    sample's event index (None, None when off)."""
+    if not spec.event_adversarial:
+        return None, None
+    if split.groups is None:
+        raise ValueError("event-adversarial training needs the training split's groups (events)")
+    events = sorted(set(split.groups))
+    if len(events) < 2:
+        raise ValueError(f"event-adversarial training needs at least two training events, not {events}")
+    with torch.no_grad():
+        features = model.eval()(*model_batch(model, split, torch.tensor([0]))[:2]).features
+    if features is None:
+        raise ValueError(f"{spec.model} has no fused representation (ModelOutput.features) to train against events")
+    index = {e: i for i, e in enumerate(events)}
+    return (EventDiscriminator(features.shape[-1], len(events), spec.event_adversarial),
+            torch.tensor([index[g] for g in split.groups]))
 
 
 def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True,
@@ -207,22 +270,28 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True,
         require_captions(model, split)
         model_batch(model, split, torch.tensor([0]))
     model.head.fit(fit_data(model, feats["train"]))  # statistics fitted on train, saved with the head
-    train_loader = _loader(feats["train"], cfg.batch_size, model, shuffle=True, seed=spec.seed)
+    train_loader = _loader(feats["train"], cfg.batch_size, model, shuffle=True, seed=spec.seed,
+                           weights=sample_weights(feats["train"], spec.image_cap, spec.balance_groups), with_index=True)
     generator = train_loader.generator
+    adversary, event_ids = _event_adversary(spec, model, feats["train"])
     # Fine-tuned encoder layers get a BERT-style small learning rate; the head keeps its own.
     head_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("text_encoder.")]
     enc_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("text_encoder.")]
-    groups = [{"params": head_params}] + ([{"params": enc_params, "lr": spec.encoder_lr}] if enc_params else [])
+    groups = [{"params": head_params + (list(adversary.parameters()) if adversary else [])}]
+    groups += [{"params": enc_params, "lr": spec.encoder_lr}] if enc_params else []
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * len(train_loader)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
     model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    if adversary is not None:
+        adversary = accelerator.prepare(adversary)
     raw: MultimodalClassifier = accelerator.unwrap_model(model)
 
     best_score, best_state, best_epoch, bad_epochs, history = -1.0, None, 0, 0, []
     first, elapsed = 1, 0.0
     if state_path is not None and Path(state_path).is_file() and _readable_state(Path(state_path)):
-        best_state, done = load_train_state(Path(state_path), raw, optimizer, scheduler, generator)
+        best_state, done = load_train_state(Path(state_path), raw, optimizer, scheduler, generator,
+                                            extra=accelerator.unwrap_model(adversary) if adversary else None)
         best_score, best_epoch, bad_epochs, history = (done["best_score"], done["best_epoch"], done["bad_epochs"],
                                                        done["history"])
         first, elapsed = done["epoch"] + 1, done["elapsed"]
@@ -236,11 +305,13 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True,
         model.train()
         raw.head.on_epoch_start(epoch, cfg.epochs)
         loss_sum, n, term_sums = 0.0, 0, {}
-        for text, image, y in train_loader:
+        for text, image, y, idx in train_loader:
             text, image, y = text.to(accelerator.device), image.to(accelerator.device), y.to(accelerator.device)
             with accelerator.autocast():
                 out = model(text, image)
                 objective = raw.head.objective(out, y)
+                if adversary is not None:
+                    objective.terms["event"] = adversary.loss(out.features, event_ids[idx].to(accelerator.device))
                 loss = objective.total
             accelerator.backward(loss)
             if objective.update is not None:
@@ -266,7 +337,8 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True,
         if state_path is not None:
             save_train_state(Path(state_path), raw, best_state, optimizer, scheduler, generator, {
                 "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                "history": history, "stopped": stop, "elapsed": time.perf_counter() - start})
+                "history": history, "stopped": stop, "elapsed": time.perf_counter() - start},
+                extra=accelerator.unwrap_model(adversary) if adversary else None)
         if stop:
             break
     raw.load_state_dict(best_state, strict=False)  # the frozen encoder weights are not in it: they never moved
@@ -274,4 +346,8 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True,
     record = {"best_epoch": best_epoch, "epochs_run": len(history), "history": history,
               "train_seconds": round(time.perf_counter() - start, 2), "device": str(accelerator.device),
               "selected_on": f"dev {spec.select_metric} (fused)"}
+    drawn = {"image_cap": spec.image_cap, "balance_groups": spec.balance_groups,
+             "event_adversarial": spec.event_adversarial}
+    if any(drawn.values()):
+        record["training_for_unseen_events"] = drawn
     return raw, record

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -91,10 +92,14 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
                image_encoder: str = DEFAULT_IMAGE_ENCODER,
                overrides: dict | None = None, max_length: int = 64, cache_dir: Path | None = None,
                progress: bool = True, finetune_text_layers: int = 0, encoder_lr: float = 2e-5,
-               lora_rank: int = 0, resume: bool = False) -> list[Path]:
+               lora_rank: int = 0, resume: bool = False, image_cap: int = 0, balance_groups: bool = False,
+               event_adversarial: float = 0.0, protocol: str = "split") -> list[Path]:
     """Train one run per seed into <out>/<task>/<model>[-<variant>]/seed<k>/. Each run keeps its state beside that
     directory after every epoch (`.seed<k>.state.safetensors`); with `resume`, a run whose state is there continues
-    from its last finished epoch (a finished run's state is removed)."""
+    from its last finished epoch (a finished run's state is removed). `protocol="loeo"`: leave-one-event-out
+    instead (trainer/loeo.py), its report in <out>/<task>/<model>[-<variant>]/loeo/loeo.json."""
+    if protocol not in ("split", "loeo"):
+        raise ValueError(f"protocol {protocol!r}: 'split' (the task's train / dev / test) or 'loeo'")
     entry = get_model(model)
     needs = entry.head.needs(entry.config(overrides, variant))  # fails fast on unknown model / variant / field
     t = get_task(task)
@@ -108,13 +113,27 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
     command = "python -m trainer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith(
         ("__main__.py", "trainer")) else ""
     metric = selection_metric(data.multi_label, t.paper_metric)
+    if balance_groups or event_adversarial:
+        feats["train"].attach_groups(data.train)
+    base = RunSpec(task=task, model=model, labels=data.labels, multi_label=data.multi_label, text_encoder=text_encoder,
+                   image_encoder=image_encoder, dims=dims, variant=variant, overrides=overrides or {},
+                   max_length=max_length, data_version=data.version, select_metric=metric,
+                   finetune_text_layers=finetune_text_layers, encoder_lr=encoder_lr, ordinal=t.ordinal,
+                   prior_encoder=prior, lora_rank=lora_rank, image_cap=image_cap, balance_groups=balance_groups,
+                   event_adversarial=event_adversarial)
+    if protocol == "loeo":
+        from .loeo import pooled_features, run_loeo
+
+        out_dir = out / task / run_name(model, variant) / "loeo"
+        report = run_loeo(task, base, pooled_features(feats, data), seeds, out_dir, data_dir, progress=progress)
+        fused = report["pooled"]["fused"]
+        print(f"{task} {run_name(model, variant)} leave-one-event-out, seeds {seeds}: pooled accuracy "
+              f"{fused['accuracy']['mean']:.4f} ± {fused['accuracy']['std']:.4f}, macro F1 {fused['macro_f1']['mean']:.4f}"
+              f" ± {fused['macro_f1']['std']:.4f} -> {out_dir / 'loeo.json'}", flush=True)
+        return [out_dir]
     written = []
     for seed in seeds:
-        spec = RunSpec(task=task, model=model, labels=data.labels, multi_label=data.multi_label, text_encoder=text_encoder,
-                       image_encoder=image_encoder, dims=dims, seed=seed, variant=variant, overrides=overrides or {},
-                       max_length=max_length, data_version=data.version, select_metric=metric,
-                       finetune_text_layers=finetune_text_layers, encoder_lr=encoder_lr, ordinal=t.ordinal,
-                       prior_encoder=prior, lora_rank=lora_rank)
+        spec = replace(base, seed=seed)
         out_dir = out / task / run_name(model, variant) / f"seed{seed}"
         state = out_dir.with_name(f".{out_dir.name}.state.safetensors")
         state.parent.mkdir(parents=True, exist_ok=True)

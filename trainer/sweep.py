@@ -30,7 +30,9 @@ def grid_points(grid: dict[str, list]) -> list[dict]:
 
 # Grid keys that are `train` options rather than head config fields (the encoders too: a point may change them).
 TRAIN_OPTIONS = {"unfreeze_text_layers": "--unfreeze-text-layers", "encoder_lr": "--encoder-lr",
-                 "lora_rank": "--lora-rank", "text_encoder": "--text-encoder", "image_encoder": "--image-encoder"}
+                 "lora_rank": "--lora-rank", "text_encoder": "--text-encoder", "image_encoder": "--image-encoder",
+                 "image_cap": "--image-cap", "balance_groups": "--balance-groups",
+                 "event_adversarial": "--event-adversarial"}
 
 
 def point_tag(point: dict) -> str:
@@ -42,7 +44,10 @@ def point_args(point: dict) -> list[str]:
     ["--set", "lr=0.001", "--unfreeze-text-layers", "2"]."""
     args = []
     for k, v in point.items():
-        args += [TRAIN_OPTIONS[k], str(v)] if k in TRAIN_OPTIONS else ["--set", f"{k}={json.dumps(v)}"]
+        if k in TRAIN_OPTIONS and isinstance(v, bool):  # a switch: present or absent
+            args += [TRAIN_OPTIONS[k]] if v else []
+        else:
+            args += [TRAIN_OPTIONS[k], str(v)] if k in TRAIN_OPTIONS else ["--set", f"{k}={json.dumps(v)}"]
     return args
 
 

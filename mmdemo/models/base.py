@@ -39,6 +39,8 @@ class ModelOutput:
     losses:       extra loss terms computed in forward (already weighted); the default objective adds them.
     explain:      named interpretable quantities for the batch, each declared in the head's `signals`:
                   [B] scores, [B, k] weights, and `explain["attention"]` = {name: [B, heads, Q, K]} maps.
+    features:     [B, D] the fused representation the final classifier reads (what the trainer's
+                  event-adversarial discriminator sees, EANN-style); None for a head without one (the prior).
     """
 
     logits: torch.Tensor
@@ -46,6 +48,7 @@ class ModelOutput:
     image_logits: torch.Tensor
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
     explain: dict[str, Any] = field(default_factory=dict)
+    features: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -247,3 +250,9 @@ class MLP(nn.Sequential):
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int, dropout: float = 0.1):
         super().__init__(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
+
+    def with_hidden(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (output, the hidden layer it was computed from)."""
+        for layer in list(self)[:-1]:
+            x = layer(x)
+        return self[-1](x), x

@@ -53,12 +53,12 @@ class UnimodalBranches(FusionHead):
 
     def forward(self, text: TextFeatures, image: ImageFeatures) -> ModelOutput:
         t, v = self.text_norm(text.pooled), self.image_norm(image.pooled)
-        text_logits, image_logits = self.text_mlp(t), self.image_mlp(v)
+        (text_logits, h_t), (image_logits, h_v) = self.text_mlp.with_hidden(t), self.image_mlp.with_hidden(v)
         if self.config.fusion == "concat":
-            logits = self.fusion_mlp(torch.cat([t, v], dim=-1))
+            logits, h = self.fusion_mlp.with_hidden(torch.cat([t, v], dim=-1))
         else:
-            logits = text_logits if self.config.fusion == "text" else image_logits
-        return ModelOutput(logits, text_logits, image_logits)
+            logits, h = (text_logits, h_t) if self.config.fusion == "text" else (image_logits, h_v)
+        return ModelOutput(logits, text_logits, image_logits, features=h)
 
 
 @dataclass

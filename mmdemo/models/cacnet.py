@@ -293,7 +293,8 @@ class CACNet(FusionHead):
         return CACNetOutput(logits, text_logits, image_logits,
                             explain=self.explain_outputs(logits, text_logits, image_logits),
                             cross_image_logits=self.out_image(c_image) + self.out_bias,
-                            cross_text_logits=self.out_text(c_text) + self.out_bias)
+                            cross_text_logits=self.out_text(c_text) + self.out_bias,
+                            features=torch.cat([g_image, g_text], dim=-1))  # the last hidden layer, which y reads
 
     def probs(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.float().sigmoid() if self.task.multi_label else logits.float().softmax(-1)

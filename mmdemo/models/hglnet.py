@@ -282,7 +282,8 @@ class HGLNet(FusionHead):
             pooled = [masked_mean(F.relu(s["text"][:, k]), mask) for k in range(c.text_layers)]
         else:  # HGLNet-T: the image stream alone
             pooled = [F.relu(s["image"]).mean(1)]
-        logits = self.classifier(torch.cat(pooled, dim=-1))
+        fused = torch.cat(pooled, dim=-1)
+        logits = self.classifier(fused)
         if "weights" in s:
             explain["modality_weights"] = s["weights"]
         e, v = s["text_raw"][:, -1], s["image_raw"]
@@ -290,7 +291,7 @@ class HGLNet(FusionHead):
             e, v = e.detach(), v.detach()
         text_logits = self.text_head(masked_mean(e, mask))
         image_logits = self.image_head(v.mean(1))
-        return ModelOutput(logits, text_logits, image_logits, explain=explain)
+        return ModelOutput(logits, text_logits, image_logits, explain=explain, features=fused)
 
 
 def _register() -> None:

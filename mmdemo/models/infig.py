@@ -423,8 +423,9 @@ class INFIG(FusionHead):
         return self.tau.clamp(0.001, 0.5)
 
     def fuse(self, patches: torch.Tensor, tokens: torch.Tensor, text_mask: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """eq. 7-11: patches [B, N, d], tokens [B, L, d] -> logits [B, C], text->image attention [B, heads, L, N]."""
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """eq. 7-11: patches [B, N, d], tokens [B, L, d] -> logits [B, C], text->image attention [B, heads, L, N],
+        and k [B, d], the fused vector the classifier reads."""
         N = patches.shape[1]
         f = torch.cat([patches, tokens], dim=1)  # eq. 7: TE(i_1..i_ni, t_1..t_nt)
         padding = torch.cat([text_mask.new_ones(text_mask.shape[0], N), text_mask], dim=1) == 0
@@ -435,14 +436,14 @@ class INFIG(FusionHead):
         k_tilde = (g.unsqueeze(-1).to(f.dtype) * f).sum(1)  # eq. 9
         k = F.gelu(self.W_K(k_tilde))  # eq. 10
         t2i = weights[:, :, N:, :N] * text_mask[:, None, :, None].to(weights.dtype)  # padding query rows -> 0
-        return self.classifier(k), t2i  # eq. 11 (see the docstring on its GELU)
+        return self.classifier(k), t2i, k  # eq. 11 (see the docstring on its GELU)
 
     def forward(self, text: TextFeatures, image: ImageFeatures) -> ModelOutput:
         c, mask = self.config, text.attention_mask
         t_layers = self.text_proj(text.last(self.M))  # [B, M, L, d], oldest first
         v_layers = self.visual(image.patches)  # N_i x [B, 1 + N, d]
         t, v_cls, v = t_layers[:, -1], v_layers[-1][:, 0], v_layers[-1][:, 1:]
-        logits, t2i = self.fuse(v, t, mask)
+        logits, t2i, fused = self.fuse(v, t, mask)
         attention = {"text->image": t2i}
         explain: dict = {}
         if c.use_gam:
@@ -469,7 +470,8 @@ class INFIG(FusionHead):
         aux_t, aux_v = masked_mean(t, mask), v_cls
         if c.aux_detach:
             aux_t, aux_v = aux_t.detach(), aux_v.detach()
-        return ModelOutput(logits, self.text_head(aux_t), self.image_head(aux_v), losses=losses, explain=explain)
+        return ModelOutput(logits, self.text_head(aux_t), self.image_head(aux_v), losses=losses, explain=explain,
+                           features=fused)
 
     def global_step(self, text: TextFeatures, image: ImageFeatures, i_g: torch.Tensor, t_g: torch.Tensor,
                     fp: tuple[torch.Tensor, torch.Tensor], shared: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:

@@ -375,7 +375,8 @@ class MAHFNet(FusionHead):
             explain["pair_similarity"] = F.cosine_similarity(a["z_t"], a["z_p"], dim=-1)
         explain["attention"] = a["attention"]
         aux_t, aux_p = (pooled_t.detach(), pooled_p.detach()) if c.aux_detach else (pooled_t, pooled_p)
-        return ModelOutput(logits, self.text_aux(aux_t), self.image_aux(aux_p), losses=losses, explain=explain)
+        return ModelOutput(logits, self.text_aux(aux_t), self.image_aux(aux_p), losses=losses, explain=explain,
+                           features=final)
 
 
 def _register() -> None:

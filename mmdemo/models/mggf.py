@@ -301,11 +301,12 @@ class GuidedClassifier(nn.Module):
         self.reg = nn.Linear(hidden, 1) if regression else None
 
     def forward(self, alpha: torch.Tensor, x_hat: torch.Tensor, x_t: torch.Tensor,
-                x_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+                x_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """-> (class logits, regression score or None, X of eq. 11)."""
         a = alpha.unsqueeze(-1)
         x = torch.cat([a * x_hat, (1 - a) * x_t, (1 - a) * x_v], dim=-1)  # eq. 11
         z = self.trunk(x)
-        return self.cls(z), (self.reg(z).squeeze(-1) if self.reg is not None else None)  # eq. 12
+        return self.cls(z), (self.reg(z).squeeze(-1) if self.reg is not None else None), x  # eq. 12
 
 
 class MGGF(FusionHead):
@@ -367,7 +368,7 @@ class MGGF(FusionHead):
         else:
             x_hat = self.cmf(x_t, x_v)
 
-        logits, score = self.classifier(alpha, x_hat, x_t, x_v)  # eq. 11-12
+        logits, score, fused = self.classifier(alpha, x_hat, x_t, x_v)  # eq. 11-12
 
         aux_t, aux_v = (x_t.detach(), x_v.detach()) if self.config.aux_detach else (x_t, x_v)
         explain = {"discrepancy": alpha, **stats}
@@ -375,7 +376,7 @@ class MGGF(FusionHead):
             explain["score"] = score
         if attention:
             explain["attention"] = attention
-        return ModelOutput(logits, self.text_aux(aux_t), self.image_aux(aux_v), explain=explain)
+        return ModelOutput(logits, self.text_aux(aux_t), self.image_aux(aux_v), explain=explain, features=fused)
 
     def objective(self, out: ModelOutput, labels: torch.Tensor) -> Objective:
         """eq. 13: L = L_cls + L_reg (plus the probes' cross-entropy of the default objective)."""

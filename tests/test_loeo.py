@@ -1,0 +1,138 @@
+"""Leave-one-event-out (trainer/loeo.py) and the sampling options made for unseen events (trainer/loop.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+from torch.utils.data import WeightedRandomSampler
+
+from trainer.adversarial import reverse_gradient
+from trainer.datasets import load_task_data
+from trainer.features import concat_splits
+from trainer.loeo import fold, fold_events
+from trainer.loop import sample_weights
+from trainer.run import train_task
+
+from .conftest import SHARED
+from .synthetic import synthetic_features
+from .test_datasets import MEDIAEVAL_HEADER, assert_group_disjoint, write
+
+
+@pytest.mark.skipif(not (SHARED / "datasets" / "mediaeval2016").is_dir(), reason="needs ../shared/datasets")
+def test_every_fold_of_the_real_task_keeps_events_and_images_apart():
+    data = load_task_data("mediaeval2016")
+    events = fold_events(data)
+    assert len(events) == 15 and events[0] == "sandy"
+    for event in events:
+        f = fold("mediaeval2016", event)
+        assert_group_disjoint(f)  # no event and no image in two of train / validation / test
+        assert {s.group for s in f.test} == {event}
+        assert f.dev and f.train and len({s.label for s in f.dev}) == 2  # validation events have both classes
+        assert len(f.train) + len(f.dev) + len(f.test) == sum(len(s) for s in data.splits().values())
+
+
+def test_subset_of_the_concatenated_splits_gives_each_sample_back(tmp_path, tiny_encoders):
+    _, feats, _ = synthetic_features(tmp_path, tiny_encoders)
+    pool = concat_splits([feats["train"], feats["dev"], feats["test"]])
+    assert len(pool) == sum(len(s) for s in feats.values())
+    offset = len(feats["train"]) + len(feats["dev"])
+    picked = pool.subset(torch.tensor([offset + 3, 2, offset + 1]))
+    for (split, i), j in zip((("test", 3), ("train", 2), ("test", 1)), range(3)):
+        a = feats[split].batch(torch.tensor([i]))
+        b = picked.batch(torch.tensor([j]))
+        assert picked.ids[j] == feats[split].ids[i]
+        for x, y in ((a[0].layers, b[0].layers), (a[0].word_embeddings, b[0].word_embeddings),
+                     (a[0].input_ids, b[0].input_ids), (a[1].patches, b[1].patches), (a[1].pooled, b[1].pooled),
+                     (a[2], b[2])):
+            assert torch.equal(x, y)
+
+
+def test_image_cap_and_group_balance_weigh_what_they_say(tmp_path, tiny_encoders):
+    _, feats, _ = synthetic_features(tmp_path, tiny_encoders)
+    split = feats["train"].subset(torch.arange(12))
+    # 12 posts over 3 images (7, 4 and 1 posts) and two groups
+    split.image_index = torch.tensor([0] * 7 + [1] * 4 + [2])
+    split.groups = ["a"] * 9 + ["b"] * 3
+    assert sample_weights(split) is None  # default: every post once per epoch
+    once = sample_weights(split, image_cap=1)
+    per_image = torch.zeros(3, dtype=torch.float64).index_add_(0, split.image_index, once)
+    assert torch.allclose(per_image, torch.full((3,), 1 / 3, dtype=torch.float64))  # each image equally likely
+    capped = sample_weights(split, image_cap=2)  # images count min(n, 2) times: 2, 2, 1
+    per_image = torch.zeros(3, dtype=torch.float64).index_add_(0, split.image_index, capped)
+    assert torch.allclose(per_image, torch.tensor([0.4, 0.4, 0.2], dtype=torch.float64))
+    balanced = sample_weights(split, balance_groups=True)
+    assert balanced[:9].sum().item() == pytest.approx(0.5) and balanced[9:].sum().item() == pytest.approx(0.5)
+    # and the sampler the trainer builds from them draws the images uniformly
+    draws = torch.tensor(list(WeightedRandomSampler(once, 30_000, generator=torch.Generator().manual_seed(0))))
+    freq = torch.bincount(split.image_index[draws], minlength=3) / 30_000
+    assert torch.allclose(freq, torch.full((3,), 1 / 3), atol=0.015)
+    split.groups = None
+    with pytest.raises(ValueError, match="groups"):
+        sample_weights(split, balance_groups=True)
+
+
+def make_events(root):
+    """A MediaEval-shaped folder: six events (five with both classes), several posts per image; red images are
+    fake, blue ones real, and the words say it too."""
+    lines, k = [MEDIAEVAL_HEADER], 0
+    for event, images in {"sandy": 4, "nepal": 2, "boston": 2, "eclipse": 2, "garissa": 2, "malaysia": 1}.items():
+        for j in range(images):
+            label = "real" if j % 2 and event != "malaysia" else "fake"
+            image_id = f"{event}_{label}_{j:02d}"
+            (root / "images").mkdir(parents=True, exist_ok=True)
+            colour = (200, 30 + 20 * j, 30) if label == "fake" else (30, 30 + 20 * j, 200)
+            Image.new("RGB", (64, 64), colour).save(root / "images" / f"{image_id}.jpg", "JPEG")
+            for _ in range(3):
+                k += 1
+                words = "hoax fake photoshop" if label == "fake" else "news photo today"
+                lines.append(f"{k}\t{words} {k}\t1\t{image_id}\tuser\tWed Apr 17 2013\t{label}")
+    write(root / "posts.txt", "\n".join(lines))
+    return root
+
+
+def test_loeo_trains_every_fold_and_pools_each_post_once(tmp_path):
+    root = make_events(tmp_path / "data")
+    train_task("mediaeval2016", "concat", [0, 1], data_dir=str(root), out=tmp_path / "runs",
+               text_encoder="tiny-bert", image_encoder="tiny-resnet", cache_dir=tmp_path / "cache", max_length=16,
+               overrides={"epochs": 2, "batch_size": 8}, progress=False, protocol="loeo", image_cap=2,
+               balance_groups=True)
+    report = json.loads((tmp_path / "runs" / "mediaeval2016" / "concat" / "loeo" / "loeo.json").read_text())
+    assert report["events"] == ["sandy", "boston", "eclipse", "garissa", "nepal", "malaysia"]
+    assert sum(e["n"] for e in report["per_event"].values()) == 39  # every post predicted once, as unseen
+    for seed in ("0", "1"):
+        assert report["pooled_by_seed"][seed]["fused"]["n"] == 39
+    fused = report["pooled"]["fused"]
+    assert 0 <= fused["accuracy"]["mean"] <= 1 and len(fused["macro_f1"]["values"]) == 2
+    assert set(fused) >= {"f1_fake", "f1_real"}
+    assert report["per_event"]["malaysia"]["classes"] == ["fake"]
+    assert report["per_event"]["sandy"]["dev_events"] == ["eclipse", "garissa"]
+    assert report["options"]["image_cap"] == 2 and report["options"]["balance_groups"] is True
+    assert 0 <= report["validation"]["mean"] <= 1
+    with pytest.raises(ValueError, match="protocol"):
+        train_task("mediaeval2016", "concat", [0], data_dir=str(root), protocol="kfold")
+
+
+def test_gradient_reversal_flips_and_scales_the_gradient_exactly():
+    x = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    w = torch.tensor([0.5, 4.0, -1.0])
+    y = reverse_gradient(x, 0.25)
+    assert torch.equal(y, x)  # identity forward
+    (y * w).sum().backward()
+    assert torch.equal(x.grad, torch.tensor([-0.125, -1.0, 0.25]))  # -lambda * dL/dy
+
+
+def test_event_adversarial_training_runs_and_logs_its_loss(tmp_path):
+    root = make_events(tmp_path / "data")
+    out = train_task("mediaeval2016", "concat", [0], data_dir=str(root), out=tmp_path / "runs",
+                     text_encoder="tiny-bert", image_encoder="tiny-resnet", cache_dir=tmp_path / "cache",
+                     max_length=16, overrides={"epochs": 2, "batch_size": 8}, progress=False, event_adversarial=0.5)[0]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert all("event" in h["train_terms"] and h["train_terms"]["event"] > 0 for h in metrics["history"])
+    assert metrics["training_for_unseen_events"]["event_adversarial"] == 0.5
+    with pytest.raises(ValueError, match="fused representation"):
+        train_task("mediaeval2016", "prior", [0], data_dir=str(root), out=tmp_path / "runs", text_encoder="tiny-bert",
+                   image_encoder="tiny-resnet", cache_dir=tmp_path / "cache", max_length=16, progress=False,
+                   overrides={"epochs": 1}, event_adversarial=0.5)

@@ -1,0 +1,130 @@
+"""Leave-one-event-out (LOEO): the protocol for a task whose posts are judged on events never seen in training
+(MediaEval 2016: 15 events with images, Hurricane Sandy about 65% of the posts, most events entirely fake).
+
+Each event in turn is the test fold. The task's reader makes the fold (`leave_out=EVENT`): the validation events
+(two events with both classes, never the test event) choose the epoch, and training reads every other event; no
+event, hence no image, is in two of the three. The features come from the task's feature cache, cut by sample
+id, so no fold encodes anything again. A seed's folds together predict every post once, as an unseen event: the
+pooled metrics are computed over all those predictions; the per-event ones over each fold.
+
+    python -m trainer loeo --task mediaeval2016 --model concat --seeds 0 1 2
+    python -m trainer loeo --task mediaeval2016 --model concat --image-cap 1 --balance-groups
+
+writes `<out>/<task>/<model>[-<variant>]/loeo.json`; `python -m trainer report` reads it (`{{loeo ...}}`).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .datasets import DatasetSplits, load_task_data
+from .features import CachedSplit, concat_splits
+from .loop import RunSpec, evaluate, predict_split, train
+from .metrics import compute_metrics
+
+
+def fold_events(data: DatasetSplits) -> list[str]:
+    """The task's events (sample groups), largest first."""
+    sizes: dict[str, int] = {}
+    for samples in data.splits().values():
+        for s in samples:
+            sizes[s.group] = sizes.get(s.group, 0) + 1
+    return sorted(sizes, key=lambda e: (-sizes[e], e))
+
+
+def fold(task: str, event: str, data_dir: str | None = None) -> DatasetSplits:
+    """The reader's leave-one-event-out split for `event`, checked: the three parts share no event and no image."""
+    data = load_task_data(task, data_dir, leave_out=event)
+    parts = data.splits()
+    for a, b in (("train", "dev"), ("train", "test"), ("dev", "test")):
+        events = {s.group for s in parts[a]} & {s.group for s in parts[b]}
+        images = {s.image for s in parts[a]} & {s.image for s in parts[b]} - {None}
+        if events or images:
+            raise ValueError(f"fold {event}: {a} and {b} share events {sorted(events)} / {len(images)} images")
+    if {s.group for s in parts["test"]} != {event}:
+        raise ValueError(f"fold {event}: its test part is not exactly that event")
+    return data
+
+
+def cut(pool: CachedSplit, data: DatasetSplits) -> dict[str, CachedSplit]:
+    """The fold's train / dev / test features from the pooled cache, by sample id (samples the cache dropped,
+    e.g. unreadable images, stay dropped)."""
+    row = {i: k for k, i in enumerate(pool.ids)}
+    out = {}
+    for name, samples in data.splits().items():
+        out[name] = pool.subset(torch.tensor([row[s.id] for s in samples if s.id in row], dtype=torch.long))
+    return out
+
+
+def _summary(values: list[float]) -> dict:
+    return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "values": values}
+
+
+def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out: Path,
+             data_dir: str | None = None, events: list[str] | None = None, progress: bool = False) -> dict:
+    """Train `spec` once per fold and seed; write and return the LOEO report: per seed the pooled test metrics
+    over all folds (fused, text-only and image-only heads) and per event its test metrics, with mean ± std over
+    seeds of the pooled accuracy / macro F1 / per-class F1 and of each event's accuracy."""
+    full = load_task_data(task, data_dir)
+    events = events or fold_events(full)
+    per_seed, folds = {}, {}
+    for seed in seeds:
+        logits: dict[str, list[torch.Tensor]] = {}
+        labels: list[torch.Tensor] = []
+        for event in events:
+            data = fold(task, event, data_dir)
+            feats = cut(pool, data)
+            model, record = train(replace(spec, seed=seed, data_version=data.version), feats, progress=progress)
+            test_logits, _ = predict_split(model, feats["test"])
+            for head, lg in test_logits.items():
+                logits.setdefault(head, []).append(lg)
+            labels.append(feats["test"].labels)
+            folds.setdefault(event, {})[seed] = {
+                "test": evaluate(model, feats["test"]), "dev_events": sorted({s.group for s in data.dev}),
+                "sizes": {k: len(v) for k, v in feats.items()}, "best_epoch": record["best_epoch"],
+                "dev_score": max(h[f"dev_{spec.select_metric}"] for h in record["history"])}
+            print(f"{task} loeo {event} seed {seed}: test accuracy {folds[event][seed]['test']['fused']['accuracy']:.4f} "
+                  f"({len(feats['test'])} posts)", flush=True)
+        target = torch.cat(labels)
+        per_seed[seed] = {head: compute_metrics(torch.cat(lg), target, spec.labels, spec.multi_label)
+                          for head, lg in logits.items()}
+    pooled = {head: {"accuracy": _summary([per_seed[s][head]["accuracy"] for s in seeds]),
+                     "macro_f1": _summary([per_seed[s][head]["macro_f1"] for s in seeds]),
+                     **{f"f1_{c}": _summary([per_seed[s][head]["per_class_f1"][c] for s in seeds]) for c in spec.labels}}
+              for head in per_seed[seeds[0]]}
+    # What chooses between options: each seed's dev score averaged over the folds (validation events only).
+    validation = _summary([statistics.mean(folds[e][s]["dev_score"] for e in events) for s in seeds])
+    report = {"task": task, "model": spec.model, "variant": spec.variant, "seeds": seeds, "events": events,
+              "validation": {"metric": spec.select_metric, **validation},
+              "options": {"image_cap": spec.image_cap, "balance_groups": spec.balance_groups,
+                          "event_adversarial": spec.event_adversarial, **spec.overrides,
+                          "finetune_text_layers": spec.finetune_text_layers, "lora_rank": spec.lora_rank},
+              "pooled": pooled, "pooled_by_seed": {str(s): per_seed[s] for s in seeds},
+              "per_event": {e: {"n": folds[e][seeds[0]]["test"]["fused"]["n"],
+                                "classes": sorted({spec.labels[int(y)] for y in _labels_of(pool, full, e)}),
+                                "accuracy": _summary([folds[e][s]["test"]["fused"]["accuracy"] for s in seeds]),
+                                "macro_f1": _summary([folds[e][s]["test"]["fused"]["macro_f1"] for s in seeds]),
+                                "dev_score": _summary([folds[e][s]["dev_score"] for s in seeds]),
+                                "dev_events": folds[e][seeds[0]]["dev_events"]}
+                            for e in events}}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "loeo.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    return report
+
+
+def _labels_of(pool: CachedSplit, data: DatasetSplits, event: str) -> torch.Tensor:
+    ids = {s.id for samples in data.splits().values() for s in samples if s.group == event}
+    return pool.labels[[k for k, i in enumerate(pool.ids) if i in ids]]
+
+
+def pooled_features(feats: dict[str, CachedSplit], data: DatasetSplits) -> CachedSplit:
+    """The task's cached splits as one pool, each sample with its group (event) attached."""
+    pool = concat_splits([feats[name] for name in ("train", "dev", "test")])
+    pool.attach_groups([s for samples in data.splits().values() for s in samples])
+    return pool
