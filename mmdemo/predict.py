@@ -87,6 +87,7 @@ class Prediction:
     latency_ms: float = 0.0
     # How much the caption and the image each moved the fused prediction (Shapley values, every class).
     contributions: Contribution | None = None
+    reliability: str = ""  # how far to trust the fused probabilities, when the checkpoint measured it
 
     def top(self, head: str = "fused") -> tuple[str, float]:
         return next(iter(self.probs[head].items()))
@@ -148,6 +149,22 @@ class Predictor:
     @property
     def labels(self) -> list[str]:
         return self.classifier.labels
+
+    @property
+    def temperature(self) -> float:
+        """The fused logits' temperature (1: uncalibrated); single-label checkpoints only."""
+        return 1.0 if self.classifier.multi_label else float(self.classifier.calibration.get("temperature", 1.0))
+
+    @property
+    def reliability(self) -> str:
+        """One line on how far to trust the fused prediction, from the checkpoint's measured calibration."""
+        c = self.classifier.calibration
+        unseen = c.get("unseen")
+        if not unseen:
+            return ""
+        return (f"On events it never saw ({unseen['protocol']}, {unseen['events']} events) this network scores "
+                f"{unseen['accuracy']:.0%} accuracy, macro F1 {unseen['macro_f1']:.2f}; its fused probabilities are "
+                f"calibrated (temperature {self.temperature:.2f}, fitted on held-out validation events).")
 
     @exclusive
     def prepare(self, image, caption) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -217,10 +234,11 @@ class Predictor:
         # modality the head ignores gets exactly 0 (computed apart, it would differ in the last bits)
         out: ModelOutput = self.classifier(*with_reference(text, img, ref))  # row 0: the input itself
         ml = self.classifier.multi_label
+        fused = out.logits / self.temperature  # calibrated where the checkpoint carries a temperature
         probs = {}
-        for head, logits in zip(HEADS, (out.logits, out.text_logits, out.image_logits)):
+        for head, logits in zip(HEADS, (fused, out.text_logits, out.image_logits)):
             p = probabilities(logits, ml)[0].tolist()
             probs[head] = dict(sorted(zip(self.labels, p), key=lambda kv: -kv[1]))
         return Prediction(self.labels, probs, _first_item(out.explain), self.tokens(inputs["input_ids"], inputs["attention_mask"]),
                           ml, notes, (time.perf_counter() - start) * 1000,
-                          contribution(out.logits, self.labels, ml, ref.kind)[0])
+                          contribution(fused, self.labels, ml, ref.kind)[0], self.reliability)

@@ -372,7 +372,7 @@ class DemoApp:
             return None, None, None, "", "", error_html(msg), None
         notes = list(pred.warnings) + ([loaded.where.note] if loaded.where.note else [])
         return (label_value(pred, "fused"), label_value(pred, "text"), label_value(pred, "image"),
-                verdict_html(pred), signals_html(pred, self._signals(loaded), loaded.predictor.classifier.missing_prior),
+                verdict_html(pred) + (_box(html.escape(pred.reliability), "info") if pred.reliability else ""), signals_html(pred, self._signals(loaded), loaded.predictor.classifier.missing_prior),
                 notes_html(notes), contributions_json(pred))
 
     def explain_fn(self, image, caption: str | None, task: str | None, model: str | None,

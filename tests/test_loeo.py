@@ -12,8 +12,9 @@ from torch.utils.data import WeightedRandomSampler
 from trainer.adversarial import reverse_gradient
 from trainer.datasets import load_task_data
 from trainer.features import concat_splits
-from trainer.loeo import fold, fold_events
+from trainer.loeo import calibration_error, fit_temperature, fold, fold_events
 from trainer.loop import sample_weights
+from trainer.results import render
 from trainer.run import train_task
 
 from .conftest import SHARED
@@ -111,6 +112,9 @@ def test_loeo_trains_every_fold_and_pools_each_post_once(tmp_path):
     assert report["per_event"]["sandy"]["dev_events"] == ["eclipse", "garissa"]
     assert report["options"]["image_cap"] == 2 and report["options"]["balance_groups"] is True
     assert 0 <= report["validation"]["mean"] <= 1
+    assert report["calibration"]["temperature"]["mean"] > 0 and len(report["calibration"]["ece"]["values"]) == 2
+    table = render("{{loeo runs mediaeval2016 concat}}", base=tmp_path)  # the RESULTS.md placeholder
+    assert "| concat | 2 |" in table and "| malaysia | 3 | fake |" in table and "| sandy | 12 | fake, real |" in table
     with pytest.raises(ValueError, match="protocol"):
         train_task("mediaeval2016", "concat", [0], data_dir=str(root), protocol="kfold")
 
@@ -136,3 +140,43 @@ def test_event_adversarial_training_runs_and_logs_its_loss(tmp_path):
         train_task("mediaeval2016", "prior", [0], data_dir=str(root), out=tmp_path / "runs", text_encoder="tiny-bert",
                    image_encoder="tiny-resnet", cache_dir=tmp_path / "cache", max_length=16, progress=False,
                    overrides={"epochs": 1}, event_adversarial=0.5)
+
+
+def test_temperature_scaling_undoes_a_known_overconfidence():
+    torch.manual_seed(0)
+    true_logits = torch.randn(4000, 2) * 1.5
+    labels = torch.multinomial(true_logits.softmax(-1), 1).squeeze(1)  # labels drawn from softmax(true_logits)
+    t = fit_temperature(true_logits * 3, labels)  # a model three times too sure of itself
+    assert t == pytest.approx(3, rel=0.1)
+    assert calibration_error(true_logits * 3, labels, t) < calibration_error(true_logits * 3, labels) / 2
+
+
+def test_bundle_carries_the_loeo_calibration_into_the_app(tmp_path):
+    from mmdemo.predict import Predictor
+    from trainer.report import bundle
+
+    root = make_events(tmp_path / "data")
+    common = dict(data_dir=str(root), out=tmp_path / "runs", text_encoder="tiny-bert", image_encoder="tiny-resnet",
+                  cache_dir=tmp_path / "cache", max_length=16, overrides={"epochs": 2, "batch_size": 8}, progress=False)
+    train_task("mediaeval2016", "concat", [0], protocol="loeo", image_cap=2, **common)
+    report = tmp_path / "runs" / "mediaeval2016" / "concat" / "loeo" / "loeo.json"
+    plain = train_task("mediaeval2016", "concat", [0], **common)[0]  # another recipe: no image cap
+    with pytest.raises(ValueError, match="image_cap 0 here, 2 there"):
+        bundle(plain.parent, tmp_path / "bad", compact=False, calibration=report)
+    run = train_task("mediaeval2016", "concat", [0], image_cap=2, **{**common, "out": tmp_path / "capped"})[0]
+    dest = tmp_path / "checkpoints" / "mediaeval2016" / "concat"
+    bundle(run.parent, dest, compact=False, calibration=report)
+    calibration = json.loads((dest / "config.json").read_text())["calibration"]
+    loeo = json.loads(report.read_text())
+    assert calibration["temperature"] == loeo["calibration"]["temperature"]["mean"]
+    assert calibration["unseen"]["macro_f1"] == loeo["pooled"]["fused"]["macro_f1"]["mean"]
+
+    p = Predictor.from_checkpoint(dest)
+    image = Image.new("RGB", (64, 64), (200, 30, 30))
+    pred = p.predict(image, "hoax fake photoshop")
+    assert "never saw" in pred.reliability and "6 events" in pred.reliability
+    scaled = torch.tensor(list(pred.probs["fused"].values())).log()
+    p.classifier.calibration = {}  # the same input, uncalibrated
+    raw = torch.tensor([p.predict(image, "hoax fake photoshop").probs["fused"][k] for k in pred.probs["fused"]]).log()
+    t = calibration["temperature"]
+    assert torch.allclose(scaled[0] - scaled[1], (raw[0] - raw[1]) / t, atol=1e-4)  # logit gap divided by T

@@ -156,7 +156,8 @@ def cmd_bundle(a) -> None:
     from mmdemo.checkpoint import read_metrics
 
     dest = a.dest / a.task / a.model
-    best, metric = bundle(a.runs / a.task / run_name(a.model, a.variant), dest, compact=not a.float32)
+    best, metric = bundle(a.runs / a.task / run_name(a.model, a.variant), dest, compact=not a.float32,
+                          calibration=a.calibration)
     print(f"bundled {best} -> {dest} (best dev {metric})")
     small = read_metrics(dest).get("bundle")
     if small:
@@ -364,6 +365,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dest", type=Path, default=REPO_ROOT / "checkpoints")
     p.add_argument("--float32", action="store_true", help="copy the weights as trained (default: float16, without "
                    "the state only further training reads; dev is re-measured and recorded)")
+    p.add_argument("--calibration", type=Path, default=None, metavar="LOEO_JSON",
+                   help="a leave-one-event-out report of the same recipe (train --protocol loeo): its temperature "
+                        "and unseen-event scores go into the checkpoint, and the app shows them")
     p.set_defaults(fn=cmd_bundle)
 
     p = sub.add_parser("bench", help="feature-extraction throughput; an epoch from cache vs re-encoding")

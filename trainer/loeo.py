@@ -61,6 +61,29 @@ def cut(pool: CachedSplit, data: DatasetSplits) -> dict[str, CachedSplit]:
     return out
 
 
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Temperature scaling (Guo et al. 2017): the T > 0 minimising the cross-entropy of softmax(logits / T)."""
+    log_t = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+
+    def nll():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(logits.float() / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    opt.step(nll)
+    return float(log_t.detach().exp())
+
+
+def calibration_error(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> float:
+    """Expected calibration error (15 bins) of softmax(logits / T)."""
+    from torchmetrics.functional import calibration_error as ece
+
+    probs = (logits.float() / temperature).softmax(-1)
+    return float(ece(probs, labels, task="multiclass", num_classes=probs.shape[-1], n_bins=15))
+
+
 def _summary(values: list[float]) -> dict:
     return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "values": values}
@@ -73,10 +96,11 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
     seeds of the pooled accuracy / macro F1 / per-class F1 and of each event's accuracy."""
     full = load_task_data(task, data_dir)
     events = events or fold_events(full)
-    per_seed, folds = {}, {}
+    per_seed, folds, calibration = {}, {}, {}
     for seed in seeds:
         logits: dict[str, list[torch.Tensor]] = {}
         labels: list[torch.Tensor] = []
+        val_logits, val_labels = [], []
         for event in events:
             data = fold(task, event, data_dir)
             feats = cut(pool, data)
@@ -85,6 +109,8 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
             for head, lg in test_logits.items():
                 logits.setdefault(head, []).append(lg)
             labels.append(feats["test"].labels)
+            val_logits.append(predict_split(model, feats["dev"])[0]["fused"])
+            val_labels.append(feats["dev"].labels)
             folds.setdefault(event, {})[seed] = {
                 "test": evaluate(model, feats["test"]), "dev_events": sorted({s.group for s in data.dev}),
                 "sizes": {k: len(v) for k, v in feats.items()}, "best_epoch": record["best_epoch"],
@@ -94,6 +120,11 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
         target = torch.cat(labels)
         per_seed[seed] = {head: compute_metrics(torch.cat(lg), target, spec.labels, spec.multi_label)
                           for head, lg in logits.items()}
+        if not spec.multi_label:  # one temperature from the validation folds, judged on the unseen events
+            t = fit_temperature(torch.cat(val_logits), torch.cat(val_labels))
+            test = torch.cat(logits["fused"])
+            calibration[seed] = {"temperature": t, "ece": calibration_error(test, target),
+                                 "ece_scaled": calibration_error(test, target, t)}
     pooled = {head: {"accuracy": _summary([per_seed[s][head]["accuracy"] for s in seeds]),
                      "macro_f1": _summary([per_seed[s][head]["macro_f1"] for s in seeds]),
                      **{f"f1_{c}": _summary([per_seed[s][head]["per_class_f1"][c] for s in seeds]) for c in spec.labels}}
@@ -102,10 +133,14 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
     validation = _summary([statistics.mean(folds[e][s]["dev_score"] for e in events) for s in seeds])
     report = {"task": task, "model": spec.model, "variant": spec.variant, "seeds": seeds, "events": events,
               "validation": {"metric": spec.select_metric, **validation},
-              "options": {"image_cap": spec.image_cap, "balance_groups": spec.balance_groups,
+              "options": {"text_encoder": spec.text_encoder, "image_encoder": spec.image_encoder,
+                          "image_cap": spec.image_cap, "balance_groups": spec.balance_groups,
                           "event_adversarial": spec.event_adversarial, **spec.overrides,
                           "finetune_text_layers": spec.finetune_text_layers, "lora_rank": spec.lora_rank},
               "pooled": pooled, "pooled_by_seed": {str(s): per_seed[s] for s in seeds},
+              "calibration": {k: _summary([calibration[s][k] for s in seeds]) for k in ("temperature", "ece",
+                                                                                         "ece_scaled")}
+              if calibration else {},
               "per_event": {e: {"n": folds[e][seeds[0]]["test"]["fused"]["n"],
                                 "classes": sorted({spec.labels[int(y)] for y in _labels_of(pool, full, e)}),
                                 "accuracy": _summary([folds[e][s]["test"]["fused"]["accuracy"] for s in seeds]),
@@ -121,6 +156,31 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
 def _labels_of(pool: CachedSplit, data: DatasetSplits, event: str) -> torch.Tensor:
     ids = {s.id for samples in data.splits().values() for s in samples if s.group == event}
     return pool.labels[[k for k, i in enumerate(pool.ids) if i in ids]]
+
+
+def calibration_entry(report: dict, config: dict, record: dict) -> dict:
+    """What `trainer bundle --calibration` writes into a checkpoint's config.json from a LOEO report: the temperature
+    and the unseen-event scores, after checking that the report measured this checkpoint's recipe (model, variant,
+    encoders, tuned layers, sampling, adversary, head settings), trained there one fold at a time."""
+    opts = report["options"]
+    drawn = record.get("training_for_unseen_events", {})
+    mine = {"model": config["model"], "variant": config.get("variant", ""), "text_encoder": config["text_encoder"],
+            "image_encoder": config["image_encoder"], "finetune_text_layers": config.get("finetune_text_layers", 0),
+            "lora_rank": config.get("lora_rank", 0), "image_cap": drawn.get("image_cap", 0),
+            "balance_groups": drawn.get("balance_groups", False), "event_adversarial": drawn.get("event_adversarial", 0.0),
+            **{k: config["head"][k] for k in opts if k in config.get("head", {})}}
+    theirs = {"model": report["model"], "variant": report["variant"], **opts}
+    differ = {k: (mine[k], theirs.get(k)) for k in mine if theirs.get(k, mine[k]) != mine[k]}
+    if differ:
+        raise ValueError(f"the leave-one-event-out report measured another recipe than this checkpoint's: "
+                         + ", ".join(f"{k} {a!r} here, {b!r} there" for k, (a, b) in differ.items()))
+    if not report.get("calibration"):
+        raise ValueError("the leave-one-event-out report has no calibration (a multi-label task?)")
+    fused = report["pooled"]["fused"]
+    return {"temperature": report["calibration"]["temperature"]["mean"],
+            "fitted_on": "the validation events of every leave-one-event-out fold",
+            "unseen": {"protocol": "leave-one-event-out", "events": len(report["events"]), "seeds": len(report["seeds"]),
+                       "accuracy": fused["accuracy"]["mean"], "macro_f1": fused["macro_f1"]["mean"]}}
 
 
 def pooled_features(feats: dict[str, CachedSplit], data: DatasetSplits) -> CachedSplit:

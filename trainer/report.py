@@ -55,12 +55,14 @@ def table(runs: Path | list[Path], split: str = "test", head: str = "fused", tas
     return "\n".join(lines) if lines else f"no metrics.json with dev and test under {', '.join(map(str, roots))}"
 
 
-def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None) -> tuple[Path, str]:
+def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None, calibration: Path | None = None
+           ) -> tuple[Path, str]:
     """Copy the best-on-dev seed of a run into the bundled checkpoints directory, with its model card made anew
     from its config and metrics (the card the run wrote may predate the current card text). `compact`: float16
     weights without the training-only state (`compact_checkpoint`); the dev metrics of the compact copy are measured
     (on `dev`, a CachedSplit, else the task's cached dev features) and recorded in its metrics.json ("bundle"),
-    beside the run's float32 ones."""
+    beside the run's float32 ones. `calibration`: a leave-one-event-out report of this recipe (loeo.json), whose
+    temperature and unseen-event scores go into config.json, where the app reads them."""
     import torch
 
     from mmdemo.checkpoint import CARD_FILE, METRICS_FILE, compact_checkpoint, load_checkpoint, read_config, read_metrics
@@ -74,6 +76,12 @@ def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None) -> tuple[P
         shutil.rmtree(dest)
     shutil.copytree(best, dest)
     metrics = read_metrics(dest)
+    if calibration is not None:
+        from .loeo import calibration_entry
+
+        config = read_config(dest)
+        config["calibration"] = calibration_entry(json.loads(Path(calibration).read_text()), config, metrics)
+        (dest / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     if compact:
         before, after = compact_checkpoint(dest, torch.float16)
         model = load_checkpoint(dest)

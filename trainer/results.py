@@ -13,6 +13,8 @@ Placeholders (ROOTS: one or more run directories joined by commas, whose seeds p
     {{seeds ROOTS TASK MODEL SPLIT HEAD METRIC}}           each seed's value, inside a sentence
     {{cost ROOT KEY FIELD}}                                a figure from ROOT/costs.json (scripts/encoders_table.py)
     {{modalities PATH}}                                    the probe's modality report (`trainer probe --json PATH`)
+    {{loeo ROOT TASK MODEL,...}}                           leave-one-event-out: pooled and per-event tables
+    {{last ROOTS TASK MODEL KEY}}                          the last epoch's logged KEY, mean ± std over seeds
 """
 
 from __future__ import annotations
@@ -120,6 +122,33 @@ def modalities(path: str, base: Path) -> str:
     return "\n".join(lines)
 
 
+def loeo(root: str, task: str, models: str, base: Path) -> str:
+    """Leave-one-event-out reports (`train --protocol loeo`, ROOT/TASK/MODEL/loeo/loeo.json): every post predicted
+    once as an unseen event; pooled metrics, the validation score that chooses between recipes, then each held-out
+    event's accuracy (macro F1 where the event has both classes)."""
+    reports = {m: json.loads((base / root / task / m / "loeo" / "loeo.json").read_text()) for m in models.split(",")}
+    first = next(iter(reports.values()))
+    labels = [k.removeprefix("f1_") for k in first["pooled"]["fused"] if k.startswith("f1_")]
+    pct = lambda s: f"{s['mean'] * 100:.2f} ± {s['std'] * 100:.2f}"  # noqa: E731
+    lines = ["| model | seeds | pooled accuracy | pooled macro F1 | " + " | ".join(f"F1 {c}" for c in labels)
+             + " | validation " + SHORT.get(first["validation"]["metric"], first["validation"]["metric"])
+             + " | temperature | calibration error: raw → scaled |", "|---" * (4 + len(labels)) + "|---|---|---|"]
+    for m, r in reports.items():
+        f, cal = r["pooled"]["fused"], r.get("calibration")
+        scaled = (f"{cal['temperature']['mean']:.2f} | {pct(cal['ece'])} → {pct(cal['ece_scaled'])}" if cal
+                  else "– | –")
+        lines.append(f"| {m} | {len(r['seeds'])} | {pct(f['accuracy'])} | {pct(f['macro_f1'])} | "
+                     + " | ".join(pct(f[f'f1_{c}']) for c in labels) + f" | {pct(r['validation'])} | {scaled} |")
+    lines += ["", "| held-out event | posts | classes | " + " | ".join(reports) + " |", "|---" * (3 + len(reports)) + "|"]
+    for e in first["events"]:
+        info = first["per_event"][e]
+        both = len(info["classes"]) > 1
+        cells = [pct(r["per_event"][e]["accuracy"]) + (f" ({pct(r['per_event'][e]['macro_f1'])})" if both else "")
+                 for r in reports.values()]
+        lines.append(f"| {e} | {info['n']} | {', '.join(info['classes'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def render(template: str, base: Path = REPO_ROOT) -> str:
     def fill(match: re.Match) -> str:
         kind, args = match.group(1), match.group(2).split()
@@ -133,6 +162,8 @@ def render(template: str, base: Path = REPO_ROOT) -> str:
             return encoders(*args, base=base)
         if kind == "modalities":
             return modalities(*args, base=base)
+        if kind == "loeo":
+            return loeo(*args, base=base)
         if kind == "cost":  # a figure scripts/encoders_table.py measured: {{cost ROOT KEY FIELD}}
             root, key, field = args
             return f"{json.loads((base / root / 'costs.json').read_text())['points'][key][field]:g}"

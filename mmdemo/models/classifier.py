@@ -32,7 +32,7 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
                  dims: dict, head: dict | None = None, variant: str = "", multi_label: bool = False,
                  max_length: int = 64, finetune_text_layers: int = 0, data_version: str = "",
                  code_version: str = __version__, ordinal: bool | None = None, prior_encoder: str = "",
-                 lora_rank: int = 0):
+                 lora_rank: int = 0, calibration: dict | None = None):
         super().__init__()
         from ..tasks import TASKS
         from . import get_model
@@ -56,6 +56,10 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
         # Fine-tuning the last text layers makes the text encoder part of the model (and its trainable part part of
         # the weights file): the whole blocks, or LoRA adapters of rank `lora_rank` on them.
         self.finetune_text_layers, self.lora_rank = finetune_text_layers, lora_rank
+        # How far to trust the fused probabilities, measured by the trainer (`trainer bundle --calibration`): the
+        # temperature fitted on held-out validation data and the scores on data unlike the training data (MediaEval:
+        # leave-one-event-out). Empty: none measured.
+        self.calibration = dict(calibration or {})
         self.text_encoder: TextEncoder | None = None
         if finetune_text_layers > 0:
             from ..encoders import create_text_encoder
@@ -170,6 +174,6 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
             "ordinal": self.ordinal, "dims": self.feature_dims.to_dict(),
             "head": self.head.config.to_dict(), "variant": self.variant, "max_length": self.max_length,
             "finetune_text_layers": self.finetune_text_layers, "lora_rank": self.lora_rank,
-            "prior_encoder": self.prior_encoder,
+            "prior_encoder": self.prior_encoder, **({"calibration": self.calibration} if self.calibration else {}),
             "data_version": self.data_version, "code_version": self.code_version,
         }
