@@ -9,11 +9,12 @@ import torch
 from PIL import Image
 from torch.utils.data import WeightedRandomSampler
 
+from mmdemo.encoders import ImageFeatures
 from trainer.adversarial import reverse_gradient
 from trainer.datasets import load_task_data
 from trainer.features import concat_splits
 from trainer.loeo import calibration_error, fit_temperature, fold, fold_events
-from trainer.loop import sample_weights
+from trainer.loop import blank_images, sample_weights
 from trainer.results import render
 from trainer.run import train_task
 
@@ -132,10 +133,12 @@ def test_event_adversarial_training_runs_and_logs_its_loss(tmp_path):
     root = make_events(tmp_path / "data")
     out = train_task("mediaeval2016", "concat", [0], data_dir=str(root), out=tmp_path / "runs",
                      text_encoder="tiny-bert", image_encoder="tiny-resnet", cache_dir=tmp_path / "cache",
-                     max_length=16, overrides={"epochs": 2, "batch_size": 8}, progress=False, event_adversarial=0.5)[0]
+                     max_length=16, overrides={"epochs": 2, "batch_size": 8}, progress=False, event_adversarial=0.5,
+                     image_dropout=0.3)[0]
     metrics = json.loads((out / "metrics.json").read_text())
     assert all("event" in h["train_terms"] and h["train_terms"]["event"] > 0 for h in metrics["history"])
     assert metrics["training_for_unseen_events"]["event_adversarial"] == 0.5
+    assert metrics["training_for_unseen_events"]["image_dropout"] == 0.3
     with pytest.raises(ValueError, match="fused representation"):
         train_task("mediaeval2016", "prior", [0], data_dir=str(root), out=tmp_path / "runs", text_encoder="tiny-bert",
                    image_encoder="tiny-resnet", cache_dir=tmp_path / "cache", max_length=16, progress=False,
@@ -180,3 +183,14 @@ def test_bundle_carries_the_loeo_calibration_into_the_app(tmp_path):
     raw = torch.tensor([p.predict(image, "hoax fake photoshop").probs["fused"][k] for k in pred.probs["fused"]]).log()
     t = calibration["temperature"]
     assert torch.allclose(scaled[0] - scaled[1], (raw[0] - raw[1]) / t, atol=1e-4)  # logit gap divided by T
+
+
+def test_image_dropout_blanks_exactly_the_chosen_rows():
+    image = ImageFeatures(torch.arange(24.0).view(2, 3, 4), torch.ones(2, 5), torch.ones(2, 2))
+    blank = ImageFeatures(torch.full((1, 3, 4), -1.0), torch.zeros(1, 5), torch.full((1, 2), 7.0))
+    out = blank_images(image, blank, torch.tensor([False, True]))
+    assert torch.equal(out.patches[0], image.patches[0]) and (out.patches[1] == -1).all()
+    assert torch.equal(out.pooled, torch.tensor([[1.0] * 5, [0.0] * 5]))
+    assert torch.equal(out.logits, torch.tensor([[1.0, 1.0], [7.0, 7.0]]))
+    no_patches = ImageFeatures(torch.zeros(2, 0, 4), torch.ones(2, 5))  # a head that reads the pooled vector only
+    assert blank_images(no_patches, blank, torch.tensor([True, True])).patches.shape == (2, 0, 4)

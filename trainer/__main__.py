@@ -305,6 +305,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--event-adversarial", type=float, default=None, metavar="LAMBDA",
                    help="> 0: EANN-style event-adversarial training with this lambda (a discriminator of the training "
                         "events on the fused representation, through gradient reversal; trainer/adversarial.py)")
+    p.add_argument("--image-dropout", type=float, default=None, metavar="P",
+                   help="replace each training post's image by the blank one with probability P (modality dropout)")
     p.add_argument("--protocol", default="split", choices=["split", "loeo"],
                    help="split: the task's train / dev / test; loeo: leave one event out, every event in turn "
                         "(trainer/loeo.py; writes loeo.json)")

@@ -135,7 +135,8 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
               "validation": {"metric": spec.select_metric, **validation},
               "options": {"text_encoder": spec.text_encoder, "image_encoder": spec.image_encoder,
                           "image_cap": spec.image_cap, "balance_groups": spec.balance_groups,
-                          "event_adversarial": spec.event_adversarial, **spec.overrides,
+                          "event_adversarial": spec.event_adversarial, "image_dropout": spec.image_dropout,
+                          **spec.overrides,
                           "finetune_text_layers": spec.finetune_text_layers, "lora_rank": spec.lora_rank},
               "pooled": pooled, "pooled_by_seed": {str(s): per_seed[s] for s in seeds},
               "calibration": {k: _summary([calibration[s][k] for s in seeds]) for k in ("temperature", "ece",
@@ -168,6 +169,7 @@ def calibration_entry(report: dict, config: dict, record: dict) -> dict:
             "image_encoder": config["image_encoder"], "finetune_text_layers": config.get("finetune_text_layers", 0),
             "lora_rank": config.get("lora_rank", 0), "image_cap": drawn.get("image_cap", 0),
             "balance_groups": drawn.get("balance_groups", False), "event_adversarial": drawn.get("event_adversarial", 0.0),
+            "image_dropout": drawn.get("image_dropout", 0.0),
             **{k: config["head"][k] for k in opts if k in config.get("head", {})}}
     theirs = {"model": report["model"], "variant": report["variant"], **opts}
     differ = {k: (mine[k], theirs.get(k)) for k in mine if theirs.get(k, mine[k]) != mine[k]}

@@ -6,18 +6,18 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from torch import nn
 from accelerate.utils import set_seed
+from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from mmdemo.encoders import FeatureDims
+from mmdemo.encoders import FeatureDims, ImageFeatures
 from mmdemo.models import FitData, MultimodalClassifier
 from mmdemo.predict import HEADS
 
@@ -57,6 +57,10 @@ class RunSpec:
     # > 0: event-adversarial training with this lambda (trainer/adversarial.py): a discriminator of the training
     # split's groups (events) on the head's fused representation, through a gradient-reversal layer.
     event_adversarial: float = 0.0
+    # > 0: modality dropout (Neverova et al., ModDrop, 2015): each training post's image is replaced, with this
+    # probability, by the blank image the app's contributions stand in for a missing one, so the network learns to
+    # answer from the caption when the image says nothing it knows.
+    image_dropout: float = 0.0
 
 
 def require_captions(model: MultimodalClassifier, split: CachedSplit) -> None:
@@ -233,6 +237,17 @@ def load_train_state(path: Path, model: MultimodalClassifier, optimizer, schedul
     return {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}, meta
 
 
+def blank_images(image: ImageFeatures, blank: ImageFeatures, rows: torch.Tensor) -> ImageFeatures:
+    """The batch with the images of `rows` ([B] bool) replaced by the blank image's features (batch of one)."""
+    def mix(x: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+        if x is None or b is None or x.shape[1:] != b.shape[1:]:  # e.g. patches the head does not read: [B, 0, C]
+            return x
+        return torch.where(rows.view(-1, *[1] * (x.dim() - 1)), b.to(x.device, x.dtype), x)
+
+    return replace(image, patches=mix(image.patches, blank.patches), pooled=mix(image.pooled, blank.pooled),
+                   logits=mix(image.logits, blank.logits), prior=mix(image.prior, blank.prior))
+
+
 def _event_adversary(spec: RunSpec, model: MultimodalClassifier, split: CachedSplit
                      ) -> tuple[EventDiscriminator | None, torch.Tensor | None]:
     """The event discriminator of `spec.event_adversarial` over the training split's groups, and each training
@@ -274,6 +289,10 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True,
                            weights=sample_weights(feats["train"], spec.image_cap, spec.balance_groups), with_index=True)
     generator = train_loader.generator
     adversary, event_ids = _event_adversary(spec, model, feats["train"])
+    if spec.image_dropout:
+        from .probe import reference_of  # the probe imports this module
+
+        blank = reference_of(model, "blank").image
     # Fine-tuned encoder layers get a BERT-style small learning rate; the head keeps its own.
     head_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("text_encoder.")]
     enc_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("text_encoder.")]
@@ -306,6 +325,8 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True,
         raw.head.on_epoch_start(epoch, cfg.epochs)
         loss_sum, n, term_sums = 0.0, 0, {}
         for text, image, y, idx in train_loader:
+            if spec.image_dropout:  # the global RNG: its state is part of the resumable run state
+                image = blank_images(image, blank, torch.rand(len(y)) < spec.image_dropout)
             text, image, y = text.to(accelerator.device), image.to(accelerator.device), y.to(accelerator.device)
             with accelerator.autocast():
                 out = model(text, image)
@@ -347,7 +368,7 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True,
               "train_seconds": round(time.perf_counter() - start, 2), "device": str(accelerator.device),
               "selected_on": f"dev {spec.select_metric} (fused)"}
     drawn = {"image_cap": spec.image_cap, "balance_groups": spec.balance_groups,
-             "event_adversarial": spec.event_adversarial}
+             "event_adversarial": spec.event_adversarial, "image_dropout": spec.image_dropout}
     if any(drawn.values()):
         record["training_for_unseen_events"] = drawn
     return raw, record
