@@ -174,7 +174,7 @@ def calibration_entry(report: dict, config: dict, record: dict) -> dict:
     theirs = {"model": report["model"], "variant": report["variant"], **opts}
     differ = {k: (mine[k], theirs.get(k)) for k in mine if theirs.get(k, mine[k]) != mine[k]}
     if differ:
-        raise ValueError(f"the leave-one-event-out report measured another recipe than this checkpoint's: "
+        raise ValueError("the leave-one-event-out report measured another recipe than this checkpoint's: "
                          + ", ".join(f"{k} {a!r} here, {b!r} there" for k, (a, b) in differ.items()))
     if not report.get("calibration"):
         raise ValueError("the leave-one-event-out report has no calibration (a multi-label task?)")
