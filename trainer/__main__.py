@@ -150,10 +150,10 @@ def cmd_report(a) -> None:
 
 
 def cmd_bundle(a) -> None:
+    from mmdemo.checkpoint import read_metrics
+
     from .report import bundle
     from .run import run_name
-
-    from mmdemo.checkpoint import read_metrics
 
     dest = a.dest / a.task / a.model
     best, metric = bundle(a.runs / a.task / run_name(a.model, a.variant), dest, compact=not a.float32,

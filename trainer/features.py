@@ -118,10 +118,10 @@ class CachedSplit:
         """The samples idx (in that order) as a split of their own; the image and vocabulary tables are shared
         (rows nobody indexes cost nothing but memory)."""
         idx = torch.as_tensor(idx, dtype=torch.long)
-        starts, ends = self.text_offsets[idx], self.text_offsets[idx + 1]
-        rows = torch.cat([torch.arange(int(a), int(b)) for a, b in zip(starts, ends)]) if len(idx) else \
-            torch.zeros(0, dtype=torch.long)
-        offsets = torch.cat([torch.zeros(1, dtype=self.text_offsets.dtype), (ends - starts).cumsum(0)])
+        starts, lengths = self.text_offsets[idx], self.text_offsets[idx + 1] - self.text_offsets[idx]
+        offsets = torch.cat([torch.zeros(1, dtype=self.text_offsets.dtype), lengths.cumsum(0)])
+        # token row of each kept token: its sample's start in this table plus its position within the sample
+        rows = torch.arange(int(offsets[-1])) + torch.repeat_interleave(starts - offsets[:-1], lengths)
         ids = idx.tolist()
         return replace(self, ids=[self.ids[i] for i in ids], labels=self.labels[idx], text_tokens=self.text_tokens[rows],
                        text_offsets=offsets, text_pooled=self.text_pooled[idx], text_ids=self.text_ids[rows],

@@ -7,10 +7,11 @@ event, hence no image, is in two of the three. The features come from the task's
 id, so no fold encodes anything again. A seed's folds together predict every post once, as an unseen event: the
 pooled metrics are computed over all those predictions; the per-event ones over each fold.
 
-    python -m trainer loeo --task mediaeval2016 --model concat --seeds 0 1 2
-    python -m trainer loeo --task mediaeval2016 --model concat --image-cap 1 --balance-groups
+    python -m trainer train --task mediaeval2016 --model concat --protocol loeo --seeds 0 1 2
+    python -m trainer train --task mediaeval2016 --model concat --protocol loeo --image-cap 1 --balance-groups
 
-writes `<out>/<task>/<model>[-<variant>]/loeo.json`; `python -m trainer report` reads it (`{{loeo ...}}`).
+writes `<out>/<task>/<model>[-<variant>]/loeo/loeo.json`; `python -m trainer report --markdown` reads it
+(`{{loeo ...}}` in docs/RESULTS.in.md).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 
 from .datasets import DatasetSplits, load_task_data
 from .features import CachedSplit, concat_splits
-from .loop import RunSpec, evaluate, predict_split, train
+from .loop import RunSpec, predict_split, train
 from .metrics import compute_metrics
 
 
@@ -94,15 +95,15 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
     """Train `spec` once per fold and seed; write and return the LOEO report: per seed the pooled test metrics
     over all folds (fused, text-only and image-only heads) and per event its test metrics, with mean ± std over
     seeds of the pooled accuracy / macro F1 / per-class F1 and of each event's accuracy."""
-    full = load_task_data(task, data_dir)
-    events = events or fold_events(full)
+    events = events or fold_events(load_task_data(task, data_dir))
+    splits = {e: fold(task, e, data_dir) for e in events}  # read once; the features are cut per run (memory)
     per_seed, folds, calibration = {}, {}, {}
     for seed in seeds:
         logits: dict[str, list[torch.Tensor]] = {}
         labels: list[torch.Tensor] = []
         val_logits, val_labels = [], []
         for event in events:
-            data = fold(task, event, data_dir)
+            data = splits[event]
             feats = cut(pool, data)
             model, record = train(replace(spec, seed=seed, data_version=data.version), feats, progress=progress)
             test_logits, _ = predict_split(model, feats["test"])
@@ -112,7 +113,10 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
             val_logits.append(predict_split(model, feats["dev"])[0]["fused"])
             val_labels.append(feats["dev"].labels)
             folds.setdefault(event, {})[seed] = {
-                "test": evaluate(model, feats["test"]), "dev_events": sorted({s.group for s in data.dev}),
+                "test": {head: compute_metrics(lg, labels[-1], spec.labels, spec.multi_label)
+                         for head, lg in test_logits.items()},
+                "classes": sorted({spec.labels[int(y)] for y in labels[-1]}),
+                "dev_events": sorted({s.group for s in data.dev}),
                 "sizes": {k: len(v) for k, v in feats.items()}, "best_epoch": record["best_epoch"],
                 "dev_score": max(h[f"dev_{spec.select_metric}"] for h in record["history"])}
             print(f"{task} loeo {event} seed {seed}: test accuracy {folds[event][seed]['test']['fused']['accuracy']:.4f} "
@@ -143,7 +147,7 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
                                                                                          "ece_scaled")}
               if calibration else {},
               "per_event": {e: {"n": folds[e][seeds[0]]["test"]["fused"]["n"],
-                                "classes": sorted({spec.labels[int(y)] for y in _labels_of(pool, full, e)}),
+                                "classes": folds[e][seeds[0]]["classes"],
                                 "accuracy": _summary([folds[e][s]["test"]["fused"]["accuracy"] for s in seeds]),
                                 "macro_f1": _summary([folds[e][s]["test"]["fused"]["macro_f1"] for s in seeds]),
                                 "dev_score": _summary([folds[e][s]["dev_score"] for s in seeds]),
@@ -152,11 +156,6 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
     out.mkdir(parents=True, exist_ok=True)
     (out / "loeo.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     return report
-
-
-def _labels_of(pool: CachedSplit, data: DatasetSplits, event: str) -> torch.Tensor:
-    ids = {s.id for samples in data.splits().values() for s in samples if s.group == event}
-    return pool.labels[[k for k, i in enumerate(pool.ids) if i in ids]]
 
 
 def calibration_entry(report: dict, config: dict, record: dict) -> dict:

@@ -65,7 +65,8 @@ def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None, calibratio
     temperature and unseen-event scores go into config.json, where the app reads them."""
     import torch
 
-    from mmdemo.checkpoint import CARD_FILE, METRICS_FILE, compact_checkpoint, load_checkpoint, read_config, read_metrics
+    from mmdemo.checkpoint import (CARD_FILE, CONFIG_FILE, METRICS_FILE, compact_checkpoint, load_checkpoint,
+                                   read_config, read_metrics)
     from mmdemo.hub import make_model_card
 
     from .loop import evaluate
@@ -81,13 +82,14 @@ def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None, calibratio
 
         config = read_config(dest)
         config["calibration"] = calibration_entry(json.loads(Path(calibration).read_text()), config, metrics)
-        (dest / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        (dest / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     if compact:
         before, after = compact_checkpoint(dest, torch.float16)
         model = load_checkpoint(dest)
-        dev = evaluate(model, dev or checkpoint_features(model, splits=("dev",))["dev"])["fused"]
+        split = dev if dev is not None else checkpoint_features(model, splits=("dev",))["dev"]
+        fused = evaluate(model, split)["fused"]
         metrics["bundle"] = {"dtype": "float16", "bytes": {"run": before, "bundled": after},
-                             "dev": {k: v for k, v in dev.items() if isinstance(v, float)}}
+                             "dev": {k: v for k, v in fused.items() if isinstance(v, float)}}
         (dest / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     make_model_card(read_config(dest), metrics, metrics.get("command", "")).save(dest / CARD_FILE)
     return best, metric
