@@ -74,6 +74,8 @@ def interleaved(p, images, runs: int) -> tuple[list[float], list[float]]:
     taking turns on every input so that a busy machine slows both alike."""
     import torch
 
+    from mmdemo.predict import ENCODED
+
     def plain(image, caption):
         inputs, _ = p.prepare(image, caption)
         with torch.no_grad():
@@ -84,6 +86,7 @@ def interleaved(p, images, runs: int) -> tuple[list[float], list[float]]:
         image, caption = images[r % len(images)]
         pair = [(full, lambda: p.predict(image, caption)), (bare, lambda: plain(image, caption))]
         for out, fn in pair[::1 if r % 2 else -1]:
+            ENCODED.clear()  # every timed prediction is of a new input: nothing of it is encoded yet
             t = time.perf_counter()
             fn()
             if r >= 2:  # two warm-up rounds
@@ -111,6 +114,41 @@ def bench_predictions(root: Path, runs: int) -> tuple[list[list[str]], tuple[str
                          f"over the same prediction without them ({statistics.median(plain_ms):.0f} ms)"])
             first = first or (task, model)
     return rows, first
+
+
+def bench_compare(root: Path, runs: int) -> list[list[str]]:
+    """The compare view (every bundled network of a task on one new input) against one network's prediction of a
+    new input, and against the compare view with every network encoding the input itself (ENCODED off: the code
+    before the shared encoder pass), taking turns on every input."""
+    from PIL import Image
+
+    from mmdemo.hub import bundled_checkpoints
+    from mmdemo.predict import ENCODED, Predictor
+
+    images = [(Image.open(REPO / "examples" / f).convert("RGB"), c) for f, c in EXAMPLES]
+    rows, size = [], ENCODED.size
+    for task, models in bundled_checkpoints(root).items():
+        if len(models) < 2:
+            continue
+        ps = [Predictor.from_checkpoint(path, task=task) for path in models.values()]
+        cases = {"one": lambda im, c: ps[0].predict(im, c), "shared": lambda im, c: [p.predict(im, c) for p in ps],
+                 "each": lambda im, c: [p.predict(im, c) for p in ps]}
+        ms: dict[str, list[float]] = {k: [] for k in cases}
+        for r in range(runs + 1):
+            image, caption = images[r % len(images)]
+            for name in (list(cases) if r % 2 else list(cases)[::-1]):
+                ENCODED.clear()
+                ENCODED.size = 0 if name == "each" else size
+                t = time.perf_counter()
+                cases[name](image, caption)
+                if r:  # one warm-up round
+                    ms[name].append((time.perf_counter() - t) * 1000)
+        ENCODED.size = size
+        one, shared, each = (statistics.median(ms[k]) for k in cases)
+        rows.append([f"compare {task}: {len(ps)} networks, one encoder pass", f"{shared:.0f}", f"{pct(ms['shared'], 95):.0f}",
+                     f"{runs} runs; {shared / one:.2f}x one network's prediction ({models and next(iter(models))}, "
+                     f"{one:.0f} ms); each network encoding the input itself: {each:.0f} ms ({each / shared:.2f}x)"])
+    return rows
 
 
 def bench_explanations(root: Path, task: str, model: str, runs: int) -> list[list[str]]:
@@ -228,6 +266,7 @@ def main() -> None:
         note = (f"no checkpoint in `{a.root}`: an UNTRAINED concat checkpoint (minilm-l6 + efficientnet-lite0) "
                 f"was written to a temp dir; latency does not depend on the weights")
     rows, first = bench_predictions(root, a.runs)
+    rows += bench_compare(root, max(3, a.runs // 2))
     if a.explain_runs:
         rows += bench_explanations(root, *first, a.explain_runs)
     if not a.no_app:

@@ -82,10 +82,13 @@ def main() -> None:
     def client(k: int) -> None:
         rng = random.Random(a.seed * 1000 + k)
         c = Client(url, verbose=False)
+        n = 0
         while time.time() < stop_at:
             task = rng.choice(list(catalogue))
             model = rng.choice(catalogue[task])
             image, caption = rng.choice(examples)
+            n += 1
+            caption = f"{caption} ({k}.{n})"  # a new input every time: the app's encoder cache never answers
             op = rng.choice(["predict", "predict", "explain", "compare"])
             start = time.perf_counter()
             try:

@@ -7,9 +7,11 @@ pixels / token ids -> encoders -> head, which is also what Captum attributes thr
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
 import time
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -67,6 +69,54 @@ class Pipeline(nn.Module):
                 prior_text: torch.Tensor | None = None, prior_image: torch.Tensor | None = None) -> ModelOutput:
         return self.classifier(self.encode_text(input_ids, attention_mask, prior_text),
                                self.encode_image(pixel_values, prior_image))
+
+
+class EncodedInputs:
+    """The frozen encoders' outputs for the most recent inputs, shared by every Predictor of the process.
+
+    One click runs predict, then the explanation and attention panels, on the same input, and the compare view runs
+    every network on it: each asks for the same frozen encoder outputs, which are computed once and reused by
+    every head (a tuned model reruns only its own last text layers on them). An entry is keyed by the encoder
+    instance, its device and the exact model input (the token ids, a digest of the pixel tensor), so two requests
+    share one only when their inputs are identical. Entries are computed without gradients and never modified."""
+
+    def __init__(self, size: int = 32):
+        self.size = size
+        self._entries: OrderedDict[tuple, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._entries:
+                self.hits += 1
+                self._entries.move_to_end(key)
+                return self._entries[key]
+            self.misses += 1
+        value = compute()
+        with self._lock:
+            self._entries[key] = value
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+ENCODED = EncodedInputs()
+
+
+def digest(t: torch.Tensor) -> str:
+    """A content key for a tensor (its dtype, shape and bytes)."""
+    h = hashlib.blake2b(f"{t.dtype}{tuple(t.shape)}".encode(), digest_size=16)
+    h.update(t.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
 
 
 def probabilities(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
@@ -181,10 +231,33 @@ class Predictor:
         inputs = {"pixel_values": self.image_encoder.preprocess([rgb]), **batch}
         if self.prior is not None:
             prior_text, prior_image = self.prior
+            pixels, n = inputs["pixel_values"], self.classifier.max_length
             with torch.no_grad():
-                inputs["prior_text"] = prior_text.encode([text], max_length=self.classifier.max_length).pooled
-                inputs["prior_image"] = prior_image.encode([rgb]).pooled
+                inputs["prior_text"] = ENCODED.get(("prior-text", prior_text, text, n),
+                                                   lambda: prior_text.encode([text], max_length=n).pooled)
+                inputs["prior_image"] = ENCODED.get(("prior-image", prior_image, digest(pixels)),
+                                                    lambda: prior_image.encode([rgb]).pooled)
         return {k: v.to(self.device) for k, v in inputs.items()}, notes
+
+    @exclusive
+    @torch.no_grad()
+    def encode(self, inputs: dict[str, torch.Tensor]) -> tuple[TextFeatures, ImageFeatures]:
+        """One prepared input -> the frozen encoders' outputs this network reads, from ENCODED when the input was
+        encoded before, by this network or another. The text encoder returns every layer (it runs them all
+        anyway), so networks that read different numbers of layers share one entry."""
+        ids, mask, pixels = inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"]
+        k = self.classifier.text_layers
+        every = max(k, self.text_encoder.num_layers)
+        text = ENCODED.get(("text", self.text_encoder, str(ids.device), digest(ids), digest(mask)),
+                           lambda: self.text_encoder(ids, mask, num_layers=every))
+        text = replace(text, layers=text.layers[:, text.layers.shape[1] - k:])
+        if inputs.get("prior_text") is not None:
+            text.prior = inputs["prior_text"]
+        image = ENCODED.get(("image", self.image_encoder, str(pixels.device), digest(pixels)),
+                            lambda: self.image_encoder(pixels))
+        if inputs.get("prior_image") is not None:
+            image = replace(image, prior=inputs["prior_image"])
+        return text, image
 
     def _unknown_note(self, ids: list[int]) -> str:
         """A note when the tokenizer read some of the caption as [UNK] (emoji, scripts it never saw), else ""."""
@@ -227,8 +300,7 @@ class Predictor:
         its caption, or both replaced by the reference), so the modality contributions cost a head pass."""
         start = time.perf_counter()
         inputs, notes = self.prepare(image, caption)
-        text = self.pipeline.encode_text(inputs["input_ids"], inputs["attention_mask"], inputs.get("prior_text"))
-        img = self.pipeline.encode_image(inputs["pixel_values"], inputs.get("prior_image"))
+        text, img = self.encode(inputs)  # the frozen encoders run once per input, whichever network asks
         ref = self.reference
         # v(neither) does not depend on the input, but it runs in the same batch, padded like the others, so that a
         # modality the head ignores gets exactly 0 (computed apart, it would differ in the last bits)

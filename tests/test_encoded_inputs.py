@@ -1,0 +1,103 @@
+"""One encoder pass per input: predict, explain, attention and the compare view over every registered network share
+the frozen encoders' outputs for an input (mmdemo.predict.ENCODED), and give exactly the answers they give when
+every call encodes afresh."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmdemo.checkpoint import load_checkpoint
+from mmdemo.models import list_models
+from mmdemo.predict import ENCODED, Predictor
+
+from .test_app import make_checkpoint
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+CAPTION = "Best day ever at the beach!"
+
+
+@pytest.fixture(scope="module")
+def predictors(tmp_path_factory):
+    """A tiny Predictor of every registered network, and one that fine-tunes the last two text layers."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    out = {m: Predictor(load_checkpoint(make_checkpoint(root, m))) for m in list_models()}
+    tuned = load_checkpoint(make_checkpoint(root, "concat"))
+    from mmdemo.models import MultimodalClassifier
+
+    torch.manual_seed(1)
+    out["concat-tuned"] = Predictor(MultimodalClassifier(
+        model="concat", task=tuned.task, labels=tuned.labels, text_encoder=tuned.text_encoder_name,
+        image_encoder=tuned.image_encoder_name, dims=tuned.feature_dims.to_dict(), finetune_text_layers=2))
+    return out
+
+
+def _answer(pred):
+    c = pred.contributions
+    return (pred.probs, {k: np.asarray(v).tobytes() for k, v in pred.explain.items() if not isinstance(v, dict)},
+            c.text.tolist(), c.image.tolist(), pred.tokens)
+
+
+def _count_forwards(module: torch.nn.Module, counter: dict, name: str):
+    return module.register_forward_hook(lambda *_: counter.__setitem__(name, counter.get(name, 0) + 1))
+
+
+def test_every_network_reuses_one_encoder_pass_and_gives_the_uncached_answer(predictors):
+    image = Image.open(EXAMPLES / "beach.jpg")
+    size = ENCODED.size
+    try:  # the answer of every network when each call encodes afresh
+        ENCODED.size = 0
+        ENCODED.clear()
+        fresh = {m: _answer(p.predict(image, CAPTION)) for m, p in predictors.items()}
+        assert len(ENCODED) == 0
+    finally:
+        ENCODED.size = size
+    ENCODED.clear()
+    any_p = next(iter(predictors.values()))
+    calls: dict[str, int] = {}
+    hooks = [_count_forwards(any_p.text_encoder, calls, "text"), _count_forwards(any_p.image_encoder, calls, "image")]
+    try:
+        for _ in range(2):  # the compare view, twice (a click's predict, explain, attention ask again)
+            for m, p in predictors.items():
+                assert p.text_encoder is any_p.text_encoder and p.image_encoder is any_p.image_encoder
+                assert _answer(p.predict(image, CAPTION)) == fresh[m], m
+    finally:
+        for h in hooks:
+            h.remove()
+    # ... and the answer of the differentiable pipeline Captum explains, which encodes exactly the layers it reads
+    for m, p in predictors.items():
+        inputs, _ = p.prepare(image, CAPTION)
+        with torch.no_grad():
+            probs = torch.softmax(p.pipeline(**inputs).logits, -1)[0]
+        cached = p.predict(image, CAPTION).probs["fused"]
+        assert torch.allclose(torch.tensor([cached[label] for label in p.labels]), probs, atol=1e-5), m
+    # the networks read different numbers of text layers, and one tunes two of them: one pass of each encoder
+    assert len({p.classifier.text_layers for p in predictors.values()}) > 1
+    assert calls == {"text": 1, "image": 1}
+    assert ENCODED.misses == 2 and ENCODED.hits == 2 * (3 * len(predictors) - 1)
+
+
+def test_a_different_input_is_a_different_entry(predictors):
+    p = predictors["concat"]
+    ENCODED.clear()
+    beach, rain = Image.open(EXAMPLES / "beach.jpg"), Image.open(EXAMPLES / "rain.jpg")
+    a = _answer(p.predict(beach, CAPTION))
+    b = _answer(p.predict(beach, "grey and cold again"))  # same image: only the text is encoded
+    assert ENCODED.misses == 3 and ENCODED.hits == 1
+    c = _answer(p.predict(rain, CAPTION))  # same caption: only the image is encoded
+    assert ENCODED.misses == 4 and ENCODED.hits == 2
+    assert a != b and a != c
+    assert _answer(p.predict(beach, CAPTION)) == a
+
+
+def test_the_cache_is_bounded(predictors):
+    p = predictors["concat"]
+    ENCODED.clear()
+    image = Image.new("RGB", (64, 64), (10, 20, 30))
+    for i in range(ENCODED.size + 5):
+        p.predict(image, f"caption number {i}")
+    assert len(ENCODED) == ENCODED.size
