@@ -326,6 +326,24 @@ class DemoApp:
         except Exception as e:
             log.warning("could not preload %s/%s: %s", task, model, e)
 
+    def loading_fn(self, task: str | None, model: str | None) -> str:
+        """Network picked -> the status says it is loading (the event chained after it loads it), or nothing when
+        it is loaded already."""
+        if not task or not model or (task, model) in self._cache:
+            return ""
+        return _box(f"Loading {html.escape(model)} for {html.escape(task)} …", "info")
+
+    def ready_fn(self, task: str | None, model: str | None) -> str:
+        """Load the picked network (once) -> the status says it is ready and where it came from, or why not."""
+        if not task or not model:
+            return ""
+        try:
+            loaded = self.load(task, model)
+        except Exception as e:
+            return error_html(self._message(e, "loading"))
+        source = "bundled checkpoint" if loaded.where.source == "bundled" else loaded.where.source
+        return _box(f"{html.escape(model)} for {html.escape(task)} is ready ({html.escape(source)}).", "ok")
+
     @staticmethod
     def _signals(loaded: Loaded) -> dict[str, Signal]:
         return loaded.predictor.classifier.head.signals
@@ -669,4 +687,7 @@ def build_demo(checkpoints_root: Path | None = None, preload: bool = False) -> g
         task.change(app.models_fn, task, model, api_name="models")
         model.change(app.model_info_fn, [task, model], info, api_name="model_info")
         model.change(app.targets_fn, [task, model], target, api_visibility="private")
+        # A network loads on first use; picking one starts loading it at once and the status says so.
+        model.change(app.loading_fn, [task, model], status, api_visibility="private").then(
+            app.ready_fn, [task, model], status, api_visibility="private")
     return demo

@@ -283,6 +283,17 @@ def test_no_checkpoint_explains_how_to_train(tmp_path):
     assert "python -m trainer train" in app.model_info_fn(None, None)
 
 
+def test_picking_a_network_says_it_is_loading_then_ready(tmp_path):
+    make_checkpoint(tmp_path, "concat")
+    app = DemoApp(tmp_path)
+    assert "Loading concat for mvsa-single" in app.loading_fn(TASK, "concat")
+    ready = app.ready_fn(TASK, "concat")
+    assert "mm-ok" in ready and "is ready (bundled checkpoint)" in ready
+    assert app.loading_fn(TASK, "concat") == ""  # loaded once: nothing to wait for
+    assert "mm-error" in app.ready_fn(TASK, "no-such-network")
+    assert app.loading_fn(TASK, None) == app.ready_fn(None, "concat") == ""
+
+
 # ---- the page in a real browser -------------------------------------------------------------------------
 
 
