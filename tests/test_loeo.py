@@ -194,3 +194,42 @@ def test_image_dropout_blanks_exactly_the_chosen_rows():
     assert torch.equal(out.logits, torch.tensor([[1.0, 1.0], [7.0, 7.0]]))
     no_patches = ImageFeatures(torch.zeros(2, 0, 4), torch.ones(2, 5))  # a head that reads the pooled vector only
     assert blank_images(no_patches, blank, torch.tensor([True, True])).patches.shape == (2, 0, 4)
+
+
+def test_loeo_sweep_chooses_options_by_the_validation_folds_never_the_left_out_events(tmp_path, monkeypatch):
+    import subprocess
+    from pathlib import Path
+
+    from trainer import sweep as sweep_mod
+
+    # image_cap 1 wins on the validation folds, no cap on the left-out events: the sweep must pick the cap.
+    validation = {"0": [0.80, 0.82], "1": [0.84, 0.86]}
+    held_out = {"0": 0.90, "1": 0.40}
+    started = []
+
+    def fake_run(cmd, **kwargs):
+        started.append(cmd)
+        assert cmd[cmd.index("--protocol") + 1] == "loeo" and "--resume" not in cmd
+        seeds = cmd[cmd.index("--seeds") + 1:cmd.index("--out")]
+        cap = cmd[cmd.index("--image-cap") + 1]
+        report = Path(cmd[cmd.index("--out") + 1]) / "mediaeval2016" / "concat" / "loeo"
+        report.mkdir(parents=True)
+        (report / "loeo.json").write_text(json.dumps({
+            "validation": {"metric": "macro_f1", "values": validation[cap][:len(seeds)]},
+            "pooled": {"fused": {"macro_f1": {"mean": held_out[cap]}}}}))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(sweep_mod.subprocess, "run", fake_run)
+    out = tmp_path / "sweep"
+    result = sweep_mod.sweep("mediaeval2016", "concat", {"image_cap": [0, 1]}, [0, 1], out, jobs=2, protocol="loeo")
+    assert len(started) == 2  # one leave-one-event-out run per point, each over both seeds
+    assert all(c[c.index("--seeds") + 1:c.index("--out")] == ["0", "1"] for c in started)
+    assert result["best"] == {"image_cap": 1} and result["protocol"] == "loeo"
+    assert [round(p["dev_mean"], 3) for p in result["points"]] == [0.85, 0.81]
+    assert "validation" in result["selected_on"] and "LOEO validation folds" in sweep_mod.sweep_table(result)
+    # --resume keeps a point whose report exists; a split sweep's earlier points are never ranked with these
+    started.clear()
+    again = sweep_mod.sweep("mediaeval2016", "concat", {"image_cap": [0, 1]}, [0, 1], out, resume=True,
+                            protocol="loeo")
+    assert started == [] and again["best"] == {"image_cap": 1} and len(again["points"]) == 2
+    assert sweep_mod._earlier_points(out / "mediaeval2016" / "concat" / "sweep.json", [0, 1], set(), "split") == ([], [])

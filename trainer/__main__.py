@@ -7,6 +7,7 @@ Examples:
   python -m trainer floor --task mvsa-single
   python -m trainer sweep --task mvsa-single --model hglnet --grid lr=1e-3,3e-4 --seeds 0 1 2 --jobs 2
   python -m trainer sweep --task mvsa-single --model hglnet --grid unfreeze_text_layers=2 encoder_lr=2e-5,5e-5
+  python -m trainer sweep --task mediaeval2016 --model concat --protocol loeo --grid image_cap=0,1 image_dropout=0,0.3
   python -m trainer report --runs runs
   python -m trainer report --markdown                           # docs/RESULTS.md from the committed runs
   python -m trainer bundle --task mvsa-single --model concat
@@ -125,7 +126,8 @@ def cmd_sweep(a) -> None:
     from .sweep import promote, sweep, sweep_table
 
     grid = {k: [_value(v) for v in values.split(",")] for k, values in _pairs(a.grid, "--grid", "key=v1,v2,...").items()}
-    result = sweep(a.task, a.model, grid, a.seeds, a.out, a.variant, a.jobs, a.threads, resume=a.resume)
+    result = sweep(a.task, a.model, grid, a.seeds, a.out, a.variant, a.jobs, a.threads, resume=a.resume,
+                   protocol=a.protocol)
     print(sweep_table(result))
     print("best (dev):", json.dumps(result["best"]))
     if a.promote:
@@ -357,6 +359,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
     p.add_argument("--resume", action="store_true",
                    help="keep the runs that finished, continue the interrupted ones, train the rest")
+    p.add_argument("--protocol", choices=("split", "loeo"), default="split",
+                   help="split: each point x seed on the task's split, ranked by mean dev score; loeo: each point one "
+                        "leave-one-event-out run over the seeds, ranked by its validation folds (never a left-out event)")
     p.set_defaults(fn=cmd_sweep)
 
     p = sub.add_parser("bundle", help="copy the best-on-dev seed into checkpoints/<task>/<model>")

@@ -6,6 +6,11 @@ Each point is one `python -m trainer train` process (so points run in parallel, 
 A point sets head config fields (`--set`) and the trainer options in TRAIN_OPTIONS (fine-tuning the text encoder
 or not is a point like any other). A later sweep of the same model and seeds adds its points to the earlier ones,
 so e.g. fine-tuned points are ranked against the frozen ones on the same dev scores.
+
+`protocol="loeo"` (MediaEval): each point is one leave-one-event-out run over all seeds (trainer/loeo.py), ranked
+by its validation score, the mean over folds of the validation events' score (never a left-out event's): the
+options made for unseen events (image cap, group balancing, event-adversarial lambda, image dropout) are chosen
+this way.
 """
 
 from __future__ import annotations
@@ -56,41 +61,57 @@ def best_args(sweep_json: Path) -> str:
     return " ".join(point_args(json.loads(Path(sweep_json).read_text())["best"]))
 
 
-def _train_command(task: str, model: str, variant: str, point: dict, seed: int, out: Path, threads: int) -> list[str]:
-    cmd = [sys.executable, "-m", "trainer", "train", "--task", task, "--model", model, "--seeds", str(seed),
-           "--out", str(out), "--threads", str(threads), "--quiet", *point_args(point)]
-    return cmd + (["--variant", variant] if variant else [])
+def _train_command(task: str, model: str, variant: str, point: dict, seeds: list[int], out: Path, threads: int,
+                   protocol: str = "split") -> list[str]:
+    cmd = [sys.executable, "-m", "trainer", "train", "--task", task, "--model", model,
+           "--seeds", *map(str, seeds), "--out", str(out), "--threads", str(threads), "--quiet", *point_args(point)]
+    return cmd + (["--variant", variant] if variant else []) + (["--protocol", protocol] if protocol != "split" else [])
 
 
-def _earlier_points(path: Path, seeds: list[int], tags: set[str]) -> tuple[list[dict], list[dict]]:
-    """(grids, rows) of an earlier sweep.json over the same seeds, minus the points being retrained."""
+def point_scores(run_dir: Path, protocol: str = "split") -> tuple[list[float], str]:
+    """A point's selection scores, one per seed, and what they are: the fused dev score of each seed's run, or
+    for a leave-one-event-out run each seed's validation score averaged over the folds."""
+    if protocol == "loeo":
+        v = json.loads((run_dir / "loeo" / "loeo.json").read_text())["validation"]
+        return v["values"], v["metric"]
+    by_seed, metric = dev_scores(run_dir)
+    return list(by_seed.values()), metric
+
+
+def _earlier_points(path: Path, seeds: list[int], tags: set[str], protocol: str = "split") -> tuple[list[dict], list[dict]]:
+    """(grids, rows) of an earlier sweep.json over the same seeds and protocol, minus the points being retrained."""
     if not path.is_file():
         return [], []
     old = json.loads(path.read_text())
-    if old["seeds"] != seeds:
+    if old["seeds"] != seeds or old.get("protocol", "split") != protocol:
         return [], []
     grids = old.get("grids") or [old["grid"]]
     return grids, [r for r in old["points"] if r["tag"] not in tags]
 
 
 def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: Path, variant: str = "",
-          jobs: int = 1, threads: int = 1, resume: bool = False) -> dict:
-    """Train every (point, seed) and rank the points (with those of an earlier sweep of the same model and
-    seeds) by mean dev score. Returns the sweep.json content. `resume`: runs that finished are kept, not trained
-    again, and interrupted ones continue from their last finished epoch."""
+          jobs: int = 1, threads: int = 1, resume: bool = False, protocol: str = "split") -> dict:
+    """Train every (point, seed) and rank the points (with those of an earlier sweep of the same model, seeds and
+    protocol) by mean dev score. Returns the sweep.json content. `resume`: runs that finished are kept, not trained
+    again, and interrupted ones continue from their last finished epoch. protocol "loeo": one leave-one-event-out
+    run per point (all seeds), ranked by its validation folds."""
     points = grid_points(grid)
     root = out / task / run_name(model, variant)
-    jobs_list = [(p, s) for p in points for s in seeds]
+    # a leave-one-event-out run trains every seed on every fold; its report is written when all are done
+    jobs_list = [(p, seeds) for p in points] if protocol == "loeo" else [(p, [s]) for p in points for s in seeds]
 
-    def one(job: tuple[dict, int]) -> int:
-        point, seed = job
-        tag = point_tag(point)
-        if resume and (root / tag / task / run_name(model, variant) / f"seed{seed}" / "metrics.json").is_file():
-            print(f"{tag} seed {seed}: done before", flush=True)
+    def one(job: tuple[dict, list[int]]) -> int:
+        point, run_seeds = job
+        tag, name = point_tag(point), " ".join(map(str, run_seeds))
+        run_dir = root / tag / task / run_name(model, variant)
+        finished = run_dir / ("loeo/loeo.json" if protocol == "loeo" else f"seed{run_seeds[0]}/metrics.json")
+        if resume and finished.is_file():
+            print(f"{tag} seed {name}: done before", flush=True)
             return 0
-        cmd = _train_command(task, model, variant, point, seed, root / tag, threads) + (["--resume"] if resume else [])
+        cmd = _train_command(task, model, variant, point, run_seeds, root / tag, threads, protocol)
+        cmd += ["--resume"] if resume and protocol == "split" else []
         done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
-        print(f"{tag} seed {seed}: " + ("done" if done.returncode == 0 else done.stderr.strip()[-2000:]),
+        print(f"{tag} seed {name}: " + ("done" if done.returncode == 0 else done.stderr.strip()[-2000:]),
               flush=True)  # each run's own line also shows test, which a sweep must not look at
         return done.returncode
 
@@ -99,24 +120,26 @@ def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: P
     if any(codes):
         raise RuntimeError(f"{sum(c != 0 for c in codes)} of {len(codes)} sweep runs failed (output above)")
 
-    grids, rows = _earlier_points(root / "sweep.json", seeds, {point_tag(p) for p in points})
+    grids, rows = _earlier_points(root / "sweep.json", seeds, {point_tag(p) for p in points}, protocol)
     for point in points:
         tag = point_tag(point)
-        by_seed, metric = dev_scores(root / tag / task / run_name(model, variant))
-        scores = list(by_seed.values())
+        scores, metric = point_scores(root / tag / task / run_name(model, variant), protocol)
         rows.append({"point": point, "tag": tag, "metric": metric, "dev": scores, "dev_mean": statistics.mean(scores),
                      "dev_std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
                      "runs": str((root / tag / task).relative_to(out))})
     rows.sort(key=lambda r: -r["dev_mean"])
-    result = {"task": task, "model": model, "variant": variant, "seeds": seeds, "grids": grids + [grid], "points": rows,
-              "best": rows[0]["point"], "selected_on": f"mean dev {rows[0]['metric']} (fused) over seeds"}
+    selected_on = (f"mean over seeds of the validation events' {rows[0]['metric']} (fused), averaged over the "
+                   f"leave-one-event-out folds" if protocol == "loeo" else f"mean dev {rows[0]['metric']} (fused) over seeds")
+    result = {"task": task, "model": model, "variant": variant, "seeds": seeds, "protocol": protocol,
+              "grids": grids + [grid], "points": rows, "best": rows[0]["point"], "selected_on": selected_on}
     (root / "sweep.json").write_text(json.dumps(result, indent=2))
     return result
 
 
 def sweep_table(result: dict) -> str:
     """Dev scores only: a sweep never looks at test."""
-    lines = [f"| {result['task']} / {run_name(result['model'], result['variant'])} | dev {result['points'][0]['metric']}"
+    split = "LOEO validation folds" if result.get("protocol") == "loeo" else "dev"
+    lines = [f"| {result['task']} / {run_name(result['model'], result['variant'])} | {split} {result['points'][0]['metric']}"
              f" (mean ± std, {len(result['seeds'])} seeds) |", "|---|---|"]
     for r in result["points"]:
         lines.append(f"| {r['tag']} | {r['dev_mean'] * 100:.2f} ± {r['dev_std'] * 100:.2f} |")
