@@ -29,6 +29,7 @@ from .encoders import EncoderUnavailableError
 from .hub import (BUNDLED_DIR, MULTI_LABEL_COLUMNS, REPO_ROOT, HubError, Resolved, bundled_checkpoints, configured_repos,
                   resolve)
 from .inputs import InputError
+from .memory import release_memory
 from .models import Signal
 from .predict import HEADS, Prediction, Predictor
 from .tasks import TASKS
@@ -402,7 +403,8 @@ class DemoApp:
             inputs, input_notes = p.prepare(image, caption)  # a cut or unreadable caption is said here too
             head = head if head in HEADS else "fused"
             labels = p.labels
-            cls = labels.index(target) if target in labels else X.predicted_class(p.pipeline, inputs)
+            pred = p.predict(image, caption)  # the click's prediction: its encoder pass is ENCODED's
+            cls = labels.index(target) if target in labels else labels.index(pred.top()[0])
             mid = X.method_id(method)
             view = X.encoder_view(p.image_encoder, _rgb(image))
             tok = X.token_attributions(p.pipeline, inputs, target=cls, head=head)
@@ -414,7 +416,7 @@ class DemoApp:
                      f"Words: red pushes towards it, purple away (Integrated Gradients on the word embeddings)."]
             if not np.any(tok.scores):
                 notes.append(f"The {HEAD_NAMES[head].lower()} head does not read the caption.")
-            measured = p.predict(image, caption).contributions
+            measured = pred.contributions
             if measured is not None:
                 c = measured.of(cls)
                 notes.append(f"Measured on the fused prediction for <b>{html.escape(c['label'])}</b> (Shapley values): "
@@ -436,6 +438,8 @@ class DemoApp:
             return X.overlay(view, heat), words, "".join(_box(n, "info") for n in notes + [note])
         except Exception as e:
             return None, None, error_html(self._message(e, "explanation"))
+        finally:
+            release_memory()  # the attributions' temporaries are freed: give their pages back (mmdemo.memory)
 
     def _attention_heat(self, loaded: Loaded, image, caption) -> tuple[np.ndarray | None, str]:
         pred = loaded.predictor.predict(image, caption)

@@ -15,7 +15,6 @@ done
 # validation macro F1 (runs-loeo-sweep/mediaeval2016/<model>/sweep.json). First the sampling (each image counted
 # once, or every event weighing the same), then the event adversary's lambda and image dropout on the winner.
 S="python -m trainer sweep --task mediaeval2016 --protocol loeo --seeds 0 1 2 --out runs-loeo-sweep --resume --jobs 2"
-best() { python -c "from trainer.sweep import best_args; print(best_args('runs-loeo-sweep/mediaeval2016/$1/sweep.json'))"; }
 $S --model concat --grid image_cap=0,1 balance_groups=false,true
 $S --model concat --grid $(python -c "
 import json; b = json.load(open('runs-loeo-sweep/mediaeval2016/concat/sweep.json'))['best']

@@ -294,6 +294,21 @@ def test_picking_a_network_says_it_is_loading_then_ready(tmp_path):
     assert app.loading_fn(TASK, None) == app.ready_fn(None, "concat") == ""
 
 
+def test_every_explanation_hands_its_freed_memory_back(tmp_path, monkeypatch):
+    import mmdemo.ui as ui
+    from mmdemo import memory
+
+    assert memory._TRIM is not None  # glibc here: the benchmark's before/after is real
+    calls = []
+    monkeypatch.setattr(ui, "release_memory", lambda: calls.append(1))
+    make_checkpoint(tmp_path, "concat")
+    app = DemoApp(tmp_path)
+    heat, _, note = app.explain_fn(Image.open(EXAMPLE), "hello there", TASK, "concat", "grad-cam")
+    assert heat is not None and "mm-error" not in note and calls == [1]
+    _, _, note = app.explain_fn(None, "hello there", TASK, "concat", "grad-cam")  # bad input: still released
+    assert "mm-error" in note and calls == [1, 1]
+
+
 # ---- the page in a real browser -------------------------------------------------------------------------
 
 
