@@ -23,10 +23,10 @@ def _malloc_trim():
         return None
 
 
-_TRIM = _malloc_trim()
+_LIBC_MALLOC_TRIM = _malloc_trim()
 
 
 def release_memory() -> None:
     """Return the allocator's free memory to the OS (glibc), else do nothing."""
-    if TRIM and _TRIM is not None:
-        _TRIM(0)
+    if TRIM and _LIBC_MALLOC_TRIM is not None:
+        _LIBC_MALLOC_TRIM(0)
