@@ -1,8 +1,11 @@
 """Soak test of the app as users hit it: N clients for T seconds, each looping over predict, explain and compare on
 random networks, tasks and example inputs, through gradio_client against a real `python app.py`. Prints completed
-and failed requests, p50 / p95 latency per endpoint, and the server's memory (RSS) over time. Asserts nothing.
+and failed requests, throughput and p50 / p95 latency per endpoint, and the server's memory (RSS) over time. Asserts
+nothing. Every bundled network is loaded before the clock starts.
 
     python benchmarks/soak.py --clients 8 --seconds 300
+    python benchmarks/soak.py --compare-batch --clients 8 --seconds 60   # batched /predict against one by one
+    python benchmarks/soak.py --ops predict --clients 1 --seconds 60     # a single client's p95
 """
 
 from __future__ import annotations
@@ -37,9 +40,9 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_app(port: int) -> subprocess.Popen:
+def start_app(port: int, max_batch: int = 8) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "MMDEMO_MAX_BATCH": str(max_batch)}
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -55,16 +58,13 @@ def start_app(port: int) -> subprocess.Popen:
     raise RuntimeError("the app did not start in 300 s")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--clients", type=int, default=8)
-    p.add_argument("--seconds", type=float, default=300)
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args()
+def soak(clients: int, seconds: float, ops: list[str], max_batch: int, seed: int = 0) -> dict:
+    """Start `python app.py` (MMDEMO_MAX_BATCH=max_batch), run the clients, stop it -> latencies per endpoint,
+    failures, the server's RSS over time and the wall time."""
     from gradio_client import Client, handle_file
 
     port = free_port()
-    proc = start_app(port)
+    proc = start_app(port, max_batch)
     url = f"http://127.0.0.1:{port}/"
     examples = [(handle_file(str(EXAMPLES / e["image"])), e["caption"])
                 for e in json.loads((EXAMPLES / "examples.json").read_text())]
@@ -73,14 +73,17 @@ def main() -> None:
     for task in ("mvsa-single", "mediaeval2016"):
         choices = setup.predict(task, api_name="/models")["choices"]
         catalogue[task] = [c[0] for c in choices]
+    for task, models in catalogue.items():  # load every network first: the run measures serving, not loading
+        for model in models:
+            setup.predict(*examples[0], task, model, api_name="/predict")
     memory = [(0.0, rss_mb(proc.pid))]
     latencies: dict[str, list[float]] = defaultdict(list)
     failures: list[str] = []
     lock = threading.Lock()
-    stop_at = time.time() + a.seconds
+    stop_at = time.time() + seconds
 
     def client(k: int) -> None:
-        rng = random.Random(a.seed * 1000 + k)
+        rng = random.Random(seed * 1000 + k)
         c = Client(url, verbose=False)
         n = 0
         while time.time() < stop_at:
@@ -89,12 +92,12 @@ def main() -> None:
             image, caption = rng.choice(examples)
             n += 1
             caption = f"{caption} ({k}.{n})"  # a new input every time: the app's encoder cache never answers
-            op = rng.choice(["predict", "predict", "explain", "compare"])
+            op = rng.choice(ops)
             start = time.perf_counter()
             try:
                 if op == "predict":
                     out = c.predict(image, caption, task, model, api_name="/predict")
-                    ok = "mm-error" not in out[-1]
+                    ok = "mm-error" not in out[5]
                 elif op == "explain":
                     out = c.predict(image, caption, task, model, rng.choice(["grad-cam", "integrated-gradients"]),
                                     "fused", "(predicted class)", api_name="/explain")
@@ -102,7 +105,7 @@ def main() -> None:
                 else:
                     out = c.predict(image, caption, task, api_name="/compare")
                     ok = "mm-error" not in out[-1]
-                error = "" if ok else f"{op} {task}/{model}: {str(out[-1])[:200]}"
+                error = "" if ok else f"{op} {task}/{model}: {str(out)[:200]}"
             except Exception as e:  # a failed request is counted, never fatal
                 error = f"{op} {task}/{model}: {type(e).__name__}: {str(e)[:200]}"
             with lock:
@@ -110,26 +113,57 @@ def main() -> None:
                 if error:
                     failures.append(error)
 
-    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(a.clients)]
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
     t0 = time.time()
     for t in threads:
         t.start()
     while any(t.is_alive() for t in threads):
-        time.sleep(min(30, a.seconds / 10))
+        time.sleep(min(30, seconds / 10))
         memory.append((time.time() - t0, rss_mb(proc.pid)))
+    wall = time.time() - t0
     proc.terminate()
     proc.wait(timeout=30)
+    return {"latencies": latencies, "failures": failures, "memory": memory, "wall": wall}
 
-    done = sum(len(v) for v in latencies.values())
-    print(f"\n{a.clients} clients x {a.seconds:.0f} s against python app.py ({os.cpu_count()} cores): "
-          f"{done} requests, {len(failures)} failed")
-    print("| endpoint | requests | p50 ms | p95 ms |\n|---|---|---|---|")
-    for op, values in sorted(latencies.items()):
+
+def report(r: dict, clients: int, seconds: float, label: str = "") -> None:
+    done = sum(len(v) for v in r["latencies"].values())
+    print(f"\n{label}{clients} clients x {seconds:.0f} s against python app.py ({os.cpu_count()} cores): "
+          f"{done} requests ({done / r['wall']:.2f}/s), {len(r['failures'])} failed")
+    print("| endpoint | requests | per s | p50 ms | p95 ms |\n|---|---|---|---|---|")
+    for op, values in sorted(r["latencies"].items()):
         values = sorted(values)
-        print(f"| /{op} | {len(values)} | {statistics.median(values):.0f} | {values[int(0.95 * (len(values) - 1))]:.0f} |")
-    print("\nserver RSS over time: " + ", ".join(f"{t:.0f} s {m:.0f} MB" for t, m in memory))
-    for f in failures[:10]:
+        print(f"| /{op} | {len(values)} | {len(values) / r['wall']:.2f} | {statistics.median(values):.0f} | "
+              f"{values[int(0.95 * (len(values) - 1))]:.0f} |")
+    print("\nserver RSS over time: " + ", ".join(f"{t:.0f} s {m:.0f} MB" for t, m in r["memory"]))
+    for f in r["failures"][:10]:
         print("failed:", f)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ops", nargs="+", default=["predict", "predict", "explain", "compare"],
+                   choices=["predict", "explain", "compare"], help="what each request is, drawn at random")
+    p.add_argument("--max-batch", type=int, default=8, help="the app's MMDEMO_MAX_BATCH")
+    p.add_argument("--compare-batch", action="store_true",
+                   help="batched serving against one by one: predictions only, the app started with "
+                        "MMDEMO_MAX_BATCH=1 and then --max-batch, the same clients and seconds, twice each in turn")
+    a = p.parse_args()
+    if not a.compare_batch:
+        report(soak(a.clients, a.seconds, a.ops, a.max_batch, a.seed), a.clients, a.seconds)
+        return
+    rate = defaultdict(list)
+    for round_ in range(2):
+        for batch in (1, a.max_batch):
+            r = soak(a.clients, a.seconds, ["predict"], batch, a.seed + round_)
+            report(r, a.clients, a.seconds, f"[MMDEMO_MAX_BATCH={batch}, round {round_ + 1}] ")
+            rate[batch].append(len(r["latencies"]["predict"]) / r["wall"])
+    one, many = statistics.mean(rate[1]), statistics.mean(rate[a.max_batch])
+    print(f"\n/predict throughput, {a.clients} clients: one by one {one:.2f}/s, batched (up to {a.max_batch}) "
+          f"{many:.2f}/s: {many / one:.2f}x")
 
 
 if __name__ == "__main__":

@@ -108,17 +108,6 @@ def blank_reference(text_encoder, image_encoder, text_layers: int, max_length: i
     return Reference(text, image, "blank")
 
 
-def _pad_tokens(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:
-    """Zero-pad x along `dim` to `length` (padding positions are masked, and zero as in the feature cache)."""
-    if x.shape[dim] == length:
-        return x
-    return F.pad(x, [0, 0] * (x.dim() - 1 - dim) + [0, length - x.shape[dim]])
-
-
-# The token axis of each TextFeatures field (the reference and the input differ in length).
-_TOKEN_AXIS = {"layers": 2, "attention_mask": 1, "input_ids": 1, "word_embeddings": 1}
-
-
 # Features every model reads; the others (token ids, prior vectors, ImageNet logits) are in a "mean" reference
 # exactly when the model read them in training, and are left out of the batch when the reference lacks them.
 _REQUIRED = {"layers", "attention_mask", "pooled", "patches"}
@@ -142,12 +131,9 @@ def with_reference(text: TextFeatures, image: ImageFeatures, ref: Reference) -> 
     k = text.layers.shape[1]
     length = max(text.attention_mask.shape[1], ref.text.attention_mask.shape[1])
     ref_text = replace(ref.text, layers=ref.text.layers[:, ref.text.layers.shape[1] - k:])  # the layers it reads
-    texts = {}
-    for f in fields(TextFeatures):
-        x, r = getattr(text, f.name), getattr(ref_text, f.name)
-        if f.name in _TOKEN_AXIS and x is not None and r is not None:  # the captions differ in length
-            x, r = _pad_tokens(x, length, _TOKEN_AXIS[f.name]), _pad_tokens(r, length, _TOKEN_AXIS[f.name])
-        texts[f.name] = _rows(x, r, (0, 0, 1, 1), f.name)
+    text, ref_text = text.padded(length), ref_text.padded(length)  # the captions differ in length
+    texts = {f.name: _rows(getattr(text, f.name), getattr(ref_text, f.name), (0, 0, 1, 1), f.name)
+             for f in fields(TextFeatures)}
     images = {}
     for f in fields(ImageFeatures):
         x, r = getattr(image, f.name), getattr(ref.image, f.name)

@@ -3,7 +3,7 @@
 Every attribution function takes the Predictor's `Pipeline` and the inputs `Predictor.prepare` made (a batch
 of one) and explains one head's logit ("fused" by default) for one class (the fused predicted class by
 default). Captum differentiates a small wrapper forward that returns that head's logits; the modality that is
-not attributed is encoded once and held fixed, since it does not depend on the attributed input.
+not attributed is held fixed, read from the encoder outputs the prediction already computed (mmdemo.predict.ENCODED).
 
 Image maps are returned as float arrays [H, W] over the encoder's input pixels (after its resize and crop),
 higher = more evidence for the target class; `overlay` blends one over the image the encoder saw.
@@ -59,9 +59,9 @@ def predicted_class(pipeline: Pipeline, inputs: dict[str, torch.Tensor]) -> int:
 
 
 def image_forward(pipeline: Pipeline, inputs: dict[str, torch.Tensor], head: str = "fused") -> Callable:
-    """pixel_values [B,3,H,W] -> head logits [B,C], with this input's caption encoded once."""
-    with torch.no_grad():
-        text = pipeline.encode_text(inputs["input_ids"], inputs["attention_mask"], inputs.get("prior_text"))
+    """pixel_values [B,3,H,W] -> head logits [B,C], with this input's caption held fixed: its frozen features from
+    the click's prediction (`Pipeline.encoded`), not encoded again."""
+    text, _ = pipeline.encoded([inputs])[0]
 
     def forward(pixel_values: torch.Tensor) -> torch.Tensor:
         image = pipeline.encode_image(pixel_values, inputs.get("prior_image"))
@@ -71,9 +71,9 @@ def image_forward(pipeline: Pipeline, inputs: dict[str, torch.Tensor], head: str
 
 
 def text_forward(pipeline: Pipeline, inputs: dict[str, torch.Tensor], head: str = "fused") -> Callable:
-    """(input_ids [B,L], attention_mask [B,L]) -> head logits [B,C], with this input's image encoded once."""
-    with torch.no_grad():
-        image = pipeline.encode_image(inputs["pixel_values"], inputs.get("prior_image"))
+    """(input_ids [B,L], attention_mask [B,L]) -> head logits [B,C], with this input's image held fixed (its frozen
+    features from the click's prediction, `Pipeline.encoded`)."""
+    _, image = pipeline.encoded([inputs])[0]
 
     def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         text = pipeline.encode_text(input_ids, attention_mask, inputs.get("prior_text"))
@@ -96,9 +96,34 @@ def _unused_input(e: RuntimeError) -> bool:
 
 
 @dataclass
+class Convergence:
+    """Integrated Gradients' completeness check (Captum's convergence delta): the attributions should add up to the
+    change of the explained logit from the baseline to the input; `delta` is by how much they miss it (the error of
+    the n-step Riemann sum), `change` that change, F(input) - F(baseline)."""
+
+    delta: float
+    change: float
+
+    @property
+    def relative(self) -> float:
+        return abs(self.delta) / max(abs(self.change), 1e-12)
+
+    def describe(self, what: str) -> str:
+        return (f"{what}: convergence delta {self.delta:+.4f}, {self.relative:.1%} of the logit's change from the "
+                f"baseline ({self.change:+.3f}){'; more steps would sharpen it' if self.relative > 0.05 else ''}.")
+
+
+def _convergence(attr: torch.Tensor, delta: torch.Tensor) -> Convergence:
+    """From Captum's attributions of one input and its convergence delta (sum(attr) - (F(x) - F(baseline)))."""
+    d = float(delta.reshape(-1)[0])
+    return Convergence(d, float(attr[0].sum()) - d)
+
+
+@dataclass
 class TokenAttribution:
     tokens: list[str]  # the real (unpadded) tokens, special tokens included
     scores: np.ndarray  # [len(tokens)] attribution to the target logit, summed over the embedding
+    convergence: Convergence | None = None  # None where the head does not read the caption (the scores are 0)
 
     def normalised(self) -> np.ndarray:
         """Scores scaled to [-1, 1] by the largest magnitude (0s stay 0s)."""
@@ -126,15 +151,18 @@ def token_attributions(pipeline: Pipeline, inputs: dict[str, torch.Tensor], targ
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
     lig = LayerIntegratedGradients(text_forward(pipeline, inputs, head), enc.embeddings())
     real = mask[0].bool()
+    convergence = None
     try:
-        attr = lig.attribute(ids, baselines=token_baseline(ids, mask, enc.pad_token_id), target=target,
-                             additional_forward_args=(mask,), n_steps=n_steps, internal_batch_size=n_steps)
+        attr, delta = lig.attribute(ids, baselines=token_baseline(ids, mask, enc.pad_token_id), target=target,
+                                    additional_forward_args=(mask,), n_steps=n_steps, internal_batch_size=n_steps,
+                                    return_convergence_delta=True)
         scores = attr[0].sum(-1)[real].detach().float().cpu().numpy()
+        convergence = _convergence(attr.detach(), delta)
     except RuntimeError as e:
         if not _unused_input(e):
             raise
         scores = np.zeros(int(real.sum()), dtype=np.float32)
-    return TokenAttribution(enc.convert_ids_to_tokens(ids[0][real].tolist()), scores)
+    return TokenAttribution(enc.convert_ids_to_tokens(ids[0][real].tolist()), scores, convergence)
 
 
 def merge_subwords(tokens: list[str], scores: np.ndarray) -> list[tuple[str, float]]:
@@ -166,20 +194,23 @@ def is_special_token(token: str) -> bool:
 
 @exclusive
 def integrated_gradients(pipeline: Pipeline, inputs: dict[str, torch.Tensor], target: int | None = None,
-                         head: str = "fused", n_steps: int = 16) -> np.ndarray:
+                         head: str = "fused", n_steps: int = 16, return_convergence: bool = False
+                         ) -> np.ndarray | tuple[np.ndarray, Convergence | None]:
     """IntegratedGradients on the pixels from a zero baseline in the encoder's normalised space (the
-    dataset-mean image); |sum over colour channels| -> [H, W]."""
+    dataset-mean image); |sum over colour channels| -> [H, W], and with `return_convergence` its `Convergence`
+    (None where the head does not read the image)."""
     target = _target(pipeline, inputs, target)
     x = inputs["pixel_values"]
     ig = IntegratedGradients(image_forward(pipeline, inputs, head))
     try:
-        attr = ig.attribute(x, baselines=torch.zeros_like(x), target=target, n_steps=n_steps,
-                            internal_batch_size=n_steps)
+        attr, delta = ig.attribute(x, baselines=torch.zeros_like(x), target=target, n_steps=n_steps,
+                                   internal_batch_size=n_steps, return_convergence_delta=True)
+        heat, convergence = attr[0].sum(0).abs().detach().float().cpu().numpy(), _convergence(attr.detach(), delta)
     except RuntimeError as e:
         if not _unused_input(e):
             raise
-        return np.zeros(tuple(x.shape[-2:]), dtype=np.float32)
-    return attr[0].sum(0).abs().detach().float().cpu().numpy()
+        heat, convergence = np.zeros(tuple(x.shape[-2:]), dtype=np.float32), None
+    return (heat, convergence) if return_convergence else heat
 
 
 @exclusive
@@ -285,8 +316,12 @@ IMAGE_METHODS: dict[str, Callable[..., np.ndarray]] = {
 
 
 def image_attribution(method: str, pipeline: Pipeline, inputs: dict[str, torch.Tensor], target: int | None = None,
-                      head: str = "fused") -> np.ndarray:
-    return IMAGE_METHODS[method_id(method)](pipeline, inputs, target=target, head=head)
+                      head: str = "fused") -> tuple[np.ndarray, Convergence | None]:
+    """-> (map [H, W], its Convergence where the method has one: Integrated Gradients)."""
+    method = method_id(method)
+    if method == "integrated-gradients":
+        return integrated_gradients(pipeline, inputs, target=target, head=head, return_convergence=True)
+    return IMAGE_METHODS[method](pipeline, inputs, target=target, head=head), None
 
 
 # ---- attention --------------------------------------------------------------------------------------

@@ -13,15 +13,16 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .contrib import Contribution, Reference, blank_reference, contribution, with_reference
 from .encoders import (ImageEncoder, ImageFeatures, TextEncoder, TextFeatures, prior_encoders, shared_image_encoder,
                        shared_text_encoder)
-from .inputs import clean_caption, load_image
+from .inputs import InputError, clean_caption, load_image
 from .models import ModelOutput, MultimodalClassifier
 
 HEADS = ("fused", "text", "image")
@@ -65,6 +66,36 @@ class Pipeline(nn.Module):
             image.prior = prior_image.expand(pixel_values.shape[0], -1)
         return image
 
+    @torch.no_grad()
+    def encoded(self, batch: list[dict[str, torch.Tensor]]) -> list[tuple[TextFeatures, ImageFeatures]]:
+        """Prepared inputs -> what `encode_text` / `encode_image` give each of them, without gradients, from ENCODED
+        when the input was encoded before (by this network or another); the rest are encoded together, one pass of
+        each encoder, each input keeping its own tokens. The text encoder returns every layer (it runs them all
+        anyway), so networks that read different numbers of layers share one entry."""
+        k = self.classifier.text_layers
+        every = max(k, self.text_encoder.num_layers)
+
+        def run_text(missing: list[int]) -> list[TextFeatures]:
+            length = max(batch[i]["input_ids"].shape[1] for i in missing)
+            ids, mask = (torch.cat([F.pad(batch[i][name], (0, length - batch[i][name].shape[1])) for i in missing])
+                         for name in ("input_ids", "attention_mask"))
+            out = self.text_encoder(ids, mask, num_layers=every)
+            return [out.item(j) for j in range(len(missing))]
+
+        def run_image(missing: list[int]) -> list[ImageFeatures]:
+            out = self.image_encoder(torch.cat([batch[i]["pixel_values"] for i in missing]))
+            return [out.item(j) for j in range(len(missing))]
+
+        texts = ENCODED.get_many([("text", self.text_encoder, str(b["input_ids"].device), digest(b["input_ids"]),
+                                   digest(b["attention_mask"])) for b in batch], run_text)
+        images = ENCODED.get_many([("image", self.image_encoder, str(b["pixel_values"].device),
+                                    digest(b["pixel_values"])) for b in batch], run_image)
+        out = []
+        for b, text, image in zip(batch, texts, images):
+            text = replace(text, layers=text.layers[:, text.layers.shape[1] - k:], prior=b.get("prior_text"))
+            out.append((text, replace(image, prior=b.get("prior_image", image.prior))))
+        return out
+
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 prior_text: torch.Tensor | None = None, prior_image: torch.Tensor | None = None) -> ModelOutput:
         return self.classifier(self.encode_text(input_ids, attention_mask, prior_text),
@@ -86,19 +117,26 @@ class EncodedInputs:
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
+    def get_many(self, keys: list[tuple], compute: Callable[[list[int]], list[Any]]) -> list[Any]:
+        """The entries of `keys`; those missing are computed together, by one call compute(their indices)."""
+        with self._lock:
+            found = {i: self._entries[key] for i, key in enumerate(keys) if key in self._entries}
+            for i in found:
+                self._entries.move_to_end(keys[i])
+            self.hits += len(found)
+            missing = [i for i in range(len(keys)) if i not in found]
+            self.misses += len(missing)
+        if missing:
+            found.update(zip(missing, compute(missing)))
+            with self._lock:
+                for i in missing:
+                    self._entries[keys[i]] = found[i]
+                while len(self._entries) > self.size:
+                    self._entries.popitem(last=False)
+        return [found[i] for i in range(len(keys))]
+
     def get(self, key: tuple, compute: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key in self._entries:
-                self.hits += 1
-                self._entries.move_to_end(key)
-                return self._entries[key]
-            self.misses += 1
-        value = compute()
-        with self._lock:
-            self._entries[key] = value
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-        return value
+        return self.get_many([key], lambda _: [compute()])[0]
 
     def clear(self) -> None:
         with self._lock:
@@ -148,11 +186,12 @@ class Prediction:
         return len({self.top(h)[0] for h in HEADS}) > 1
 
 
-def _first_item(value: Any) -> Any:
+def _item(value: Any, i: int) -> Any:
+    """Row i of a head's explain quantities (tensors -> numpy, batch axis removed)."""
     if isinstance(value, torch.Tensor):
-        return value.detach()[0].float().cpu().numpy()
+        return value.detach()[i].float().cpu().numpy()
     if isinstance(value, dict):
-        return {k: _first_item(v) for k, v in value.items()}
+        return {k: _item(v, i) for k, v in value.items()}
     return value
 
 
@@ -242,22 +281,14 @@ class Predictor:
     @exclusive
     @torch.no_grad()
     def encode(self, inputs: dict[str, torch.Tensor]) -> tuple[TextFeatures, ImageFeatures]:
-        """One prepared input -> the frozen encoders' outputs this network reads, from ENCODED when the input was
-        encoded before, by this network or another. The text encoder returns every layer (it runs them all
-        anyway), so networks that read different numbers of layers share one entry."""
-        ids, mask, pixels = inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"]
-        k = self.classifier.text_layers
-        every = max(k, self.text_encoder.num_layers)
-        text = ENCODED.get(("text", self.text_encoder, str(ids.device), digest(ids), digest(mask)),
-                           lambda: self.text_encoder(ids, mask, num_layers=every))
-        text = replace(text, layers=text.layers[:, text.layers.shape[1] - k:])
-        if inputs.get("prior_text") is not None:
-            text.prior = inputs["prior_text"]
-        image = ENCODED.get(("image", self.image_encoder, str(pixels.device), digest(pixels)),
-                            lambda: self.image_encoder(pixels))
-        if inputs.get("prior_image") is not None:
-            image = replace(image, prior=inputs["prior_image"])
-        return text, image
+        """One prepared input -> the frozen encoders' outputs this network reads (`encode_batch`)."""
+        return self.encode_batch([inputs])[0]
+
+    @exclusive
+    def encode_batch(self, batch: list[dict[str, torch.Tensor]]) -> list[tuple[TextFeatures, ImageFeatures]]:
+        """Prepared inputs -> the frozen encoders' outputs this network reads, each input's own (`Pipeline.encoded`:
+        one pass of each encoder over the inputs not seen before, by this network or another)."""
+        return self.pipeline.encoded(batch)
 
     def _unknown_note(self, ids: list[int]) -> str:
         """A note when the tokenizer read some of the caption as [UNK] (emoji, scripts it never saw), else ""."""
@@ -286,31 +317,70 @@ class Predictor:
     @torch.no_grad()
     def reference(self) -> Reference:
         """What stands in for a missing modality (mmdemo.contrib): the empty caption and a grey image through this
-        predictor's encoders, computed once."""
+        predictor's encoders (and its own tuned text blocks, `_features`), computed once."""
         if self._reference is None:
             ref = blank_reference(self.text_encoder, self.image_encoder, self.classifier.text_layers,
                                   self.classifier.max_length, self.prior)
-            self._reference = Reference(ref.text.to(self.device), ref.image.to(self.device), ref.kind)
+            self._reference = Reference(self._features(ref.text.to(self.device)), ref.image.to(self.device), ref.kind)
         return self._reference
+
+    def _features(self, text: TextFeatures) -> TextFeatures:
+        """The frozen encoder's text features -> the head's: a tuned model's own last blocks rerun on them. Done
+        before the coalitions are formed, so the blocks run once per caption, not once per coalition."""
+        return self.classifier.tune_text(text) if self.classifier.tunes_frozen_features else text
+
+    def predict(self, image, caption) -> Prediction:
+        """One input -> Prediction (raises InputError on bad input)."""
+        pred = self.predict_batch([image], [caption])[0]
+        if isinstance(pred, Exception):
+            raise pred
+        return pred
 
     @exclusive
     @torch.no_grad()
-    def predict(self, image, caption) -> Prediction:
-        """One input -> Prediction. The head runs once on a batch of four (the input, and the input with its image,
-        its caption, or both replaced by the reference), so the modality contributions cost a head pass."""
+    def predict_batch(self, images: Sequence, captions: Sequence[str | None]) -> list[Prediction | InputError]:
+        """Several inputs -> one Prediction each, or the InputError that says what is wrong with it: a bad input
+        costs only its own answer. The encoders run once over the inputs they have not seen, and the head once on
+        the batch of every input's four coalitions (the input, and the input with its image, its caption, or both
+        replaced by the reference), so the modality contributions cost a head pass."""
         start = time.perf_counter()
-        inputs, notes = self.prepare(image, caption)
-        text, img = self.encode(inputs)  # the frozen encoders run once per input, whichever network asks
+        results: list[Prediction | InputError | None] = [None] * len(images)
+        ok, prepared = [], []
+        for i, (image, caption) in enumerate(zip(images, captions, strict=True)):
+            try:
+                prepared.append(self.prepare(image, caption))
+                ok.append(i)
+            except InputError as e:
+                results[i] = e
+        if not ok:
+            return results
+        encoded = self.encode_batch([inputs for inputs, _ in prepared])  # once per input, whichever network asks
+        text = self._features(TextFeatures.cat([t for t, _ in encoded]))
+        image = ImageFeatures.cat([im for _, im in encoded])
         ref = self.reference
         # v(neither) does not depend on the input, but it runs in the same batch, padded like the others, so that a
         # modality the head ignores gets exactly 0 (computed apart, it would differ in the last bits)
-        out: ModelOutput = self.classifier(*with_reference(text, img, ref))  # row 0: the input itself
+        out: ModelOutput = self.classifier.head(*with_reference(text, image, ref))  # rows 0..B-1: the inputs
         ml = self.classifier.multi_label
         fused = out.logits / self.temperature  # calibrated where the checkpoint carries a temperature
-        probs = {}
-        for head, logits in zip(HEADS, (fused, out.text_logits, out.image_logits)):
-            p = probabilities(logits, ml)[0].tolist()
-            probs[head] = dict(sorted(zip(self.labels, p), key=lambda kv: -kv[1]))
-        return Prediction(self.labels, probs, _first_item(out.explain), self.tokens(inputs["input_ids"], inputs["attention_mask"]),
-                          ml, notes, (time.perf_counter() - start) * 1000,
-                          contribution(fused, self.labels, ml, ref.kind)[0], self.reliability)
+        probs = [probabilities(logits, ml) for logits in (fused, out.text_logits, out.image_logits)]
+        contributions = contribution(fused, self.labels, ml, ref.kind)
+        latency = (time.perf_counter() - start) * 1000
+        for j, (i, (inputs, notes)) in enumerate(zip(ok, prepared)):
+            tokens = self.tokens(inputs["input_ids"], inputs["attention_mask"])
+            results[i] = Prediction(
+                self.labels, {head: dict(sorted(zip(self.labels, p[j].tolist()), key=lambda kv: -kv[1]))
+                              for head, p in zip(HEADS, probs)},
+                self._explain_item(out.explain, j, len(tokens)), tokens, ml, notes, latency, contributions[j],
+                self.reliability)
+        return results
+
+    def _explain_item(self, explain: dict[str, Any], j: int, n_tokens: int) -> dict[str, Any]:
+        """Row j of the head's explain quantities, its attention maps cut to its own tokens (the batch pads the
+        captions to the longest), as predicting it alone gives them."""
+        item = _item(explain, j)
+        signals = self.classifier.head.signals
+        for name, m in (item.get("attention") or {}).items():
+            axis = m.ndim - 2 + signals[name].axes.index("text")  # [heads, query, key]
+            item["attention"][name] = m.take(range(n_tokens), axis=axis)
+        return item

@@ -382,16 +382,36 @@ class DemoApp:
         """-> (fused, text-only, image-only {label: p}, agreement banner, network signals, status, modality
         contributions), HTML strings except the label dicts and the contributions (a dict, `contributions_json`);
         on bad input the dicts are None and the status says what is wrong."""
-        try:
-            loaded = self.load(task, model)
-            pred = loaded.predictor.predict(image, caption)
-        except Exception as e:
-            msg = self._message(e, "prediction")
-            gr.Warning(msg)
-            return None, None, None, "", "", error_html(msg), None
+        return tuple(column[0] for column in self.predict_batch_fn([image], [caption], [task], [model]))
+
+    def predict_batch_fn(self, images: list, captions: list, tasks: list, models: list) -> tuple[list, ...]:
+        """`predict_fn` over requests that arrived together (the /predict endpoint runs in Gradio's batch mode):
+        the requests for one network are one `Predictor.predict_batch`, and each gets its own answer, or its own
+        error, in `predict_fn`'s seven outputs (each a list, one entry per request)."""
+        answers: list[tuple | None] = [None] * len(images)
+        groups: dict[tuple, list[int]] = {}
+        for i, key in enumerate(zip(tasks, models)):
+            groups.setdefault(key, []).append(i)
+        for (task, model), rows in groups.items():
+            try:
+                loaded = self.load(task, model)
+                preds = loaded.predictor.predict_batch([images[i] for i in rows], [captions[i] for i in rows])
+            except Exception as e:
+                preds = [e] * len(rows)
+            for i, pred in zip(rows, preds):
+                answers[i] = (self._predict_error(pred) if isinstance(pred, Exception)
+                              else self._predict_answer(loaded, pred))
+        return tuple(map(list, zip(*answers)))
+
+    def _predict_error(self, e: Exception) -> tuple:
+        return None, None, None, "", "", error_html(self._message(e, "prediction")), None
+
+    def _predict_answer(self, loaded: Loaded, pred: Prediction) -> tuple:
         notes = list(pred.warnings) + ([loaded.where.note] if loaded.where.note else [])
+        reliability = _box(html.escape(pred.reliability), "info") if pred.reliability else ""
         return (label_value(pred, "fused"), label_value(pred, "text"), label_value(pred, "image"),
-                verdict_html(pred) + (_box(html.escape(pred.reliability), "info") if pred.reliability else ""), signals_html(pred, self._signals(loaded), loaded.predictor.classifier.missing_prior),
+                verdict_html(pred) + reliability,
+                signals_html(pred, self._signals(loaded), loaded.predictor.classifier.missing_prior),
                 notes_html(notes), contributions_json(pred))
 
     def explain_fn(self, image, caption: str | None, task: str | None, model: str | None,
@@ -416,6 +436,8 @@ class DemoApp:
                      f"Words: red pushes towards it, purple away (Integrated Gradients on the word embeddings)."]
             if not np.any(tok.scores):
                 notes.append(f"The {HEAD_NAMES[head].lower()} head does not read the caption.")
+            elif tok.convergence is not None:
+                notes.append(tok.convergence.describe("Word attributions"))
             measured = pred.contributions
             if measured is not None:
                 c = measured.of(cls)
@@ -428,10 +450,12 @@ class DemoApp:
                 if heat is None:
                     return None, words, "".join(_box(n, "info") for n in notes + [note])
             else:
-                heat = X.image_attribution(mid, p.pipeline, inputs, target=cls, head=head)
+                heat, convergence = X.image_attribution(mid, p.pipeline, inputs, target=cls, head=head)
                 note = {"grad-cam": "Grad-CAM on the image encoder's last feature map.",
                         "integrated-gradients": "Integrated Gradients on the pixels (baseline: the mean image).",
                         "occlusion": "Occlusion: how much the score drops when each square is blanked."}[mid]
+                if convergence is not None:
+                    note += " " + convergence.describe("Pixel attributions")
                 if not np.any(heat):
                     note += (" The map is flat: this head's score for the class does not depend on this part of "
                              "the image encoder (e.g. it reads only the pooled vector); try another method.")
@@ -586,9 +610,11 @@ def example_rows() -> list[list[str]]:
 # ---- layout ----------------------------------------------------------------------------------------------
 
 
-def build_demo(checkpoints_root: Path | None = None, preload: bool = False) -> gr.Blocks:
+def build_demo(checkpoints_root: Path | None = None, preload: bool = False, max_batch: int = 8) -> gr.Blocks:
     """The whole page. `checkpoints_root` holds <task>/<model>/ checkpoint directories (default: checkpoints/).
-    preload: load the default network in a background thread while the server starts (faster first answer)."""
+    preload: load the default network in a background thread while the server starts (faster first answer).
+    max_batch: /predict requests waiting together are answered by one batched pass, up to this many (1: one by
+    one)."""
     app = DemoApp(checkpoints_root)
     cat = app.catalogue()
     task0 = "mvsa-single" if "mvsa-single" in cat else next(iter(cat), None)
@@ -675,8 +701,10 @@ def build_demo(checkpoints_root: Path | None = None, preload: bool = False) -> g
 
         inputs = [image, caption, task, model]
         # Predictions first (fast), then the Captum heatmap and the attention view, each its own API endpoint.
-        gr.on([run.click, caption.submit], app.predict_fn, inputs,
-              [fused, text_only, image_only, verdict, signals, status, contributions], api_name="predict").then(
+        # /predict in batch mode: requests that wait in the queue together share the encoders' and the head's pass
+        gr.on([run.click, caption.submit], app.predict_batch_fn, inputs,
+              [fused, text_only, image_only, verdict, signals, status, contributions], api_name="predict",
+              batch=True, max_batch_size=max_batch).then(
             app.explain_fn, inputs + [method, head, target], [heatmap, tokens, explain_note], api_name="explain").then(
             app.attention_fn, inputs + [word, region], [word, region, attn_image, attn_words, attn_note],
             api_name="attention")

@@ -138,6 +138,50 @@ def test_bad_inputs_give_clear_messages_and_the_server_keeps_serving(server, cli
     _assert_ok(_predict(client, EXAMPLE, "still serving after bad input"))
 
 
+def test_concurrent_predictions_are_batched_and_each_gets_its_own_answer(server, client, monkeypatch):
+    """/predict runs in Gradio's batch mode: requests that wait together are one Predictor.predict_batch, and each
+    client gets the answer its own input gets alone (or its own error: a bad input costs the others nothing)."""
+    import threading
+    import time
+
+    from gradio_client import handle_file
+
+    from mmdemo.predict import Predictor
+
+    sizes: list[int] = []
+    first = threading.Event()
+    real = Predictor.predict_batch
+
+    def spy(self, images, captions):
+        sizes.append(len(images))
+        if not first.is_set():  # hold the first call, so that the other requests queue up behind it
+            first.set()
+            time.sleep(1.0)
+        return real(self, images, captions)
+
+    monkeypatch.setattr(Predictor, "predict_batch", spy)
+    captions = [f"request {i}: " + "sunny and happy " * i for i in range(6)] + ["   ", "still fine"]
+    images = [EXAMPLE] * 8
+    images[5] = None  # no image
+    app = DemoApp(server[1])
+    expected = [app.predict_fn(Image.open(im) if im else None, c, TASK, "concat") for im, c in zip(images, captions)]
+    sizes.clear()
+    first.clear()
+    jobs = [client.submit(handle_file(str(im)) if im else None, c, TASK, "concat", api_name="/predict")
+            for im, c in zip(images, captions)]
+    results = [j.result(timeout=120) for j in jobs]
+    assert max(sizes) > 1 and sum(sizes) == 8, sizes
+    for i, (got, want) in enumerate(zip(results, expected)):
+        if want[0] is None:  # the bad inputs: their own message
+            assert not got[0] and "mm-error" in got[5] and got[5] == want[5], (i, got[5])
+            continue
+        _assert_ok(got)
+        confidences = {c["label"]: c["confidence"] for c in got[0]["confidences"]}
+        assert got[0]["label"] == max(want[0], key=want[0].get), i
+        assert np.allclose([confidences[k] for k in want[0]], list(want[0].values()), atol=1e-5), i
+    assert sum(r[0] is None for r in expected) == 2
+
+
 def test_the_rest_of_the_bad_input_battery(server, client):
     """Files that are not images get a message naming what is wrong; odd but valid images and captions (NUL, right
     to left, HTML, 100k characters) get a prediction, and HTML in a caption is never rendered as HTML."""

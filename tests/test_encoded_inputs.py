@@ -101,3 +101,82 @@ def test_the_cache_is_bounded(predictors):
     for i in range(ENCODED.size + 5):
         p.predict(image, f"caption number {i}")
     assert len(ENCODED) == ENCODED.size
+
+
+def _close(a, b) -> bool:
+    """Two answers equal up to float rounding (a batch pads captions to the longest and stacks images)."""
+    (pa, ea, ta, ia, toka), (pb, eb, tb, ib, tokb) = a, b
+    return (toka == tokb and all(np.allclose(list(pa[h].values()), list(pb[h].values()), atol=1e-5) and
+                                 list(pa[h]) == list(pb[h]) for h in pa)
+            and np.allclose(ta, tb, atol=1e-4) and np.allclose(ia, ib, atol=1e-4)
+            and ea.keys() == eb.keys())
+
+
+def _answer_arrays(pred):
+    """The answer with its explain quantities as arrays (attention maps included), for shape and value checks."""
+    flat = {}
+    for k, v in pred.explain.items():
+        for name, m in (v.items() if isinstance(v, dict) else [(k, v)]):
+            flat[name] = np.asarray(m, dtype=np.float64)
+    return flat
+
+
+def test_a_batch_gives_each_input_its_own_answer_and_encodes_once(predictors):
+    """predict_batch (the app's batched /predict): captions of different lengths and different images in one batch
+    give every network the answer each input gets alone, explain maps included; a bad input gets its InputError
+    and costs the others nothing; the encoders run once for the whole batch."""
+    from mmdemo.inputs import InputError
+
+    examples = [(Image.open(EXAMPLES / "beach.jpg"), "sun"),
+                (Image.open(EXAMPLES / "rain.jpg"), "Grey, cold and raining all week. So miserable, again and again."),
+                (Image.open(EXAMPLES / "cake.jpg"), "Happy birthday!")]
+    images = [examples[0][0], examples[1][0], None, examples[2][0]]  # the third has no image
+    captions = [examples[0][1], examples[1][1], "no picture", examples[2][1]]
+    for m, p in predictors.items():
+        ENCODED.clear()
+        alone = [p.predict(im, c) for im, c in examples]
+        ENCODED.clear()
+        calls: dict[str, int] = {}
+        hooks = [_count_forwards(p.text_encoder, calls, "text"), _count_forwards(p.image_encoder, calls, "image")]
+        try:
+            batch = p.predict_batch(images, captions)
+        finally:
+            for h in hooks:
+                h.remove()
+        assert calls == {"text": 1, "image": 1}, m
+        assert isinstance(batch[2], InputError) and "image" in str(batch[2]).lower(), m
+        for a, b in zip(alone, batch[:2] + batch[3:]):
+            assert _close(_answer(a), _answer(b)), m
+            ea, eb = _answer_arrays(a), _answer_arrays(b)
+            assert all(ea[k].shape == eb[k].shape and np.allclose(ea[k], eb[k], atol=1e-4) for k in ea), m
+        # ... and what the batch stored in ENCODED is each input's own entry: predicting alone now hits it
+        hits = ENCODED.hits
+        p.predict(*examples[1])
+        assert ENCODED.hits == hits + 2, m
+        short, _ = p.encode(p.prepare(*examples[0])[0])  # the shortest caption's entry holds its tokens only
+        assert short.layers.shape[2] == short.attention_mask.shape[1] == int(short.attention_mask.sum()) < 8, m
+
+
+def test_an_explanation_holds_the_other_modality_from_the_prediction(predictors):
+    """After a click's prediction, an image explanation does not run the text encoder again, nor the word
+    attributions the image encoder: the modality held fixed comes from the prediction's encoder pass."""
+    import mmdemo.explain as X
+
+    image = Image.open(EXAMPLES / "cake.jpg")
+    for m in ("concat", "concat-tuned", "hglnet"):
+        p = predictors[m]
+        ENCODED.clear()
+        p.predict(image, CAPTION)
+        inputs, _ = p.prepare(image, CAPTION)
+        X.grad_cam(p.pipeline, inputs, target=0)  # Grad-CAM probes the encoder's feature map once per process
+        calls: dict[str, int] = {}
+        hooks = [_count_forwards(p.text_encoder, calls, "text"), _count_forwards(p.image_encoder, calls, "image")]
+        try:
+            X.grad_cam(p.pipeline, inputs, target=0)
+            X.integrated_gradients(p.pipeline, inputs, target=0, n_steps=2)
+            assert "text" not in calls and calls["image"] == 2, (m, calls)
+            X.token_attributions(p.pipeline, inputs, target=0, n_steps=2)
+            assert calls["image"] == 2 and calls["text"] > 0, (m, calls)  # the words' IG ran the text encoder only
+        finally:
+            for h in hooks:
+                h.remove()

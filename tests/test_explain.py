@@ -217,3 +217,28 @@ def test_method_names():
     assert X.method_id(X.METHODS["occlusion"]) == "occlusion"
     with pytest.raises(ValueError):
         X.method_id("lime")
+
+
+def test_integrated_gradients_report_captums_convergence_delta(cnn):
+    """Completeness (Sundararajan et al.): the attributions add up to the explained logit's change from the baseline
+    to the input, up to the reported delta. `change` is that change, measured here by running the pipeline on the
+    input and on each baseline; more steps leave a smaller delta."""
+    pipeline, inputs = cnn
+    target = 1
+    pad = pipeline.text_encoder.pad_token_id
+    with torch.no_grad():
+        def logit(**replaced) -> float:
+            return float(pipeline(**{**inputs, **replaced}).logits[0, target])
+        pixel_change = logit() - logit(pixel_values=torch.zeros_like(inputs["pixel_values"]))
+        word_change = logit() - logit(input_ids=X.token_baseline(inputs["input_ids"], inputs["attention_mask"], pad))
+    coarse, fine = (X.integrated_gradients(pipeline, inputs, target=target, n_steps=n, return_convergence=True)[1]
+                    for n in (2, 64))
+    assert fine.change == pytest.approx(pixel_change, abs=1e-4) and coarse.change == pytest.approx(pixel_change, abs=1e-4)
+    assert fine.relative < coarse.relative and fine.relative < 0.05, (coarse, fine)
+    words = X.token_attributions(pipeline, inputs, target=target, n_steps=64)
+    assert words.convergence.change == pytest.approx(word_change, abs=1e-4)
+    assert words.convergence.relative < 0.05 and abs(words.scores.sum() - word_change) <= abs(words.convergence.delta) + 1e-4
+    # a head that does not read the input has nothing to converge
+    assert X.token_attributions(pipeline, inputs, head="image", n_steps=2).convergence is None
+    assert X.integrated_gradients(pipeline, inputs, head="text", n_steps=2, return_convergence=True)[1] is None
+    assert X.image_attribution("grad-cam", pipeline, inputs)[1] is None

@@ -83,6 +83,44 @@ class TextFeatures:
         """A batch of one repeated b times (views, no copies)."""
         return TextFeatures(*(None if t is None else t.expand(b, *t.shape[1:]) for t in _values(self)))
 
+    def padded(self, length: int) -> "TextFeatures":
+        """Zero-padded along the token axis to `length` (padding positions are masked, and zero as in the feature
+        cache), so that captions of different lengths share a batch."""
+        def pad(name: str, x: torch.Tensor | None) -> torch.Tensor | None:
+            axis = TOKEN_AXIS.get(name)
+            if x is None or axis is None or x.shape[axis] == length:
+                return x
+            return F.pad(x, [0, 0] * (x.dim() - 1 - axis) + [0, length - x.shape[axis]])
+        return TextFeatures(**{f.name: pad(f.name, getattr(self, f.name)) for f in fields(self)})
+
+    def item(self, i: int) -> "TextFeatures":
+        """Row i as a batch of one, cut to its own tokens (what encoding it alone gives)."""
+        n = int(self.attention_mask[i].sum())
+        return TextFeatures(**{f.name: _row(getattr(self, f.name), i, TOKEN_AXIS.get(f.name), n) for f in fields(self)})
+
+    @staticmethod
+    def cat(items: list["TextFeatures"]) -> "TextFeatures":
+        """One batch of several, padded to the longest caption."""
+        length = max(t.attention_mask.shape[1] for t in items)
+        return TextFeatures(*_cat([_values(t.padded(length)) for t in items]))
+
+
+# The token axis of each TextFeatures field.
+TOKEN_AXIS = {"layers": 2, "attention_mask": 1, "input_ids": 1, "word_embeddings": 1}
+
+
+def _row(x: torch.Tensor | None, i: int, axis: int | None = None, n: int = 0) -> torch.Tensor | None:
+    """x[i:i + 1], cut to the first n positions of `axis` when one is given."""
+    if x is None:
+        return None
+    x = x[i:i + 1]
+    return x if axis is None else x.narrow(axis, 0, n)
+
+
+def _cat(rows: list[list[torch.Tensor | None]]) -> list[torch.Tensor | None]:
+    """Field-wise concatenation along the batch axis of several dataclasses' values (None stays None)."""
+    return [None if column[0] is None else torch.cat(column) for column in zip(*rows)]
+
 
 @dataclass
 class Captions:
@@ -128,6 +166,14 @@ class ImageFeatures:
     def expand(self, b: int) -> "ImageFeatures":
         """A batch of one repeated b times (views, no copies)."""
         return ImageFeatures(*(None if t is None else t.expand(b, *t.shape[1:]) for t in _values(self)))
+
+    def item(self, i: int) -> "ImageFeatures":
+        """Row i as a batch of one."""
+        return ImageFeatures(*(_row(t, i) for t in _values(self)))
+
+    @staticmethod
+    def cat(items: list["ImageFeatures"]) -> "ImageFeatures":
+        return ImageFeatures(*_cat([_values(t) for t in items]))
 
 
 class TextEncoder(nn.Module):
