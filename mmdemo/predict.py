@@ -336,24 +336,16 @@ class Predictor:
             raise pred
         return pred
 
-    @exclusive
-    @torch.no_grad()
     def predict_batch(self, images: Sequence, captions: Sequence[str | None]) -> list[Prediction | InputError]:
-        """Several inputs -> one Prediction each, or the InputError that says what is wrong with it: a bad input
-        costs only its own answer. The encoders run once over the inputs they have not seen, and the head once on
-        the batch of every input's four coalitions (the input, and the input with its image, its caption, or both
+        """Several inputs -> one Prediction each, or the InputError that says what is wrong with it (`predict_requests`
+        with this network for every input)."""
+        return predict_requests([(self, image, caption) for image, caption in zip(images, captions, strict=True)])
+
+    def _predict_prepared(self, prepared: list[tuple[dict[str, torch.Tensor], list[str]]], start: float
+                          ) -> list[Prediction]:
+        """Prepared inputs -> their Predictions: the frozen encoders' outputs (ENCODED), then the head once on the
+        batch of every input's four coalitions (the input, and the input with its image, its caption, or both
         replaced by the reference), so the modality contributions cost a head pass."""
-        start = time.perf_counter()
-        results: list[Prediction | InputError | None] = [None] * len(images)
-        ok, prepared = [], []
-        for i, (image, caption) in enumerate(zip(images, captions, strict=True)):
-            try:
-                prepared.append(self.prepare(image, caption))
-                ok.append(i)
-            except InputError as e:
-                results[i] = e
-        if not ok:
-            return results
         encoded = self.encode_batch([inputs for inputs, _ in prepared])  # once per input, whichever network asks
         text = self._features(TextFeatures.cat([t for t, _ in encoded]))
         image = ImageFeatures.cat([im for _, im in encoded])
@@ -366,14 +358,15 @@ class Predictor:
         probs = [probabilities(logits, ml) for logits in (fused, out.text_logits, out.image_logits)]
         contributions = contribution(fused, self.labels, ml, ref.kind)
         latency = (time.perf_counter() - start) * 1000
-        for j, (i, (inputs, notes)) in enumerate(zip(ok, prepared)):
+        predictions = []
+        for j, (inputs, notes) in enumerate(prepared):
             tokens = self.tokens(inputs["input_ids"], inputs["attention_mask"])
-            results[i] = Prediction(
+            predictions.append(Prediction(
                 self.labels, {head: dict(sorted(zip(self.labels, p[j].tolist()), key=lambda kv: -kv[1]))
                               for head, p in zip(HEADS, probs)},
                 self._explain_item(out.explain, j, len(tokens)), tokens, ml, notes, latency, contributions[j],
-                self.reliability)
-        return results
+                self.reliability))
+        return predictions
 
     def _explain_item(self, explain: dict[str, Any], j: int, n_tokens: int) -> dict[str, Any]:
         """Row j of the head's explain quantities, its attention maps cut to its own tokens (the batch pads the
@@ -384,3 +377,33 @@ class Predictor:
             axis = m.ndim - 2 + signals[name].axes.index("text")  # [heads, query, key]
             item["attention"][name] = m.take(range(n_tokens), axis=axis)
         return item
+
+
+@exclusive
+@torch.no_grad()
+def predict_requests(requests: Sequence[tuple[Predictor, Any, str | None]]) -> list[Prediction | InputError]:
+    """(network, image, caption) requests, for one network or several -> each its Prediction, or the InputError
+    that says what is wrong with its input: a bad input costs only its own answer. Every input is prepared by its
+    own network; the frozen encoders, which networks share, run once over all the inputs not seen before (one pass
+    of each encoder, whichever networks asked); then each network's head runs once on its own inputs."""
+    start = time.perf_counter()
+    results: list[Prediction | InputError | None] = [None] * len(requests)
+    prepared: dict[Predictor, list[tuple[int, dict[str, torch.Tensor], list[str]]]] = {}
+    for i, (predictor, image, caption) in enumerate(requests):
+        try:
+            inputs, notes = predictor.prepare(image, caption)
+        except InputError as e:
+            results[i] = e
+            continue
+        prepared.setdefault(predictor, []).append((i, inputs, notes))
+    shared: dict[tuple, list[Predictor]] = {}  # networks on the same encoder instances share ENCODED entries
+    for predictor in prepared:
+        shared.setdefault((predictor.text_encoder, predictor.image_encoder), []).append(predictor)
+    for networks in shared.values():
+        if len(networks) > 1:  # encode every input of these networks at once (a single network does it itself)
+            networks[0].encode_batch([inputs for p in networks for _, inputs, _ in prepared[p]])
+    for predictor, items in prepared.items():
+        predictions = predictor._predict_prepared([(inputs, notes) for _, inputs, notes in items], start)
+        for (i, _, _), prediction in zip(items, predictions):
+            results[i] = prediction
+    return results

@@ -31,7 +31,7 @@ from .hub import (BUNDLED_DIR, MULTI_LABEL_COLUMNS, REPO_ROOT, HubError, Resolve
 from .inputs import InputError
 from .memory import release_memory
 from .models import Signal
-from .predict import HEADS, Prediction, Predictor
+from .predict import HEADS, Prediction, Predictor, predict_requests
 from .tasks import TASKS
 
 log = logging.getLogger(__name__)
@@ -385,22 +385,25 @@ class DemoApp:
         return tuple(column[0] for column in self.predict_batch_fn([image], [caption], [task], [model]))
 
     def predict_batch_fn(self, images: list, captions: list, tasks: list, models: list) -> tuple[list, ...]:
-        """`predict_fn` over requests that arrived together (the /predict endpoint runs in Gradio's batch mode):
-        the requests for one network are one `Predictor.predict_batch`, and each gets its own answer, or its own
-        error, in `predict_fn`'s seven outputs (each a list, one entry per request)."""
+        """`predict_fn` over requests that arrived together (the /predict endpoint runs in Gradio's batch mode), for
+        any networks: one `predict_requests`, so the shared encoders run once over all of them. Each request gets
+        its own answer, or its own error, in `predict_fn`'s seven outputs (each a list, one entry per request)."""
         answers: list[tuple | None] = [None] * len(images)
-        groups: dict[tuple, list[int]] = {}
-        for i, key in enumerate(zip(tasks, models)):
-            groups.setdefault(key, []).append(i)
-        for (task, model), rows in groups.items():
+        requests, rows, loaded = [], [], []
+        for i, (task, model) in enumerate(zip(tasks, models)):
             try:
-                loaded = self.load(task, model)
-                preds = loaded.predictor.predict_batch([images[i] for i in rows], [captions[i] for i in rows])
+                loaded.append(self.load(task, model))
             except Exception as e:
-                preds = [e] * len(rows)
-            for i, pred in zip(rows, preds):
-                answers[i] = (self._predict_error(pred) if isinstance(pred, Exception)
-                              else self._predict_answer(loaded, pred))
+                answers[i] = self._predict_error(e)
+                continue
+            requests.append((loaded[-1].predictor, images[i], captions[i]))
+            rows.append(i)
+        try:
+            preds = predict_requests(requests)
+        except Exception as e:
+            preds = [e] * len(requests)
+        for i, where, pred in zip(rows, loaded, preds):
+            answers[i] = self._predict_error(pred) if isinstance(pred, Exception) else self._predict_answer(where, pred)
         return tuple(map(list, zip(*answers)))
 
     def _predict_error(self, e: Exception) -> tuple:

@@ -139,36 +139,39 @@ def test_bad_inputs_give_clear_messages_and_the_server_keeps_serving(server, cli
 
 
 def test_concurrent_predictions_are_batched_and_each_gets_its_own_answer(server, client, monkeypatch):
-    """/predict runs in Gradio's batch mode: requests that wait together are one Predictor.predict_batch, and each
-    client gets the answer its own input gets alone (or its own error: a bad input costs the others nothing)."""
+    """/predict runs in Gradio's batch mode: requests that wait together are one `predict_requests` (for any
+    networks), and each client gets the answer its own input gets alone (or its own error: a bad input costs the
+    others nothing)."""
     import threading
     import time
 
     from gradio_client import handle_file
 
-    from mmdemo.predict import Predictor
+    from mmdemo import ui
 
     sizes: list[int] = []
     first = threading.Event()
-    real = Predictor.predict_batch
+    real = ui.predict_requests
 
-    def spy(self, images, captions):
-        sizes.append(len(images))
+    def spy(requests):
+        sizes.append(len(requests))
         if not first.is_set():  # hold the first call, so that the other requests queue up behind it
             first.set()
             time.sleep(1.0)
-        return real(self, images, captions)
+        return real(requests)
 
-    monkeypatch.setattr(Predictor, "predict_batch", spy)
+    monkeypatch.setattr(ui, "predict_requests", spy)
     captions = [f"request {i}: " + "sunny and happy " * i for i in range(6)] + ["   ", "still fine"]
     images = [EXAMPLE] * 8
     images[5] = None  # no image
+    models = ["concat", "text-only"] * 4  # two networks in one batch
     app = DemoApp(server[1])
-    expected = [app.predict_fn(Image.open(im) if im else None, c, TASK, "concat") for im, c in zip(images, captions)]
+    expected = [app.predict_fn(Image.open(im) if im else None, c, TASK, m)
+                for im, c, m in zip(images, captions, models)]
     sizes.clear()
     first.clear()
-    jobs = [client.submit(handle_file(str(im)) if im else None, c, TASK, "concat", api_name="/predict")
-            for im, c in zip(images, captions)]
+    jobs = [client.submit(handle_file(str(im)) if im else None, c, TASK, m, api_name="/predict")
+            for im, c, m in zip(images, captions, models)]
     results = [j.result(timeout=120) for j in jobs]
     assert max(sizes) > 1 and sum(sizes) == 8, sizes
     for i, (got, want) in enumerate(zip(results, expected)):

@@ -174,9 +174,35 @@ def test_an_explanation_holds_the_other_modality_from_the_prediction(predictors)
         try:
             X.grad_cam(p.pipeline, inputs, target=0)
             X.integrated_gradients(p.pipeline, inputs, target=0, n_steps=2)
-            assert "text" not in calls and calls["image"] == 2, (m, calls)
+            assert "text" not in calls and calls["image"] > 0, (m, calls)
+            image_calls = calls["image"]
             X.token_attributions(p.pipeline, inputs, target=0, n_steps=2)
-            assert calls["image"] == 2 and calls["text"] > 0, (m, calls)  # the words' IG ran the text encoder only
+            assert calls["image"] == image_calls and calls["text"] > 0, (m, calls)  # the words' IG: text encoder only
         finally:
             for h in hooks:
                 h.remove()
+
+
+def test_requests_for_several_networks_share_one_encoder_pass(predictors):
+    """predict_requests (what a batch of /predict requests runs): inputs for different networks are encoded in one
+    pass of each shared encoder, and each request gets the answer its network gives the input alone."""
+    from mmdemo.predict import predict_requests
+
+    names = ["concat", "hglnet", "concat-tuned", "mggf"]
+    inputs = [(Image.open(EXAMPLES / f), c) for f, c in [("beach.jpg", "sun"), ("rain.jpg", "so cold and grey"),
+                                                          ("cake.jpg", "cake!"), ("beach.jpg", "waves")]]
+    requests = [(predictors[m], im, c) for m, (im, c) in zip(names, inputs)]
+    ENCODED.clear()
+    alone = [p.predict(im, c) for p, im, c in requests]
+    ENCODED.clear()
+    p0 = predictors["concat"]
+    calls: dict[str, int] = {}
+    hooks = [_count_forwards(p0.text_encoder, calls, "text"), _count_forwards(p0.image_encoder, calls, "image")]
+    try:
+        together = predict_requests(requests)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert calls == {"text": 1, "image": 1}
+    for m, a, b in zip(names, alone, together):
+        assert _close(_answer(a), _answer(b)), m

@@ -48,6 +48,11 @@ def test_feature_cache_is_reused_and_batches_are_padded(synthetic, tiny_encoders
     # what was written is what is read back
     dev = load_split(next(f for f in files if f.name == "dev.safetensors"))
     assert dev.ids == [s.id for s in data.dev] and torch.equal(dev.labels, torch.tensor([i % 2 for i in range(16)]))
+    # the size the build prints is the file's, with float16 token states and patches
+    path = next(f for f in files if f.name == "dev.safetensors")
+    assert abs(sum(dev.footprint().values()) - path.stat().st_size) < 64 * 1024
+    assert dev.text_tokens.dtype == dev.image_patches.dtype == torch.float16
+    assert f"{sum(dev.footprint().values()) / 1e6:.0f} MB for {len(dev)} samples" in dev.describe("dev")
 
 
 def test_cached_features_equal_the_live_encoder(synthetic, tiny_encoders):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -101,6 +101,20 @@ class CachedSplit:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def footprint(self) -> dict[str, int]:
+        """Bytes of each stored tensor, largest first (what the cache file holds, less its small json)."""
+        sizes = {f.name: t.numel() * t.element_size() for f in fields(self)
+                 for t in [getattr(self, f.name)] if isinstance(t, torch.Tensor)}
+        return dict(sorted(sizes.items(), key=lambda kv: -kv[1]))
+
+    def describe(self, name: str) -> str:
+        """One line: the split's cache size and what takes it (printed when a split is encoded)."""
+        size = self.footprint()
+        parts = ", ".join(f"{k} {tuple(getattr(self, k).shape)} {str(getattr(self, k).dtype).removeprefix('torch.')} "
+                          f"{v / 1e6:.0f} MB" for k, v in size.items() if v >= 1e6)
+        return (f"feature cache {name}: {sum(size.values()) / 1e6:.0f} MB for {len(self)} samples and "
+                f"{self.image_patches.shape[0]} distinct images ({parts})")
 
     @property
     def text_layers(self) -> int:
@@ -339,10 +353,13 @@ def cached_features(data: DatasetSplits, text_encoder: TextEncoder, image_encode
     root.mkdir(parents=True, exist_ok=True)
     for name in splits:
         path = root / f"{name}.safetensors"
+        built = not path.exists()
         _build_once(path, lambda: save_split(encode_split(
             data.splits()[name], text_encoder.to(device), image_encoder.to(device), data.num_labels, data.multi_label,
             max_length, batch_size, desc=f"{data.name}/{name}", text_layers=K), path))
         out[name] = load_split(path)
+        if built:
+            print(out[name].describe(f"{data.name}/{name}"), flush=True)
         if prior:
             prior_path = root / f"{name}.prior-{prior}.safetensors"
             _build_once(prior_path, lambda: _save_atomic(encode_prior(
