@@ -151,6 +151,42 @@ def bench_compare(root: Path, runs: int) -> list[list[str]]:
     return rows
 
 
+def bench_batch(root: Path, runs: int, size: int = 8) -> list[list[str]]:
+    """What a batch of /predict requests costs the server's model code: `size` new inputs spread over every
+    bundled network (the app's `predict_requests`, one encoder pass over all of them) against the same requests
+    one by one, taking turns; ms per request."""
+    from PIL import Image
+
+    from mmdemo.hub import bundled_checkpoints
+    from mmdemo.predict import ENCODED, Predictor, predict_requests
+
+    images = [(Image.open(REPO / "examples" / f).convert("RGB"), c) for f, c in EXAMPLES]
+    ps = [Predictor.from_checkpoint(path, task=task) for task, models in bundled_checkpoints(root).items()
+          for path in models.values()]
+    ms: dict[str, list[float]] = {"batched": [], "one by one": []}
+    for r in range(runs + 1):
+        requests = []
+        for k in range(size):  # new inputs: every caption and image differs from all before (a pixel is changed)
+            image, caption = images[k % len(images)]
+            image = image.copy()
+            image.putpixel((r, k), (r % 256, k, 0))
+            requests.append((ps[(r * size + k) % len(ps)], image, f"{caption} ({r}.{k})"))
+        for name in (list(ms) if r % 2 else list(ms)[::-1]):
+            ENCODED.clear()
+            t = time.perf_counter()
+            if name == "batched":
+                predict_requests(requests)
+            else:
+                for p, im, c in requests:
+                    p.predict(im, c)
+            if r:
+                ms[name].append((time.perf_counter() - t) * 1000 / size)
+    batched, single = statistics.median(ms["batched"]), statistics.median(ms["one by one"])
+    return [[f"predict_requests: {size} new inputs over the {len(ps)} bundled networks, batched", f"{batched:.0f}",
+             f"{pct(ms['batched'], 95):.0f}", f"ms per request, {runs} runs; one by one: {single:.0f} ms per request "
+             f"({single / batched:.2f}x)"]]
+
+
 def bench_explanations(root: Path, task: str, model: str, runs: int) -> list[list[str]]:
     from PIL import Image
 
@@ -267,6 +303,7 @@ def main() -> None:
                 f"was written to a temp dir; latency does not depend on the weights")
     rows, first = bench_predictions(root, a.runs)
     rows += bench_compare(root, max(3, a.runs // 2))
+    rows += bench_batch(root, max(3, a.runs // 2))
     if a.explain_runs:
         rows += bench_explanations(root, *first, a.explain_runs)
     if not a.no_app:

@@ -118,22 +118,26 @@ class EncodedInputs:
         self.hits = self.misses = 0
 
     def get_many(self, keys: list[tuple], compute: Callable[[list[int]], list[Any]]) -> list[Any]:
-        """The entries of `keys`; those missing are computed together, by one call compute(their indices)."""
+        """The entries of `keys`; those missing are computed together, by one call compute(their indices), each
+        distinct key once (two requests with the same image share its encoding)."""
         with self._lock:
-            found = {i: self._entries[key] for i, key in enumerate(keys) if key in self._entries}
-            for i in found:
-                self._entries.move_to_end(keys[i])
-            self.hits += len(found)
-            missing = [i for i in range(len(keys)) if i not in found]
-            self.misses += len(missing)
-        if missing:
-            found.update(zip(missing, compute(missing)))
+            found = {key: self._entries[key] for key in keys if key in self._entries}
+            for key in found:
+                self._entries.move_to_end(key)
+            first = {}  # each missing key -> the first index that asks for it
+            for i, key in enumerate(keys):
+                if key not in found:
+                    first.setdefault(key, i)
+            self.hits += len(keys) - len(first)
+            self.misses += len(first)
+        if first:
+            found.update(zip(first, compute(list(first.values()))))
             with self._lock:
-                for i in missing:
-                    self._entries[keys[i]] = found[i]
+                for key in first:
+                    self._entries[key] = found[key]
                 while len(self._entries) > self.size:
                     self._entries.popitem(last=False)
-        return [found[i] for i in range(len(keys))]
+        return [found[key] for key in keys]
 
     def get(self, key: tuple, compute: Callable[[], Any]) -> Any:
         return self.get_many([key], lambda _: [compute()])[0]
