@@ -93,7 +93,7 @@ class Pipeline(nn.Module):
         out = []
         for b, text, image in zip(batch, texts, images):
             text = replace(text, layers=text.layers[:, text.layers.shape[1] - k:], prior=b.get("prior_text"))
-            out.append((text, replace(image, prior=b.get("prior_image", image.prior))))
+            out.append((text, replace(image, prior=b.get("prior_image"))))
         return out
 
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -282,8 +282,6 @@ class Predictor:
                                                     lambda: prior_image.encode([rgb]).pooled)
         return {k: v.to(self.device) for k, v in inputs.items()}, notes
 
-    @exclusive
-    @torch.no_grad()
     def encode(self, inputs: dict[str, torch.Tensor]) -> tuple[TextFeatures, ImageFeatures]:
         """One prepared input -> the frozen encoders' outputs this network reads (`encode_batch`)."""
         return self.encode_batch([inputs])[0]
@@ -321,17 +319,13 @@ class Predictor:
     @torch.no_grad()
     def reference(self) -> Reference:
         """What stands in for a missing modality (mmdemo.contrib): the empty caption and a grey image through this
-        predictor's encoders (and its own tuned text blocks, `_features`), computed once."""
+        predictor's encoders (and its own tuned text blocks, `head_text`), computed once."""
         if self._reference is None:
             ref = blank_reference(self.text_encoder, self.image_encoder, self.classifier.text_layers,
                                   self.classifier.max_length, self.prior)
-            self._reference = Reference(self._features(ref.text.to(self.device)), ref.image.to(self.device), ref.kind)
+            self._reference = Reference(self.classifier.head_text(ref.text.to(self.device)), ref.image.to(self.device),
+                                        ref.kind)
         return self._reference
-
-    def _features(self, text: TextFeatures) -> TextFeatures:
-        """The frozen encoder's text features -> the head's: a tuned model's own last blocks rerun on them. Done
-        before the coalitions are formed, so the blocks run once per caption, not once per coalition."""
-        return self.classifier.tune_text(text) if self.classifier.tunes_frozen_features else text
 
     def predict(self, image, caption) -> Prediction:
         """One input -> Prediction (raises InputError on bad input)."""
@@ -351,7 +345,8 @@ class Predictor:
         batch of every input's four coalitions (the input, and the input with its image, its caption, or both
         replaced by the reference), so the modality contributions cost a head pass."""
         encoded = self.encode_batch([inputs for inputs, _ in prepared])  # once per input, whichever network asks
-        text = self._features(TextFeatures.cat([t for t, _ in encoded]))
+        # a tuned model's own blocks run here, once per caption, before the coalitions repeat each caption twice
+        text = self.classifier.head_text(TextFeatures.cat([t for t, _ in encoded]))
         image = ImageFeatures.cat([im for _, im in encoded])
         ref = self.reference
         # v(neither) does not depend on the input, but it runs in the same batch, padded like the others, so that a

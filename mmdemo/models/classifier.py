@@ -143,6 +143,11 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
         layers = torch.cat([text.layers[:, :-n], torch.stack(tuned, dim=1)], dim=1) * mask[:, None, :, None]
         return replace(text, layers=layers, pooled=enc.pool(tuned[-1], mask))
 
+    def head_text(self, text: TextFeatures) -> TextFeatures:
+        """Text features -> what the head reads: `tune_text` when this model tunes its last blocks on the frozen
+        encoder's features, else unchanged (frozen features, or a whole tuned encoder's own)."""
+        return self.tune_text(text) if self.tunes_frozen_features else text
+
     @property
     def missing_prior(self) -> str:
         """The prior encoder the head asks for but was built without ("" when none is missing)."""
@@ -153,8 +158,8 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
         """text: the frozen encoder's features (`needs` says how many layers), or raw captions when this model
         fine-tunes its own text encoder. A model that fine-tunes an encoder which cannot start from hidden states
         (`tunes_frozen_features` False) takes its own encoder's features or captions."""
-        if isinstance(text, TextFeatures) and self.tunes_frozen_features:
-            text = self.tune_text(text)
+        if isinstance(text, TextFeatures):
+            text = self.head_text(text)
         elif isinstance(text, Captions):
             if self.text_encoder is None:
                 raise TypeError("raw captions need a model with finetune_text_layers > 0; pass TextFeatures")
