@@ -15,7 +15,10 @@ from mmdemo.ui import build_demo
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     root = os.environ.get("MMDEMO_CHECKPOINTS")
-    demo = build_demo(Path(root) if root else None, preload=True, max_batch=int(os.environ.get("MMDEMO_MAX_BATCH", "8")))
+    demo = build_demo(Path(root) if root else None, max_batch=int(os.environ.get("MMDEMO_MAX_BATCH", "8")))
     demo.queue(default_concurrency_limit=1)  # one model call at a time: explanations are CPU-heavy
     demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME"),
-                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+                server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), prevent_thread_lock=True)
+    # The page is served; torch, the model code and the first network load now, in the background
+    demo.mmdemo_app.preload()
+    demo.block_thread()

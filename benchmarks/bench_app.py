@@ -4,6 +4,7 @@ and the time from starting `python app.py` to its first answer. Prints a markdow
     python benchmarks/bench_app.py                 # bundled checkpoints/ (or an untrained stand-in)
     python benchmarks/bench_app.py --threads 2 --runs 30 --root checkpoints
     python benchmarks/bench_app.py --untrained infig mahfnet cacnet   # networks not bundled yet
+    python benchmarks/bench_app.py --starts 5     # only `python app.py` start-up: page served, first answer
 
 Targets: prediction p50 <= 150 ms, Integrated Gradients <= 3 s. When checkpoints/ holds no network, an
 UNTRAINED concat checkpoint with the default encoders (minilm-l6 + efficientnet-lite0) is written to a temp
@@ -277,6 +278,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20, help="timed predictions per network")
     ap.add_argument("--explain-runs", type=int, default=3)
     ap.add_argument("--no-app", action="store_true", help="skip the app start-up measurement")
+    ap.add_argument("--starts", type=int, default=0, metavar="N",
+                    help="only the app start-up: start `python app.py` N times (p50 / p95 of page served, first answer)")
     ap.add_argument("--untrained", nargs="+", metavar="MODEL", default=[],
                     help="time only predictions of these networks, UNTRAINED (random heads with the default encoders: "
                          "the same compute), e.g. networks not bundled yet")
@@ -301,13 +304,22 @@ def main() -> None:
         make_untrained_checkpoint(root)
         note = (f"no checkpoint in `{a.root}`: an UNTRAINED concat checkpoint (minilm-l6 + efficientnet-lite0) "
                 f"was written to a temp dir; latency does not depend on the weights")
-    rows, first = bench_predictions(root, a.runs)
-    rows += bench_compare(root, max(3, a.runs // 2))
-    rows += bench_batch(root, max(3, a.runs // 2))
-    if a.explain_runs:
-        rows += bench_explanations(root, *first, a.explain_runs)
-    if not a.no_app:
-        rows += bench_app_start(root, *first, calls=10)
+    if a.starts:  # only the start-up, several times
+        from mmdemo.ui import DemoApp
+
+        starts = [bench_app_start(root, *DemoApp(root).first_network(), calls=1) for _ in range(a.starts)]
+        rows = []
+        for i in (0, 1):  # page served, first answer
+            ms = [float(s[i][1]) for s in starts]
+            rows.append([starts[0][i][0], f"{statistics.median(ms):.0f}", f"{pct(ms, 95):.0f}", f"{a.starts} starts"])
+    else:
+        rows, first = bench_predictions(root, a.runs)
+        rows += bench_compare(root, max(3, a.runs // 2))
+        rows += bench_batch(root, max(3, a.runs // 2))
+        if a.explain_runs:
+            rows += bench_explanations(root, *first, a.explain_runs)
+        if not a.no_app:
+            rows += bench_app_start(root, *first, calls=10)
     print(f"\nmmdemo app benchmark — {note}; torch {torch.__version__}, {a.threads} thread(s), "
           f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}\n")
     print("| what | p50 ms | p95 ms | notes |\n|---|---:|---:|---|")

@@ -2,6 +2,9 @@
 
 This is the layout PyTorchModelHubMixin writes and reads, so the same directory is bundled in
 `checkpoints/<task>/<model>/`, pushed to the Hub, and loaded back. Only safetensors are ever read.
+
+Reading a checkpoint's config and metrics needs no torch (the app lists its networks and serves its page before
+torch loads); the functions that touch weights import it.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from .models import MultimodalClassifier
+    from .models import MultimodalClassifier
 
 CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, CARD_FILE = "config.json", "model.safetensors", "metrics.json", "README.md"
 
@@ -52,12 +57,15 @@ def save_checkpoint(model: MultimodalClassifier, out_dir: str | Path, metrics: d
     return out
 
 
-def compact_checkpoint(ckpt_dir: str | Path, dtype: torch.dtype = torch.float16) -> tuple[int, int]:
+def compact_checkpoint(ckpt_dir: str | Path, dtype: torch.dtype | None = None) -> tuple[int, int]:
     """Shrink a checkpoint for bundling and serving, in place: drop the state only further training reads (the
     head's `training_state`: momentum encoders, queues) and store float32 tensors as `dtype` (kept float32 where a
-    value would not fit). Loading casts them back to float32. Returns the weights file's (old, new) size in bytes."""
+    value would not fit; default float16). Loading casts them back to float32. Returns the weights file's (old, new)
+    size in bytes."""
+    import torch
     from safetensors.torch import load_file, save_file
 
+    dtype = dtype or torch.float16
     path = Path(ckpt_dir) / WEIGHTS_FILE
     model = load_checkpoint(ckpt_dir)
     training = {f"head.{k}" for k in model.head.training_state()}
@@ -122,6 +130,8 @@ def load_checkpoint(ckpt_dir: str | Path, **expect) -> MultimodalClassifier:
     if not (ckpt_dir / WEIGHTS_FILE).is_file():
         raise CheckpointError(f"no {WEIGHTS_FILE} in {ckpt_dir}; mmdemo reads safetensors only and never unpickles "
                               f"(.bin/.pt/.pth files are refused)")
+    from .models import MultimodalClassifier
+
     try:
         return MultimodalClassifier.from_pretrained(ckpt_dir, strict=True).eval()
     except (RuntimeError, KeyError, TypeError, ValueError) as e:

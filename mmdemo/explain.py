@@ -24,17 +24,10 @@ from torchvision import transforms as T
 
 from .encoders import ImageEncoder
 from .models import ModelOutput, Signal
+from .names import METHODS  # method id -> what the app shows; "attention" reads the network's own maps
 from .predict import Pipeline, exclusive
 
 HEAD_LOGITS = {"fused": "logits", "text": "text_logits", "image": "image_logits"}
-
-# Method id -> what the app shows. "attention" reads the network's own maps; the others are Captum.
-METHODS: dict[str, str] = {
-    "grad-cam": "Grad-CAM (last feature map)",
-    "integrated-gradients": "Integrated Gradients (pixels)",
-    "occlusion": "Occlusion (sliding window)",
-    "attention": "Attention (word → image)",
-}
 
 
 def method_id(name: str) -> str:

@@ -24,8 +24,7 @@ from .encoders import (ImageEncoder, ImageFeatures, TextEncoder, TextFeatures, p
                        shared_text_encoder)
 from .inputs import InputError, clean_caption, load_image
 from .models import ModelOutput, MultimodalClassifier
-
-HEADS = ("fused", "text", "image")
+from .names import HEADS
 
 # The frozen encoders are one module instance per process, shared by every Predictor, and Captum hooks them for the
 # length of an explanation (the word-embedding layer, the last feature map): a forward that ran meanwhile would

@@ -16,30 +16,38 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from . import explain as X
 from .checkpoint import CheckpointError, missing_prior, read_config, read_metrics
-from .encoders import EncoderUnavailableError
 from .hub import (BUNDLED_DIR, MULTI_LABEL_COLUMNS, REPO_ROOT, HubError, Resolved, bundled_checkpoints, configured_repos,
                   resolve)
 from .inputs import InputError
 from .memory import release_memory
-from .models import Signal
-from .predict import HEADS, Prediction, Predictor, predict_requests
+from .names import HEADS, METHODS
 from .tasks import TASKS
+
+if TYPE_CHECKING:  # the model code (torch) is imported on first use, so the page is served before torch loads
+    from .models import Signal
+    from .predict import Prediction, Predictor
 
 log = logging.getLogger(__name__)
 
 EXAMPLES_DIR = REPO_ROOT / "examples"
 ALL_WORDS, ALL_REGIONS, PREDICTED = "(all words)", "(all regions)", "(predicted class)"
 HEAD_NAMES = {"fused": "Fused", "text": "Text only", "image": "Image only"}
-USER_ERRORS = (InputError, CheckpointError, EncoderUnavailableError, HubError)
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The errors whose message is for the user: bad input, a broken or missing checkpoint, an encoder whose weights
+    are absent, the Hub. (A function: the encoders' error lives with the torch code, imported on first use.)"""
+    from .encoders import EncoderUnavailableError
+
+    return InputError, CheckpointError, EncoderUnavailableError, HubError
 
 NO_CHECKPOINT_HELP = """**No trained checkpoint was found** in `{root}`. Train one and bundle it, then restart the app:
 
@@ -129,6 +137,8 @@ def _bar(value: float, low: float, high: float) -> str:
 
 def _signal(key: str, signals: dict[str, Signal]) -> Signal:
     """The head's declaration of an explain key (an undeclared key shows under its own name, scaled to its values)."""
+    from .models import Signal
+
     return signals.get(key) or Signal(key.replace("_", " ").capitalize(), "", low=None, high=None)
 
 
@@ -315,17 +325,33 @@ class DemoApp:
         key = (task, model)
         with self._lock:  # two requests for a new model load it once
             if key not in self._cache:
+                from .predict import Predictor  # the first load imports torch and the model code
+
                 where = resolve(task, model, self.root)
                 predictor = Predictor.from_checkpoint(where.path, task=task)
                 self._cache[key] = Loaded(predictor, where, read_config(where.path))
             return self._cache[key]
 
-    def preload(self, task: str, model: str) -> None:
-        """Load a network ahead of its first request; failures are left for that request to report."""
-        try:
-            self.load(task, model)
-        except Exception as e:
-            log.warning("could not preload %s/%s: %s", task, model, e)
+    def first_network(self) -> tuple[str | None, str | None]:
+        """The task and network the page opens on: MVSA-Single where it is trained, and its best network on dev."""
+        cat = self.catalogue()
+        task = "mvsa-single" if "mvsa-single" in cat else next(iter(cat), None)
+        return task, self.default_model(task) if task else None
+
+    def preload(self) -> threading.Thread:
+        """Load the page's first network (and so torch and the model code) in a background thread, ahead of its
+        first request; a failure is left for that request to report."""
+        def run():
+            task, model = self.first_network()
+            if task and model:
+                try:
+                    self.load(task, model)
+                except Exception as e:
+                    log.warning("could not preload %s/%s: %s", task, model, e)
+
+        thread = threading.Thread(target=run, name="mmdemo-preload", daemon=True)
+        thread.start()
+        return thread
 
     def loading_fn(self, task: str | None, model: str | None) -> str:
         """Network picked -> the status says it is loading (the event chained after it loads it), or nothing when
@@ -351,7 +377,7 @@ class DemoApp:
 
     @staticmethod
     def _message(e: Exception, what: str) -> str:
-        if isinstance(e, USER_ERRORS):
+        if isinstance(e, user_errors()):
             return str(e)
         log.exception("%s failed", what)
         return f"Sorry, the {what} failed unexpectedly ({type(e).__name__}). The details are in the server log."
@@ -372,7 +398,7 @@ class DemoApp:
             return list(self._cache[(task, model)].predictor.labels)
         try:
             return list(read_config(resolve(task, model, self.root).path).get("labels", []))
-        except USER_ERRORS:
+        except user_errors():
             return []
 
     def targets_fn(self, task: str | None, model: str | None):
@@ -388,6 +414,8 @@ class DemoApp:
         """`predict_fn` over requests that arrived together (the /predict endpoint runs in Gradio's batch mode), for
         any networks: one `predict_requests`, so the shared encoders run once over all of them. Each request gets
         its own answer, or its own error, in `predict_fn`'s seven outputs (each a list, one entry per request)."""
+        from .predict import predict_requests
+
         answers: list[tuple | None] = [None] * len(images)
         requests, rows, loaded = [], [], []
         for i, (task, model) in enumerate(zip(tasks, models)):
@@ -420,6 +448,8 @@ class DemoApp:
     def explain_fn(self, image, caption: str | None, task: str | None, model: str | None,
                    method: str = "grad-cam", head: str = "fused", target: str | None = None):
         """-> (heatmap over the image, token attributions for gr.HighlightedText, note HTML)."""
+        from . import explain as X
+
         try:
             loaded = self.load(task, model)
             p = loaded.predictor
@@ -469,6 +499,8 @@ class DemoApp:
             release_memory()  # the attributions' temporaries are freed: give their pages back (mmdemo.memory)
 
     def _attention_heat(self, loaded: Loaded, image, caption) -> tuple[np.ndarray | None, str]:
+        from . import explain as X
+
         pred = loaded.predictor.predict(image, caption)
         t2i, _ = X.attention_matrices(pred.explain, self._signals(loaded), len(pred.tokens))
         if t2i is None:
@@ -480,6 +512,8 @@ class DemoApp:
                      word: str | None = None, region: str | None = None):
         """Pick a word -> which image regions it attends to; pick a region -> which words it attends to.
         -> (word dropdown, region dropdown, heatmap, word weights for gr.HighlightedText, note HTML)."""
+        from . import explain as X
+
         keep = gr.update(), gr.update()
         try:
             loaded = self.load(task, model)
@@ -613,17 +647,14 @@ def example_rows() -> list[list[str]]:
 # ---- layout ----------------------------------------------------------------------------------------------
 
 
-def build_demo(checkpoints_root: Path | None = None, preload: bool = False, max_batch: int = 8) -> gr.Blocks:
+def build_demo(checkpoints_root: Path | None = None, max_batch: int = 8) -> gr.Blocks:
     """The whole page. `checkpoints_root` holds <task>/<model>/ checkpoint directories (default: checkpoints/).
-    preload: load the default network in a background thread while the server starts (faster first answer).
     max_batch: /predict requests waiting together are answered by one batched pass, up to this many (1: one by
-    one)."""
+    one). Building it imports no torch: the model code loads with the first network (`DemoApp.preload`, which
+    app.py starts once the page is served, or the first request)."""
     app = DemoApp(checkpoints_root)
     cat = app.catalogue()
-    task0 = "mvsa-single" if "mvsa-single" in cat else next(iter(cat), None)
-    model0 = app.default_model(task0) if task0 else None
-    if preload and model0:
-        threading.Thread(target=app.preload, args=(task0, model0), daemon=True).start()
+    task0, model0 = app.first_network()
     labels0 = app.labels_of(task0, model0)
     if EXAMPLES_DIR.is_dir():
         gr.set_static_paths([EXAMPLES_DIR])
@@ -649,7 +680,7 @@ def build_demo(checkpoints_root: Path | None = None, preload: bool = False, max_
                                        allow_custom_value=True)
                     model = gr.Dropdown(cat.get(task0, []), value=model0, label="Network", elem_id="mm-model",
                                         allow_custom_value=True)
-                method = gr.Dropdown([(label, key) for key, label in X.METHODS.items()], value="grad-cam",
+                method = gr.Dropdown([(label, key) for key, label in METHODS.items()], value="grad-cam",
                                      label="Image explanation", elem_id="mm-method")
                 with gr.Accordion("Explanation options", open=False):
                     with gr.Row():
@@ -700,7 +731,8 @@ def build_demo(checkpoints_root: Path | None = None, preload: bool = False, max_
                         compare_note = gr.HTML(label="Compare note")
                         table = gr.Dataframe(label="All networks, same input", interactive=False, wrap=True)
                     with gr.Tab("Model"):
-                        info = gr.Markdown(app.model_info_fn(task0, model0), label="Model information")
+                        # filled when the page opens: the panel reads the head's declarations (the model code)
+                        info = gr.Markdown(label="Model information", elem_id="mm-model-info")
 
         inputs = [image, caption, task, model]
         # Predictions first (fast), then the Captum heatmap and the attention view, each its own API endpoint.
@@ -725,4 +757,8 @@ def build_demo(checkpoints_root: Path | None = None, preload: bool = False, max_
         # A network loads on first use; picking one starts loading it at once and the status says so.
         model.change(app.loading_fn, [task, model], status, api_visibility="private").then(
             app.ready_fn, [task, model], status, api_visibility="private")
+        # When the page opens: the same status for its first network (loading in the background), and its panel
+        demo.load(app.loading_fn, [task, model], status, api_visibility="private").then(
+            app.ready_fn, [task, model], status, api_visibility="private")
+        demo.load(app.model_info_fn, [task, model], info, api_visibility="private")
     return demo

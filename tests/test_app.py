@@ -147,11 +147,11 @@ def test_concurrent_predictions_are_batched_and_each_gets_its_own_answer(server,
 
     from gradio_client import handle_file
 
-    from mmdemo import ui
+    from mmdemo import predict
 
     sizes: list[int] = []
     first = threading.Event()
-    real = ui.predict_requests
+    real = predict.predict_requests
 
     def spy(requests):
         sizes.append(len(requests))
@@ -160,7 +160,7 @@ def test_concurrent_predictions_are_batched_and_each_gets_its_own_answer(server,
             time.sleep(1.0)
         return real(requests)
 
-    monkeypatch.setattr(ui, "predict_requests", spy)
+    monkeypatch.setattr(predict, "predict_requests", spy)
     captions = [f"request {i}: " + "sunny and happy " * i for i in range(6)] + ["   ", "still fine"]
     images = [EXAMPLE] * 8
     images[5] = None  # no image
@@ -356,6 +356,21 @@ def test_every_explanation_hands_its_freed_memory_back(tmp_path, monkeypatch):
     assert "mm-error" in note and calls == [1, 1]
 
 
+def test_the_page_is_built_without_torch():
+    """`python app.py` serves its page before torch loads: building it imports no model code (the first network
+    loads in the background once the page is served, `DemoApp.preload`)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from mmdemo.ui import build_demo; build_demo(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'captum', 'transformers')"
+            " or m in ('mmdemo.predict', 'mmdemo.models', 'mmdemo.encoders')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 # ---- the page in a real browser -------------------------------------------------------------------------
 
 
@@ -373,6 +388,11 @@ def test_page_in_headless_chromium(server):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url)
+            # on opening, the status says the first network is ready, and its panel is filled in
+            expect(page.locator("#mm-status")).to_contain_text("is ready", timeout=30_000)
+            page.get_by_role("tab", name="Model").click()
+            expect(page.locator("#mm-model-info")).to_contain_text("Test metrics", timeout=30_000)
+            page.get_by_role("tab", name="Explanation").click()
             page.locator("#mm-image input[type=file]").set_input_files(str(EXAMPLE))
             expect(page.locator("#mm-image img")).to_be_visible(timeout=30_000)  # the upload has landed
             page.locator("#mm-caption textarea").fill("Best day ever at the beach!")
