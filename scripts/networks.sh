@@ -47,6 +47,10 @@ for v in no-mag no-hgfm no-ieem no-agai; do
   $T train --task mvsa-single --model mahfnet --variant $v --seeds 0 --quiet $B
 done
 $T train --task mediaeval2016 --model mahfnet --seeds 0 1 2 --quiet $B
+# Then whether tuning MiniLM's last two layers pays at the chosen point (LoRA rank 8 at concat's adapter rate, as in
+# scripts/lora.sh): ranked on dev with the frozen points above and promoted only if it wins. About 8 minutes an epoch
+# with two runs on the two cores (the frozen point: 1.5), so MVSA-Single only.
+$S --model mahfnet --grid $grid unfreeze_text_layers=2 lora_rank=8 encoder_lr=5e-4
 for task in mvsa-single mediaeval2016; do
   $T bundle --task $task --model mahfnet
   $T probe --checkpoint checkpoints/$task/mahfnet --splits dev test --json runs-probe/bundled.json
