@@ -48,8 +48,8 @@ for v in no-mag no-hgfm no-ieem no-agai; do
 done
 $T train --task mediaeval2016 --model mahfnet --seeds 0 1 2 --quiet $B
 # Then whether tuning MiniLM's last two layers pays at the chosen point (LoRA rank 8 at concat's adapter rate, as in
-# scripts/lora.sh): ranked on dev with the frozen points above and promoted only if it wins. About 8 minutes an epoch
-# with two runs on the two cores (the frozen point: 1.5), so MVSA-Single only.
+# scripts/lora.sh): ranked on dev with the frozen points above and promoted only if it wins. About 2.5 minutes an
+# epoch with three runs on the two cores (the frozen point: 1.2-1.6 with two), 19-30 minutes a run; MVSA-Single only.
 $S --model mahfnet --grid $grid unfreeze_text_layers=2 lora_rank=8 encoder_lr=5e-4
 for task in mvsa-single mediaeval2016; do
   $T bundle --task $task --model mahfnet
