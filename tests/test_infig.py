@@ -207,6 +207,30 @@ def test_top_j_ignores_padding_on_fixed_numbers():
     torch.testing.assert_close(s_q2p, torch.tensor([[0.5]]))
 
 
+def test_fine_grained_similarity_of_a_batch_is_that_of_each_pair():
+    """The batched eq. 3-4 (image blocks against the batch's real tokens) gives every (image, text) entry the value
+    of that pair alone with its padding cut off, and the same values and gradients for any block size."""
+    torch.manual_seed(0)
+    patches, tokens = torch.randn(5, 4, 6), torch.randn(3, 7, 6)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0, 0]])
+    for j in (1, 2, 3):
+        s_p2q, s_q2p = fine_grained_similarity(patches, tokens, mask, j)
+        for p in range(5):
+            for q in range(3):
+                n = int(mask[q].sum())
+                alone = fine_grained_similarity(patches[p:p + 1], tokens[q:q + 1, :n], mask[q:q + 1, :n], j)
+                torch.testing.assert_close((s_p2q[p, q], s_q2p[p, q]), (alone[0][0, 0], alone[1][0, 0]))
+    grads = []
+    for block in (1, 2, 8):
+        x, t = patches.clone().requires_grad_(), tokens.clone().requires_grad_()
+        s_p2q, s_q2p = fine_grained_similarity(x, t, mask, 2, block=block)
+        (s_p2q * torch.arange(15.0).view(5, 3)).sum().add(s_q2p.square().sum()).backward()
+        grads.append((s_p2q, s_q2p, x.grad, t.grad))
+    for other in grads[1:]:
+        torch.testing.assert_close(other, grads[0])
+    assert grads[0][3][1, 2:].abs().sum() == 0  # padding tokens get no gradient
+
+
 def test_contrastive_losses_are_lowest_when_pairs_match():
     e1, e2, e3 = torch.eye(3)
     a, b = torch.stack([e1, e2]), torch.stack([e2, e1])

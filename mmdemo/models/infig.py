@@ -305,24 +305,39 @@ def global_alignment_loss(i_g: torch.Tensor, t_g: torch.Tensor, i_m: torch.Tenso
 # ---- 3.3 Hierarchical Fine-Grained Alignment Module ---------------------------------------------------------------
 
 def fine_grained_similarity(patches: torch.Tensor, tokens: torch.Tensor, text_mask: torch.Tensor,
-                            j: int) -> tuple[torch.Tensor, torch.Tensor]:
+                            j: int, block: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """eq. 3-4 for every (image p, text q) of a batch: -> S_p2q [P, Q], S_q2p [P, Q] (indexed [image, text]).
 
     patches [P, N, d], tokens [Q, L, d], text_mask [Q, L]. S_p2q: the mean over image p's patches of the mean of
     their top-j cosine similarities to text q's real tokens; S_q2p: the mean over text q's real tokens of the mean of
-    their top-j similarities to image p's patches."""
-    i_n, t_n = F.normalize(patches.float(), dim=-1), F.normalize(tokens.float(), dim=-1)
-    sim = torch.einsum("pnd,qld->pqnl", i_n, t_n)  # sigma(i_k, t_l)
+    their top-j similarities to image p's patches.
+
+    Computed `block` images at a time against the batch's real tokens only: the full table is P x N x Q x L
+    similarities (12M for a batch of 64) and its top-j passes are memory-bound, so small blocks that stay in cache
+    and no padded columns make a training step's HFAM about twice as fast on a CPU, with the same values."""
+    P, N, _ = patches.shape
+    Q, L, _ = tokens.shape
     real = text_mask.bool()
-    n_t = real.sum(1).clamp(min=1).to(sim.dtype)  # [Q]
-    # eq. 3, T_i2t: top-j over text q's real tokens (padding is never selected; fewer than j real -> all of them)
-    top = sim.masked_fill(~real[None, :, None, :], float("-inf")).topk(min(j, sim.shape[-1]), dim=-1).values
-    t_i2t = torch.where(torch.isfinite(top), top, torch.zeros_like(top)).sum(-1) / n_t.clamp(max=j)[None, :, None]
-    s_p2q = t_i2t.mean(-1)  # eq. 4: 1 / (j n_i) sum over patches
-    # eq. 3, T_t2i: top-j over image p's patches, for each token of text q; eq. 4 averages over the real tokens
-    t_t2i = sim.topk(min(j, sim.shape[2]), dim=2).values.mean(2)  # [P, Q, L]
-    s_q2p = (t_t2i * real[None].to(sim.dtype)).sum(-1) / n_t[None]
-    return s_p2q, s_q2p
+    flat = real.reshape(-1).nonzero().squeeze(1)  # the batch's real tokens, text after text
+    owner = flat // L  # the text each real token belongs to
+    n_t = real.sum(1).clamp(min=1).float()  # [Q]
+    i_n = F.normalize(patches.float(), dim=-1)
+    t_n = F.normalize(tokens.float(), dim=-1).reshape(Q * L, -1)[flat]  # [T, d]
+    padding = t_n.new_full((1, 1, Q * L), float("-inf"))
+    s_p2q, s_q2p = [], []
+    for start in range(0, P, block):
+        i_b = i_n[start:start + block]
+        b = i_b.shape[0]
+        sim = (i_b.reshape(b * N, -1) @ t_n.T).view(b, N, -1)  # sigma(i_k, t_l) over the real tokens [b, N, T]
+        # eq. 3, T_i2t: top-j over text q's real tokens (padding is never selected; fewer than j real -> all of them)
+        per_text = padding.expand(b, N, -1).index_copy(2, flat, sim).view(b, N, Q, L)
+        top = per_text.topk(min(j, L), dim=-1).values
+        t_i2t = top.masked_fill(torch.isinf(top), 0.0).sum(-1) / n_t.clamp(max=j)  # [b, N, Q]
+        s_p2q.append(t_i2t.mean(1))  # eq. 4: 1 / (j n_i) sum over patches
+        # eq. 3, T_t2i: top-j over image p's patches for each real token; eq. 4 averages over the text's tokens
+        t_t2i = sim.topk(min(j, N), dim=1).values.mean(1)  # [b, T]
+        s_q2p.append(torch.zeros(b, Q, dtype=sim.dtype, device=sim.device).index_add(1, owner, t_t2i) / n_t)
+    return torch.cat(s_p2q), torch.cat(s_q2p)
 
 
 def fine_grained_loss(layers: list[tuple[torch.Tensor, torch.Tensor]], text_mask: torch.Tensor, j: int,
