@@ -138,9 +138,8 @@ class INFIGConfig(HeadConfig):
     use_hfam: bool = True  # False: the "w/o HFAM" row (no L_f; reads the last text layer only)
     aux_detach: bool = True  # the unimodal heads are probes (see the module docstring)
     dropout: float = 0.1
-    # Not chosen on dev yet (no sweep). The paper's 2e-5 fine-tunes DeBERTa and ResNet end to end; here a randomly
-    # initialised head trains on frozen features, which wants more (HGLNet's and MGGF's dev sweeps chose 1e-3 and
-    # 5e-4); 3e-4 is lower than those because this head is a stack of post-LN transformer layers trained from scratch.
+    # The paper's 2e-5 fine-tunes DeBERTa and ResNet end to end; here a randomly initialised head trains on frozen
+    # features, which wants more. MVSA-Single dev chose 3e-4 over 1e-3 (the `best` preset, below).
     lr: float = 3e-4
     batch_size: int = 64  # Sec. 4.2 (MVSA, TumEmo)
     epochs: int = 20
@@ -521,6 +520,14 @@ def _register() -> None:
             "no-hfam": {"use_hfam": False},
             "no-gam-hfam": {"use_gam": False, "use_hfam": False},
         },
+        # Chosen on MVSA-Single dev (scripts/networks.sh): lr 3e-4 over 1e-3 on seed 0, both over 10 epochs with
+        # patience 3 (the paper trains DeBERTa end to end at 2e-5 and gives no schedule; an epoch here takes 3-4
+        # minutes on one core, and dev peaked by the fifth). The queue keeps its 1,024 keys, the text encoder stays
+        # frozen. MediaEval: the same, with patience 2 (every network's best MediaEval epoch is the first or second).
+        presets={"best": {
+            "mvsa-single": {"lr": 3e-4, "epochs": 10, "patience": 3},
+            "mediaeval2016": {"lr": 3e-4, "epochs": 10, "patience": 2},
+        }},
     ))
 
 
