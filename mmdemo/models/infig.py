@@ -313,7 +313,7 @@ def fine_grained_similarity(patches: torch.Tensor, tokens: torch.Tensor, text_ma
 
     Computed `block` images at a time against the batch's real tokens only: the full table is P x N x Q x L
     similarities (12M for a batch of 64) and its top-j passes are memory-bound, so small blocks that stay in cache
-    and no padded columns make a training step's HFAM about twice as fast on a CPU, with the same values."""
+    and no padded columns make a CPU training step 1.4x faster (docs/PERFORMANCE.md), with the same values."""
     P, N, _ = patches.shape
     Q, L, _ = tokens.shape
     real = text_mask.bool()
