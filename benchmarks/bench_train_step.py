@@ -34,8 +34,8 @@ def head_settings(model: str, task: str) -> dict:
     return {k: v for k, v in entry.preset("best", task).items() if k not in TRAIN_OPTIONS}
 
 
-def step_seconds(model: str, task: str, feats, dims, labels, multi_label: bool, steps: int) -> tuple[float, int]:
-    head = head_settings(model, task)
+def step_seconds(model: str, task: str, head: dict, feats, dims, labels, multi_label: bool, steps: int
+                 ) -> tuple[float, int]:
     clf = MultimodalClassifier(model=model, task=task, labels=labels, multi_label=multi_label,
                                text_encoder="minilm-l6", image_encoder="efficientnet-lite0", dims=dims.to_dict(),
                                head=head or None)
@@ -67,8 +67,10 @@ def main() -> None:
     print(f"| {a.task} | head settings | s / step | steps / epoch | s / epoch ({a.threads} thread(s)) |")
     print("|---|---|---|---|---|")
     for model in a.models or list_models():
-        seconds, per_epoch = step_seconds(model, a.task, feats["train"], dims, data.labels, data.multi_label, a.steps)
-        print(f"| {model} | {head_settings(model, a.task) or 'defaults'} | {seconds:.3f} | {per_epoch} | "
+        head = head_settings(model, a.task)
+        seconds, per_epoch = step_seconds(model, a.task, head, feats["train"], dims, data.labels, data.multi_label,
+                                          a.steps)
+        print(f"| {model} | {head or 'defaults'} | {seconds:.3f} | {per_epoch} | "
               f"{seconds * per_epoch:.0f} |", flush=True)
 
 

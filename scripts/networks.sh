@@ -10,6 +10,13 @@ T="python -m trainer"
 JOBS=${JOBS:-2}
 S="$T sweep --task mvsa-single --seeds 0 1 2 --jobs $JOBS --promote --resume"
 best() { python -c "from trainer.sweep import best_args; print(best_args('runs-sweep/mvsa-single/$1/sweep.json'))"; }
+# the best-on-dev seed of each task -> checkpoints/, then what it draws on -> runs-probe/bundled.json
+bundle_and_probe() {
+  for task in mvsa-single mediaeval2016; do
+    $T bundle --task $task --model $1
+    $T probe --checkpoint checkpoints/$task/$1 --splits dev test --json runs-probe/bundled.json
+  done
+}
 
 # CACNet (static word vectors and the image vector: nothing to fine-tune; about a minute a run on the CPU). The
 # learning rates the hashtag sweep compared, no dropout (as in the paper); then Table 4's gamma = 1 control row at
@@ -22,10 +29,7 @@ for v in no-phase1 mlp; do
   $T train --task mvsa-single --model cacnet --variant $v --seeds 0 --quiet $B
 done
 $T train --task mediaeval2016 --model cacnet --seeds 0 1 2 --quiet $B
-for task in mvsa-single mediaeval2016; do
-  $T bundle --task $task --model cacnet
-  $T probe --checkpoint checkpoints/$task/cacnet --splits dev test --json runs-probe/bundled.json
-done
+bundle_and_probe cacnet
 # CACNet's test accuracy against concat's, same seeds: concat's chosen point trained with its weights kept
 # (scripts/encoders.sh), and concat on the same frozen features
 for c in text_encoder=minilm-l6_unfreeze_text_layers=2_encoder_lr=5e-05_epochs=8 text_encoder=minilm-l6; do
@@ -51,10 +55,7 @@ $T train --task mediaeval2016 --model mahfnet --seeds 0 1 2 --quiet $B
 # scripts/lora.sh): ranked on dev with the frozen points above and promoted only if it wins. About 2.5 minutes an
 # epoch with three runs on the two cores (the frozen point: 1.2-1.6 with two), 19-30 minutes a run; MVSA-Single only.
 $S --model mahfnet --grid $grid unfreeze_text_layers=2 lora_rank=8 encoder_lr=5e-4
-for task in mvsa-single mediaeval2016; do
-  $T bundle --task $task --model mahfnet
-  $T probe --checkpoint checkpoints/$task/mahfnet --splits dev test --json runs-probe/bundled.json
-done
+bundle_and_probe mahfnet
 $T compare --task mvsa-single --models mahfnet \
   runs-encoders/mvsa-single/concat/text_encoder=minilm-l6/mvsa-single/concat --split test
 
@@ -81,9 +82,6 @@ for v in no-gam no-hfam no-gam-hfam; do
   $T train --task mvsa-single --model infig --variant $v --seeds 0 --quiet --preset best
 done
 $T train --task mediaeval2016 --model infig --seeds 0 --quiet --preset best
-for task in mvsa-single mediaeval2016; do
-  $T bundle --task $task --model infig
-  $T probe --checkpoint checkpoints/$task/infig --splits dev test --json runs-probe/bundled.json
-done
+bundle_and_probe infig
 $T compare --task mvsa-single --models infig \
   runs-encoders/mvsa-single/concat/text_encoder=minilm-l6/mvsa-single/concat --split test
