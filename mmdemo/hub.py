@@ -52,9 +52,14 @@ def _metric_values(split_metrics: dict) -> dict[str, float]:
     return {k: v for k, v in fused.items() if isinstance(v, (int, float)) and k != "n"}
 
 
-def _encoders_line(config: dict) -> str:
+def _encoders_line(config: dict, metrics: dict) -> str:
     n = config.get("finetune_text_layers", 0)
     text, image = f"text `{config['text_encoder']}`", f"image `{config['image_encoder']}` (frozen)"
+    if n and metrics.get("bundle", {}).get("lora_rank"):  # tuned whole, shipped as adapters (MultimodalClassifier.as_lora)
+        return (f"{text} with its last {n} layers fine-tuned whole, stored as LoRA adapters of rank "
+                f"{config['lora_rank']} (each weight's change cut to its top singular directions) with the tuned "
+                f"biases and LayerNorms, {image}; `model.safetensors` holds the fusion head and these (the encoder "
+                f"itself is rebuilt from its package on load).")
     if n and config.get("lora_rank"):
         return (f"{text} with its last {n} layers fine-tuned through LoRA adapters of rank {config['lora_rank']}, "
                 f"{image}; `model.safetensors` holds the fusion head and the adapters (the encoder itself is rebuilt "
@@ -125,7 +130,7 @@ def make_model_card(config: dict, metrics: dict, command: str = "") -> ModelCard
 {entry.description}. {('Paper: ' + entry.paper + '.') if entry.paper else ''}
 
 - **Task:** {task.description if task else config['task']}; labels: {', '.join(config['labels'])}
-- **Encoders:** {_encoders_line(config)}{prior_line}
+- **Encoders:** {_encoders_line(config, metrics)}{prior_line}
 - **Interpretable outputs:** {outputs or 'none (a baseline)'}
 - **Unimodal predictions:** every mmdemo network also predicts from each modality alone through small auxiliary
   classifiers on its own unimodal representations, {_aux_line(config['head'])}.

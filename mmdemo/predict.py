@@ -203,7 +203,7 @@ class Predictor:
 
     def __init__(self, classifier: MultimodalClassifier, text_encoder: TextEncoder | None = None,
                  image_encoder: ImageEncoder | None = None, device: str = "cpu"):
-        self.classifier = classifier.eval().to(device)
+        self.classifier = classifier.eval().to(device).merge_adapters()
         # Every model reads the shared frozen text encoder, and one that fine-tuned its last layers reruns them on
         # its output; only a fine-tuned encoder that cannot start from hidden states (DeBERTa, CLIP) runs whole.
         own = None if classifier.tunes_frozen_features else classifier.text_encoder

@@ -1,6 +1,7 @@
 """What the encoder experiment's points cost on this CPU (scripts/encoders.sh): encoding time per encoder pair, and
 for each sweep point the predict p50 of its best-on-dev checkpoint through the app's Predictor and that
-checkpoint's size. Writes runs-encoders/costs.json (docs/RESULTS.md's encoder table reads it) and prints the table.
+checkpoint's size; a point whose weights are not on this machine keeps the costs that costs.json has for it. Writes
+runs-encoders/costs.json (docs/RESULTS.md's encoder table reads it) and prints the table.
 
     python scripts/encoders_table.py [--runs runs-encoders] [--task mvsa-single] [--samples 256] [--predictions 20]
                                      [--keep-encode]
@@ -83,8 +84,9 @@ def main() -> None:
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
 
     costs: dict = {"threads": torch.get_num_threads(), "points": {}, "encode": {}}
-    if a.keep_encode and (a.runs / "costs.json").is_file():
-        costs["encode"] = json.loads((a.runs / "costs.json").read_text())["encode"]
+    before = json.loads((a.runs / "costs.json").read_text()) if (a.runs / "costs.json").is_file() else {}
+    if a.keep_encode:
+        costs["encode"] = before.get("encode", {})
     for sweep in sorted((a.runs / a.task).glob("*/sweep.json")):
         result = json.loads(sweep.read_text())
         for point in result["points"]:
@@ -96,10 +98,13 @@ def main() -> None:
                 text_s, image_s = encode_seconds(a.task, config["text_encoder"], config["image_encoder"], a.samples)
                 costs["encode"][pair] = {"text_s": round(text_s, 2), "image_s": round(image_s, 2)}
             weights = best / "model.safetensors"
+            key = f"{result['model']}/{point['tag']}"
             if not weights.exists():  # weights are not kept in git: the costs need the runs made here
-                print(f"skipping {run_dir}: {weights} is not here (rerun scripts/encoders.sh)")
+                if key in before.get("points", {}):
+                    costs["points"][key] = before["points"][key]
+                print(f"not re-measured: {run_dir} ({weights} is not here; rerun scripts/encoders.sh)")
                 continue
-            costs["points"][f"{result['model']}/{point['tag']}"] = {
+            costs["points"][key] = {
                 "predict_p50_ms": round(predict_p50_ms(best, a.predictions), 1),
                 "checkpoint_mb": round(weights.stat().st_size / 1e6, 2)}
     for ckpt in a.checkpoints:

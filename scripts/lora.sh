@@ -16,3 +16,18 @@ $S --jobs 2 --model hglnet --grid conv_channels=256 lr=0.001 weight_decay=0.1 un
     encoder_lr=$LR &
 $S --jobs 1 --model mggf --grid dropout=0.5 lr=0.0005 unfreeze_text_layers=2 lora_rank=8 encoder_lr=$LR
 wait
+
+# The bundles whose text blocks were tuned whole (concat, HGLNet and MGGF on MVSA-Single and MediaEval) shipped as
+# LoRA adapters: `trainer bundle --lora-rank R` replaces each tuned weight's change by its top R singular directions
+# (the closest rank-R change, `MultimodalClassifier.as_lora`), keeps the tuned biases and LayerNorms, and re-measures
+# dev. No training: a few seconds each, from the whole-block bundles of commit efeb4ad. Rank 32 goes to
+# runs-lora/rank32 (its config and metrics only, for the comparison in docs/RESULTS.md), rank 64 into checkpoints/.
+WHOLE=$(mktemp -d)
+git archive efeb4ad checkpoints/{mvsa-single,mediaeval2016}/{concat,hglnet,mggf} | tar -x -C "$WHOLE"
+for tm in {mvsa-single,mediaeval2016}/{concat,hglnet,mggf}; do
+    B="python -m trainer bundle --task ${tm%/*} --model ${tm#*/} --checkpoint $WHOLE/checkpoints/$tm"
+    $B --dest "$WHOLE/rank32" --lora-rank 32
+    mkdir -p "runs-lora/rank32/$tm" && cp "$WHOLE/rank32/$tm"/{config,metrics}.json "runs-lora/rank32/$tm/"
+    $B --lora-rank 64
+done
+rm -rf "$WHOLE"

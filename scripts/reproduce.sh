@@ -69,7 +69,7 @@ done
 
 for task in mvsa-single mediaeval2016; do
   for model in concat mggf hglnet; do
-    $T bundle --task $task --model $model
+    $T bundle --task $task --model $model --lora-rank 64  # whole tuned blocks stored as adapters (scripts/lora.sh)
   done
 done
 

@@ -98,6 +98,9 @@ def test_model_card_says_what_was_fine_tuned_and_which_heads_are_probes(ckpt):
     assert "**Weights:**" not in frozen  # a run's own checkpoint; a bundled one says how it is stored
     small = {"dtype": "float16", "bytes": {"run": 2**21, "bundled": 2**20}, "dev": {"accuracy": 0.7}}
     bundled = hub.make_model_card(config, {**METRICS, "bundle": small}).text
+    shipped = hub.make_model_card({**config, "finetune_text_layers": 2, "lora_rank": 64},  # trainer bundle --lora-rank
+                                  {**METRICS, "bundle": {**small, "lora_rank": 64}}).text
+    assert "fine-tuned whole, stored as LoRA adapters of rank 64" in shipped and "through LoRA" not in shipped
     assert "stored in float16 (1.0 MiB, from 2.0)" in bundled and "accuracy 0.7000" in bundled
 
 

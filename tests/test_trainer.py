@@ -1,6 +1,7 @@
 """Trainer end to end on a small synthetic task with tiny encoders: cache, train, evaluate, write, report."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,15 @@ def test_tiny_run_learns_well_above_chance_and_writes_a_checkpoint(synthetic, tm
     small = json.loads((dest / "metrics.json").read_text())["bundle"]
     assert small["dtype"] == "float16" and small["bytes"]["bundled"] < 0.6 * small["bytes"]["run"]
     assert abs(small["dev"]["accuracy"] - metrics["dev"]["fused"]["accuracy"]) <= 0.02
+    # a checkpoint itself, re-bundled in place (`trainer bundle --checkpoint checkpoints/TASK/MODEL`)
+    from safetensors.torch import load_file
+
+    weights = load_file(dest / "model.safetensors")
+    assert bundle(dest, dest, dev=feats["dev"])[0] == dest
+    again = load_file(dest / "model.safetensors")
+    assert again.keys() == weights.keys() and all(torch.equal(again[k], weights[k]) for k in weights)
+    assert os.listdir(dest.parent) == ["concat"]
+    assert json.loads((dest / "metrics.json").read_text())["dev"] == metrics["dev"]
 
 
 def test_metrics_single_and_multi_label():
@@ -169,6 +179,13 @@ def test_unfreezing_the_last_text_layer_trains_it_and_only_it(synthetic, tmp_pat
 
     monkeypatch.setattr(run, "load_task_data", lambda task, data_dir=None: data)
     dev = run.checkpoint_features(reloaded, cache_dir=root / "cache")["dev"]
+    # bundled as adapters of the tiny block's full rank (32): the same model, in the files a bundle keeps
+    (tmp_path / "curves.png").write_bytes(b"a plot")
+    dest = tmp_path.with_name(tmp_path.name + "-bundled") / "mvsa-single" / "concat"
+    bundle(tmp_path, dest, dev=dev, lora_rank=32)
+    small = load_checkpoint(dest)
+    assert small.lora_rank == 32 and (dest / "curves.png").read_bytes() == b"a plot"
+    assert abs(evaluate(small, dev)["fused"]["accuracy"] - evaluate(model, feats["dev"])["fused"]["accuracy"]) < 1e-6
     assert dev.texts is None and dev.text_layers >= 2
     assert evaluate(reloaded, dev)["fused"] == evaluate(model, feats["dev"])["fused"]
     # The live path (raw captions through the model's whole encoder) agrees up to the cache's fp16 rounding.
@@ -284,6 +301,73 @@ def test_lora_trains_adapters_only_and_the_checkpoint_holds_only_them(synthetic,
     reloaded = load_checkpoint(tmp_path)
     assert reloaded.lora_rank == 4
     assert evaluate(reloaded, feats["dev"])["fused"] == evaluate(model, feats["dev"])["fused"]
+
+
+def test_whole_tuned_blocks_become_lora_adapters_of_the_closest_rank_r_change(tiny_encoders, tmp_path):
+    """as_lora: each tuned linear W0 + D becomes W0 + scaling B A with scaling B A the truncated SVD of D. D of
+    rank 2 with singular values (3, 1) along orthonormal u_i, v_i: rank 2 gives the tuned model back (same weights,
+    same outputs, also after a save and load, whose file holds the head, the adapters and the tuned biases and
+    LayerNorms, not the linear weights); rank 1 keeps exactly 3 u_1 v_1^T (Eckart-Young), so the error left is the
+    dropped 1 u_2 v_2^T."""
+    from mmdemo.models import MultimodalClassifier
+
+    te, ie = tiny_encoders
+    dims = FeatureDims.of(te, ie)
+    tuned = MultimodalClassifier("concat", "mvsa-single", ["pos", "neu", "neg"], "tiny-bert", "tiny-resnet",
+                                 dims.to_dict(), finetune_text_layers=1).eval()
+    g = torch.Generator().manual_seed(0)
+    parts = {}
+    with torch.no_grad():
+        for name, m in tuned.text_encoder.blocks()[-1].named_modules():
+            if isinstance(m, torch.nn.Linear):
+                u = torch.linalg.qr(torch.randn(m.out_features, 2, generator=g))[0]
+                v = torch.linalg.qr(torch.randn(m.in_features, 2, generator=g))[0]
+                first, second = 3 * torch.outer(u[:, 0], v[:, 0]), torch.outer(u[:, 1], v[:, 1])
+                m.weight += first + second
+                m.bias += 0.1  # biases and LayerNorms are carried whole
+                parts[name] = (m.weight.clone(), first, second)
+            elif isinstance(m, torch.nn.LayerNorm):
+                m.weight *= 1.5
+    with torch.no_grad():
+        text = te.encode(["the sun today", "rain and storm over the sea"], num_layers=2)
+
+    def effective(model):  # {name: W0 + scaling B A} of the adapted block
+        return {name: layer.base_layer.weight + layer.scaling["default"] * layer.lora_B["default"].weight
+                @ layer.lora_A["default"].weight
+                for name, layer in model.text_encoder.blocks()[-1].named_modules() if hasattr(layer, "lora_A")}
+
+    exact = tuned.as_lora(2)
+    assert exact.lora_rank == 2 and effective(exact).keys() == parts.keys()
+    for name, w in effective(exact).items():
+        torch.testing.assert_close(w, parts[name][0], atol=1e-5, rtol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(exact.tune_text(text).layers, tuned.tune_text(text).layers, atol=1e-4, rtol=0)
+    for name, w in effective(tuned.as_lora(1)).items():
+        whole, first, second = parts[name]
+        torch.testing.assert_close(w, whole - second, atol=1e-5, rtol=0)
+        assert abs(torch.linalg.matrix_norm(whole - w).item() - 1.0) < 1e-4
+
+    from safetensors import safe_open
+
+    from mmdemo.checkpoint import save_checkpoint
+
+    save_checkpoint(exact, tmp_path)
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
+        saved = [k for k in f.keys() if k.startswith("text_encoder.")]
+    assert any("lora_" in k for k in saved) and any("LayerNorm" in k for k in saved)
+    assert not any(k.endswith("base_layer.weight") for k in saved)
+    reloaded = load_checkpoint(tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded.tune_text(text).layers, tuned.tune_text(text).layers, atol=1e-4, rtol=0)
+    merged = load_checkpoint(tmp_path).merge_adapters()  # for serving: the adapters folded into the blocks
+    with torch.no_grad():
+        torch.testing.assert_close(merged.tune_text(text).layers, tuned.tune_text(text).layers, atol=1e-4, rtol=0)
+    assert all(m.merged for m in merged.text_encoder.modules() if hasattr(m, "merged"))
+    save_checkpoint(reloaded, tmp_path / "again")  # a loaded copy saves the same tensors
+    with safe_open(str(tmp_path / "again" / "model.safetensors"), "pt") as f:
+        assert sorted(k for k in f.keys() if k.startswith("text_encoder.")) == sorted(saved)
+    with pytest.raises(ValueError, match="tuned whole"):
+        exact.as_lora(1)
 
 
 def test_sweep_ranks_points_by_mean_dev_never_by_test_and_promotes_the_best(tmp_path, monkeypatch):

@@ -158,14 +158,16 @@ def cmd_bundle(a) -> None:
     from .run import run_name
 
     dest = a.dest / a.task / a.model
-    best, metric = bundle(a.runs / a.task / run_name(a.model, a.variant), dest, compact=not a.float32,
-                          calibration=a.calibration)
+    source = a.checkpoint or a.runs / a.task / run_name(a.model, a.variant)
+    best, metric = bundle(source, dest, compact=not a.float32,
+                          calibration=a.calibration, lora_rank=a.lora_rank)
     print(f"bundled {best} -> {dest} (best dev {metric})")
     small = read_metrics(dest).get("bundle")
     if small:
         run = read_metrics(best)["dev"]["fused"]
         shown = ", ".join(f"{k} {run[k]:.4f} -> {v:.4f}" for k, v in small["dev"].items() if k in run)
-        print(f"  float16, training-only state left out: {small['bytes']['run'] / 2**20:.1f} -> "
+        lora = f", whole tuned blocks as rank-{a.lora_rank} LoRA adapters" if a.lora_rank else ""
+        print(f"  float16{lora}, training-only state left out: {small['bytes']['run'] / 2**20:.1f} -> "
               f"{small['bytes']['bundled'] / 2**20:.1f} MiB; dev {shown}")
 
 
@@ -375,6 +377,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--calibration", type=Path, default=None, metavar="LOEO_JSON",
                    help="a leave-one-event-out report of the same recipe (train --protocol loeo): its temperature "
                         "and unseen-event scores go into the checkpoint, and the app shows them")
+    p.add_argument("--checkpoint", type=Path, default=None, metavar="DIR",
+                   help="bundle this checkpoint instead of the best seed of --runs (it may be the bundled one "
+                        "itself: `--checkpoint checkpoints/TASK/MODEL --lora-rank R` shrinks it in place)")
+    p.add_argument("--lora-rank", type=int, default=0, metavar="R",
+                   help="a run that tuned whole text blocks is bundled as rank-R LoRA adapters on the pretrained "
+                        "blocks: each weight's change cut to its top R singular directions (dev is re-measured)")
     p.set_defaults(fn=cmd_bundle)
 
     p = sub.add_parser("bench", help="feature-extraction throughput; an epoch from cache vs re-encoding")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -55,40 +57,55 @@ def table(runs: Path | list[Path], split: str = "test", head: str = "fused", tas
     return "\n".join(lines) if lines else f"no metrics.json with dev and test under {', '.join(map(str, roots))}"
 
 
-def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None, calibration: Path | None = None
-           ) -> tuple[Path, str]:
-    """Copy the best-on-dev seed of a run into the bundled checkpoints directory, with its model card made anew
-    from its config and metrics (the card the run wrote may predate the current card text). `compact`: float16
+def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None, calibration: Path | None = None,
+           lora_rank: int = 0) -> tuple[Path, str]:
+    """Copy the best-on-dev seed of a run (or `run_dir` itself, when it is a checkpoint) into the bundled
+    checkpoints directory, with its model card made anew from its config and metrics (the card the run wrote may
+    predate the current card text). `compact`: float16
     weights without the training-only state (`compact_checkpoint`); the dev metrics of the compact copy are measured
     (on `dev`, a CachedSplit, else the task's cached dev features) and recorded in its metrics.json ("bundle"),
     beside the run's float32 ones. `calibration`: a leave-one-event-out report of this recipe (loeo.json), whose
-    temperature and unseen-event scores go into config.json, where the app reads them."""
+    temperature and unseen-event scores go into config.json, where the app reads them. `lora_rank` r > 0: a run
+    that tuned whole text blocks is bundled as rank-r LoRA adapters on the pretrained blocks instead
+    (`MultimodalClassifier.as_lora`), a fraction of the size; its dev metrics are measured as for `compact`."""
     import torch
 
-    from mmdemo.checkpoint import (CARD_FILE, CONFIG_FILE, METRICS_FILE, compact_checkpoint, load_checkpoint,
-                                   read_config, read_metrics)
+    from mmdemo.checkpoint import (CARD_FILE, CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, compact_checkpoint,
+                                   load_checkpoint, read_config, read_metrics, save_checkpoint)
     from mmdemo.hub import make_model_card
 
     from .loop import evaluate
     from .run import best_seed_dir, checkpoint_features
 
-    best, metric = best_seed_dir(run_dir)
+    if (run_dir / CONFIG_FILE).is_file():  # a checkpoint itself (e.g. a bundled one, re-bundled in place)
+        best, metric = run_dir, read_metrics(run_dir).get("selected_on", "")
+    else:
+        best, metric = best_seed_dir(run_dir)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))  # dest may be the source
+    shutil.copytree(best, staging / "copy")
     if dest.exists():
         shutil.rmtree(dest)
-    shutil.copytree(best, dest)
-    metrics = read_metrics(dest)
+    os.replace(staging / "copy", dest)
+    metrics, copied = read_metrics(dest), (dest / WEIGHTS_FILE).stat().st_size
     if calibration is not None:
         from .loeo import calibration_entry
 
         config = read_config(dest)
         config["calibration"] = calibration_entry(json.loads(Path(calibration).read_text()), config, metrics)
         (dest / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    if lora_rank:  # the adapters' weights and config replace the whole blocks'; the plots and the rest stay
+        small = save_checkpoint(load_checkpoint(dest).as_lora(lora_rank), staging / "lora")
+        for name in (CONFIG_FILE, WEIGHTS_FILE):
+            os.replace(small / name, dest / name)
+    shutil.rmtree(staging)
     if compact:
-        before, after = compact_checkpoint(dest, torch.float16)
+        _, after = compact_checkpoint(dest, torch.float16)
         model = load_checkpoint(dest)
         split = dev if dev is not None else checkpoint_features(model, splits=("dev",))["dev"]
         fused = evaluate(model, split)["fused"]
-        metrics["bundle"] = {"dtype": "float16", "bytes": {"run": before, "bundled": after},
+        metrics["bundle"] = {"dtype": "float16", "bytes": {"run": copied, "bundled": after},
+                             **({"lora_rank": lora_rank} if lora_rank else {}),
                              "dev": {k: v for k, v in fused.items() if isinstance(v, float)}}
         (dest / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     make_model_card(read_config(dest), metrics, metrics.get("command", "")).save(dest / CARD_FILE)

@@ -13,6 +13,7 @@ Placeholders (ROOTS: one or more run directories joined by commas, whose seeds p
     {{seeds ROOTS TASK MODEL SPLIT HEAD METRIC}}           each seed's value, inside a sentence
     {{cost ROOT KEY FIELD}}                                a figure from ROOT/costs.json (scripts/encoders_table.py)
     {{modalities PATH}}                                    the probe's modality report (`trainer probe --json PATH`)
+    {{bundles ROOT,...}}                                   each checkpoint's storage, size and dev (run, stored copy)
     {{loeo ROOT TASK MODEL,...}}                           leave-one-event-out: pooled and per-event tables
     {{last ROOTS TASK MODEL KEY}}                          the last epoch's logged KEY, mean ± std over seeds
 """
@@ -103,6 +104,28 @@ def encoders(root: str, task: str, base: Path) -> str:
     return "\n".join(lines)
 
 
+def bundles(roots: str, base: Path) -> str:
+    """Every checkpoint under ROOTS (<root>/<task>/<model>/, e.g. checkpoints): how its weights are stored, their
+    size, and the dev score it was chosen on, of the run and of the stored copy (`trainer bundle` measures it)."""
+    lines = ["| checkpoint | text encoder in the file | stored | MiB | dev: run → stored copy |",
+             "|---|---|---|---:|---|"]
+    for root in roots.split(","):
+        for path in sorted((base / root).glob("*/*/metrics.json")):
+            metrics, config = json.loads(path.read_text()), json.loads((path.parent / "config.json").read_text())
+            stored = metrics.get("bundle", {})
+            n, rank = config.get("finetune_text_layers", 0), config.get("lora_rank", 0)
+            text = ("none (frozen)" if not n else f"{n} blocks tuned whole, as rank-{rank} adapters" if stored.get("lora_rank")
+                    else f"{n} blocks, LoRA rank {rank}" if rank else f"{n} whole tuned blocks")
+            metric = metrics["selected_on"].split()[1]  # "dev weighted_f1 (fused)"
+            run = metrics["dev"]["fused"][metric] * 100
+            dev = (f"{metric} {run:.2f} → {stored['dev'][metric] * 100:.2f}" if stored else f"{metric} {run:.2f}")
+            size = (path.parent / "model.safetensors").stat().st_size if (path.parent / "model.safetensors").is_file() \
+                else stored["bytes"]["bundled"]
+            lines.append(f"| {root}/{path.parent.parent.name}/{path.parent.name} | {text} | "
+                         f"{stored.get('dtype', 'float32, as trained')} | {size / 2**20:.1f} | {dev} |")
+    return "\n".join(lines)
+
+
 def modalities(path: str, base: Path) -> str:
     """What each network draws on (`python -m trainer probe --bundled --json PATH`): the measured Shapley text share
     and values of the predicted class, the perceptual scores, and each of the network's own signals against them."""
@@ -162,6 +185,8 @@ def render(template: str, base: Path = REPO_ROOT) -> str:
             return encoders(*args, base=base)
         if kind == "modalities":
             return modalities(*args, base=base)
+        if kind == "bundles":
+            return bundles(*args, base=base)
         if kind == "loeo":
             return loeo(*args, base=base)
         if kind == "cost":  # a figure scripts/encoders_table.py measured: {{cost ROOT KEY FIELD}}

@@ -94,6 +94,10 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
 
         state = load_file(model_file, device=map_location)  # float16 tensors (a bundled checkpoint) load as float32
         missing, unexpected = model.load_state_dict(state, strict=False)
+        if model.text_encoder is not None:  # what the file holds of the encoder was tuned (see `as_lora`): saved again
+            for name, p in model.text_encoder.named_parameters():
+                if f"text_encoder.{name}" in state:
+                    p.requires_grad_(True)
         missing = set(missing) - model.frozen_encoder_keys()  # frozen encoder weights come from the encoder
         training = {f"head.{k}" for k in model.head.training_state()}
         if missing & training:  # a bundled checkpoint: rebuild what only training reads
@@ -170,6 +174,49 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
                                                        num_layers=self.text_layers)
             text.prior = prior
         return self.head(text, image)
+
+    @torch.no_grad()
+    def as_lora(self, rank: int) -> "MultimodalClassifier":
+        """This model with its whole tuned text blocks replaced by LoRA adapters of rank `rank` on the pretrained
+        blocks, so that its checkpoint stores rank x (in + out) numbers per linear layer instead of in x out. Each
+        tuned weight W = W0 + D becomes W0 + (alpha / r) B A with (alpha / r) B A the truncated SVD of D, the closest
+        rank-r change in Frobenius norm (Eckart-Young). The blocks' tuned biases and LayerNorms are kept whole (a few
+        kB; marked trainable, so the checkpoint stores them beside the adapters). An approximation: measure it on
+        dev before shipping it (`trainer bundle --lora-rank`)."""
+        if self.text_encoder is None or self.lora_rank:
+            raise ValueError("as_lora converts a model whose last text blocks were tuned whole "
+                             f"(this one: finetune_text_layers={self.finetune_text_layers}, lora_rank={self.lora_rank})")
+        small = type(self)(**{**self.hub_config(), "lora_rank": rank})
+        small.head.load_state_dict(self.head.state_dict())
+        n = self.finetune_text_layers
+        for tuned, adapted in zip(self.text_encoder.blocks()[-n:], small.text_encoder.blocks()[-n:]):
+            whole, tuned_params = dict(tuned.named_modules()), dict(tuned.named_parameters())
+            for name, p in adapted.named_parameters():
+                if "lora_" not in name and not (".base_layer." in name and name.endswith("weight")):
+                    p.copy_(tuned_params[name.replace(".base_layer", "")])  # a bias or a LayerNorm
+                    p.requires_grad_(True)
+            for name, layer in adapted.named_modules():
+                if not hasattr(layer, "lora_A"):  # peft's LoRA layers only (they wrap each nn.Linear)
+                    continue
+                delta = whole[name].weight.float() - layer.base_layer.weight.float()
+                U, S, Vh = torch.linalg.svd(delta, full_matrices=False)
+                root = (S[:rank] / layer.scaling["default"]).sqrt()  # split sqrt(S / scaling) between B and A
+                layer.lora_B["default"].weight.copy_(U[:, :rank] * root)
+                layer.lora_A["default"].weight.copy_(root[:, None] * Vh[:rank])
+        return small.eval()
+
+    @torch.no_grad()
+    def merge_adapters(self) -> "MultimodalClassifier":
+        """Fold the LoRA adapters into the weights they sit on (peft's merge), for serving: the same outputs
+        without the adapters' extra matmuls (14 of the 86 ms of an HGLNet prediction at rank 64, docs/PERFORMANCE.md).
+        The adapters stay and are what a checkpoint saves; only further training would be wrong (it would see them
+        twice)."""
+        from peft.tuners.lora import LoraLayer
+
+        for module in self.text_encoder.modules() if self.lora_rank else ():
+            if isinstance(module, LoraLayer) and not module.merged:
+                module.merge()
+        return self
 
     def hub_config(self) -> dict:
         """The config.json content (what `save_pretrained` writes), with the head's full config."""
