@@ -39,6 +39,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=8, help="request threads (Gradio's worker pool)")
     ap.add_argument("--no-trim", action="store_true", help="switch off mmdemo.memory.release_memory (the before)")
     a = ap.parse_args()
+    if a.explanations <= 5:
+        ap.error("--explanations must be more than 5: memory after N is compared with memory after 5")
 
     import torch
     from PIL import Image

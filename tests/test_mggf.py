@@ -205,7 +205,7 @@ def test_variants_change_what_they_claim(bert_resnet):
 
 def test_regression_target_follows_the_task(bert_resnet):
     """eq. 14: an intensity score on ordinal single-label tasks (MVSA: positive +1, neutral 0, negative -1), the
-    probability L1 elsewhere (unordered labels, multi-label), with no score to show."""
+    probability L1 elsewhere (unordered labels; multi-label, per tag: 4 posts x 3 tags), with no score to show."""
     dims, text, image = bert_resnet
     torch.testing.assert_close(intensity_targets(3), torch.tensor([1.0, 0.0, -1.0]))  # pos, neu, neg
     labels = torch.tensor([0, 1, 2, 2])
@@ -229,8 +229,8 @@ def test_regression_target_follows_the_task(bert_resnet):
     assert multi_head.reg_target == "probs"
     out = multi_head(text, image)
     multi = torch.tensor([[1.0, 0, 1], [0, 0, 0], [0, 1, 0], [1, 1, 1]])
-    torch.testing.assert_close(multi_head.objective(out, multi).terms["reg"],
-                               (out.logits.sigmoid() - multi).abs().sum(-1).mean())
+    torch.testing.assert_close(multi_head.objective(out, multi).terms["reg"],  # per tag, on the BCE's scale
+                               (out.logits.sigmoid() - multi).abs().sum() / 12)
     with pytest.raises(ValueError, match="single-label"):
         _head(dims, task=tags, reg_target="intensity")
     assert _head(dims, task=emotions, reg_target="intensity").reg_target == "intensity"  # forced, as checkpoints say
