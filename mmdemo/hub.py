@@ -55,7 +55,7 @@ def _metric_values(split_metrics: dict) -> dict[str, float]:
 def _encoders_line(config: dict, metrics: dict) -> str:
     n = config.get("finetune_text_layers", 0)
     text, image = f"text `{config['text_encoder']}`", f"image `{config['image_encoder']}` (frozen)"
-    if n and metrics.get("bundle", {}).get("lora_rank"):  # tuned whole, shipped as adapters (MultimodalClassifier.as_lora)
+    if n and metrics.get("bundle", {}).get("lora_rank"):  # tuned whole, bundled as adapters (`as_lora`)
         return (f"{text} with its last {n} layers fine-tuned whole, stored as LoRA adapters of rank "
                 f"{config['lora_rank']} (each weight's change cut to its top singular directions) with the tuned "
                 f"biases and LayerNorms, {image}; `model.safetensors` holds the fusion head and these (the encoder "

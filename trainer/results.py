@@ -112,15 +112,19 @@ def bundles(roots: str, base: Path) -> str:
     for root in roots.split(","):
         for path in sorted((base / root).glob("*/*/metrics.json")):
             metrics, config = json.loads(path.read_text()), json.loads((path.parent / "config.json").read_text())
-            stored = metrics.get("bundle", {})
+            stored = metrics.get("bundle", {})  # absent: copied as trained
             n, rank = config.get("finetune_text_layers", 0), config.get("lora_rank", 0)
-            text = ("none (frozen)" if not n else f"{n} blocks tuned whole, as rank-{rank} adapters" if stored.get("lora_rank")
-                    else f"{n} blocks, LoRA rank {rank}" if rank else f"{n} whole tuned blocks")
+            if not n:
+                text = "none (frozen)"
+            elif stored.get("lora_rank"):
+                text = f"{n} blocks tuned whole, as rank-{rank} adapters"
+            else:
+                text = f"{n} blocks, LoRA rank {rank}" if rank else f"{n} whole tuned blocks"
             metric = metrics["selected_on"].split()[1]  # "dev weighted_f1 (fused)"
-            run = metrics["dev"]["fused"][metric] * 100
-            dev = (f"{metric} {run:.2f} → {stored['dev'][metric] * 100:.2f}" if stored else f"{metric} {run:.2f}")
-            size = (path.parent / "model.safetensors").stat().st_size if (path.parent / "model.safetensors").is_file() \
-                else stored["bytes"]["bundled"]
+            dev = f"{metric} {metrics['dev']['fused'][metric] * 100:.2f}"
+            if stored:
+                dev += f" → {stored['dev'][metric] * 100:.2f}"
+            size = stored["bytes"]["bundled"] if stored else (path.parent / "model.safetensors").stat().st_size
             lines.append(f"| {root}/{path.parent.parent.name}/{path.parent.name} | {text} | "
                          f"{stored.get('dtype', 'float32, as trained')} | {size / 2**20:.1f} | {dev} |")
     return "\n".join(lines)

@@ -184,8 +184,8 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
         kB; marked trainable, so the checkpoint stores them beside the adapters). An approximation: measure it on
         dev before shipping it (`trainer bundle --lora-rank`)."""
         if self.text_encoder is None or self.lora_rank:
-            raise ValueError("as_lora converts a model whose last text blocks were tuned whole "
-                             f"(this one: finetune_text_layers={self.finetune_text_layers}, lora_rank={self.lora_rank})")
+            raise ValueError("as_lora converts a model whose last text blocks were tuned whole (this one: "
+                             f"finetune_text_layers={self.finetune_text_layers}, lora_rank={self.lora_rank})")
         small = type(self)(**{**self.hub_config(), "lora_rank": rank})
         small.head.load_state_dict(self.head.state_dict())
         n = self.finetune_text_layers

@@ -525,9 +525,12 @@ def _register() -> None:
         # minutes on one core, and dev peaked by the fifth). The queue keeps its 1,024 keys; the text encoder stays
         # frozen (LoRA adapters on MiniLM's last two layers lost on seed 0: 72.95 against 73.46 dev weighted F1).
         # MediaEval: the same, with patience 2 (every network's best MediaEval epoch is the first or second).
+        # Hashtags (scripts/hashtags.sh): the same lr, not swept, with the baselines' batch and up to 40 epochs,
+        # stopped after 10 without a better dev P@1.
         presets={"best": {
             "mvsa-single": {"lr": 3e-4, "epochs": 10, "patience": 3},
             "mediaeval2016": {"lr": 3e-4, "epochs": 10, "patience": 2},
+            "hashtags": {"lr": 3e-4, "epochs": 40, "patience": 10, "batch_size": 20},
         }},
     ))
 

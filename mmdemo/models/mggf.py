@@ -63,8 +63,8 @@ Reading choices where the paper is ambiguous (all stated again at the code that 
   probabilities and the one-hot labels (= 2 (1 - p_y), the noise-robust MAE loss), and there is no score. On
   multi-label tasks the L1 of each tag's sigmoid is averaged over the tags, as the binary cross-entropy of eq. 15
   is: summed over 50 hashtags it started 35x larger than L_cls, and dev P@1 stayed at the tag prior's (15.7 vs
-  14.7, scripts/hashtags.sh). reg_target="intensity" / "probs" force one reading (intensity only on single-label tasks); reg_weight=0
-  disables L_reg.
+  14.7, scripts/hashtags.sh). reg_target="intensity" / "probs" force one reading (intensity only on single-label
+  tasks); reg_weight=0 disables L_reg.
 
 Auxiliary unimodal predictions: `text_logits` / `image_logits` come from small MLPs on the network's
 own unimodal representations X_t and X_v (eq. 4), trained jointly by the trainer's aux_weight * CE.
