@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The hashtag task (MVSA-Single's frequent hashtags as labels, stripped from the captions; trainer/datasets/hashtags.py):
 # CACNet, its gamma = 1 control row (Table 4), the other four networks, the three baselines and the tag-popularity
-# prior, 3 seeds each, every
-# setting chosen on dev P@1 (`sweep`, runs-sweep/hashtags/), the chosen point's runs promoted to runs/hashtags/ (the
-# table in docs/RESULTS.md). Frozen MiniLM-L6 + EfficientNet-Lite0 features; about 40 s a run on the 2-core CPU.
-# The baselines take CACNet's optimisation budget (batch 20, 40 epochs, no early stop): with their MVSA-Single
-# defaults (batch 64-128, early stopping after 6 epochs) they stop before learning the rarer tags.
+# prior, 3 seeds each, every setting chosen on dev P@1 (`sweep`, runs-sweep/hashtags/), the chosen point's runs
+# promoted to runs/hashtags/ (the table in docs/RESULTS.md). Frozen MiniLM-L6 + EfficientNet-Lite0 features; about
+# 40 s a baseline run on the 2-core CPU. The baselines take CACNet's optimisation budget (batch 20, 40 epochs, no
+# early stop): with their MVSA-Single defaults (batch 64-128, early stopping after 6 epochs) they stop before
+# learning the rarer tags.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
@@ -20,7 +20,7 @@ done
 $S --model prior --grid lr=1e-2 $BUDGET
 # The other four networks, frozen, with their MVSA-Single head settings and the baselines' budget. HGLNet and MGGF
 # (about 7 minutes a run) take the learning rate dev chooses (HGLNet from the baselines' two, MGGF from 1e-3 and its
-# own 5e-4); MAHFNet and INFIG (20-30 minutes a run on one core) are trained at their MVSA-Single rate only, with
+# own 5e-4); MAHFNet and INFIG (10-30 minutes a run on one core) are trained at their MVSA-Single rate only, with
 # early stopping after 10 epochs without a better dev P@1.
 $S --model hglnet --grid conv_channels=256 lr=1e-3,3e-4 $BUDGET
 $S --model mggf --grid dropout=0.5 lr=1e-3,5e-4 $BUDGET

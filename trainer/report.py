@@ -61,10 +61,9 @@ def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None, calibratio
            lora_rank: int = 0) -> tuple[Path, str]:
     """Copy the best-on-dev seed of a run (or `run_dir` itself, when it is a checkpoint) into the bundled
     checkpoints directory, with its model card made anew from its config and metrics (the card the run wrote may
-    predate the current card text). `compact`: float16
-    weights without the training-only state (`compact_checkpoint`); the dev metrics of the compact copy are measured
-    (on `dev`, a CachedSplit, else the task's cached dev features) and recorded in its metrics.json ("bundle"),
-    beside the run's float32 ones. `calibration`: a leave-one-event-out report of this recipe (loeo.json), whose
+    predate the current card text). `compact`: float16 weights without the training-only state
+    (`compact_checkpoint`); the dev metrics of the compact copy are measured (on `dev`, a CachedSplit, else the
+    task's cached dev features) and recorded in its metrics.json ("bundle"), beside the run's float32 ones. `calibration`: a leave-one-event-out report of this recipe (loeo.json), whose
     temperature and unseen-event scores go into config.json, where the app reads them. `lora_rank` r > 0: a run
     that tuned whole text blocks is bundled as rank-r LoRA adapters on the pretrained blocks instead
     (`MultimodalClassifier.as_lora`), a fraction of the size; its dev metrics are measured as for `compact`."""
@@ -75,30 +74,32 @@ def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None, calibratio
     from mmdemo.hub import make_model_card
 
     from .loop import evaluate
-    from .run import best_seed_dir, checkpoint_features
+    from .run import best_seed_dir, checkpoint_features, checkpoint_selection_metric
 
     if (run_dir / CONFIG_FILE).is_file():  # a checkpoint itself (e.g. a bundled one, re-bundled in place)
-        best, metric = run_dir, read_metrics(run_dir).get("selected_on", "")
+        best, metric = run_dir, checkpoint_selection_metric(run_dir)
     else:
         best, metric = best_seed_dir(run_dir)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))  # dest may be the source
-    shutil.copytree(best, staging / "copy")
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(staging / "copy", dest)
-    metrics, copied = read_metrics(dest), (dest / WEIGHTS_FILE).stat().st_size
-    if calibration is not None:
-        from .loeo import calibration_entry
+    try:
+        shutil.copytree(best, staging / "copy")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(staging / "copy", dest)
+        metrics, copied = read_metrics(dest), (dest / WEIGHTS_FILE).stat().st_size
+        if calibration is not None:
+            from .loeo import calibration_entry
 
-        config = read_config(dest)
-        config["calibration"] = calibration_entry(json.loads(Path(calibration).read_text()), config, metrics)
-        (dest / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    if lora_rank:  # the adapters' weights and config replace the whole blocks'; the plots and the rest stay
-        small = save_checkpoint(load_checkpoint(dest).as_lora(lora_rank), staging / "lora")
-        for name in (CONFIG_FILE, WEIGHTS_FILE):
-            os.replace(small / name, dest / name)
-    shutil.rmtree(staging)
+            config = read_config(dest)
+            config["calibration"] = calibration_entry(json.loads(Path(calibration).read_text()), config, metrics)
+            (dest / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        if lora_rank:  # the adapters' weights and config replace the whole blocks'; the plots and the rest stay
+            small = save_checkpoint(load_checkpoint(dest).as_lora(lora_rank), staging / "lora")
+            for name in (CONFIG_FILE, WEIGHTS_FILE):
+                os.replace(small / name, dest / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if compact:
         _, after = compact_checkpoint(dest, torch.float16)
         model = load_checkpoint(dest)

@@ -158,9 +158,14 @@ def dev_scores(run_dir: Path) -> tuple[dict[Path, float], str]:
     seeds = sorted(p for p in run_dir.glob("seed*") if (p / "metrics.json").is_file())
     if not seeds:
         raise FileNotFoundError(f"no trained seeds under {run_dir}")
-    cfg = read_config(seeds[0])
-    metric = selection_metric(cfg["multi_label"], get_task(cfg["task"]).paper_metric)
+    metric = checkpoint_selection_metric(seeds[0])
     return {p: read_metrics(p)["dev"]["fused"][metric] for p in seeds}, metric
+
+
+def checkpoint_selection_metric(ckpt_dir: Path) -> str:
+    """The dev metric a checkpoint's task selects on (its config says the task)."""
+    cfg = read_config(ckpt_dir)
+    return selection_metric(cfg["multi_label"], get_task(cfg["task"]).paper_metric)
 
 
 def best_seed_dir(run_dir: Path) -> tuple[Path, str]:

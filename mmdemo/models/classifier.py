@@ -190,7 +190,7 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
         small.head.load_state_dict(self.head.state_dict())
         n = self.finetune_text_layers
         for tuned, adapted in zip(self.text_encoder.blocks()[-n:], small.text_encoder.blocks()[-n:]):
-            whole, tuned_params = dict(tuned.named_modules()), dict(tuned.named_parameters())
+            tuned_params = dict(tuned.named_parameters())
             for name, p in adapted.named_parameters():
                 if "lora_" not in name and not (".base_layer." in name and name.endswith("weight")):
                     p.copy_(tuned_params[name.replace(".base_layer", "")])  # a bias or a LayerNorm
@@ -198,7 +198,7 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
             for name, layer in adapted.named_modules():
                 if not hasattr(layer, "lora_A"):  # peft's LoRA layers only (they wrap each nn.Linear)
                     continue
-                delta = whole[name].weight.float() - layer.base_layer.weight.float()
+                delta = tuned_params[f"{name}.weight"].float() - layer.base_layer.weight.float()
                 U, S, Vh = torch.linalg.svd(delta, full_matrices=False)
                 root = (S[:rank] / layer.scaling["default"]).sqrt()  # split sqrt(S / scaling) between B and A
                 layer.lora_B["default"].weight.copy_(U[:, :rank] * root)
