@@ -160,6 +160,26 @@ def test_every_network_has_a_best_preset_for_each_bundled_task():
             assert task in get_model(model).presets.get("best", {}), (model, task)
 
 
+def test_every_bundled_checkpoint_is_its_networks_best_preset():
+    """The README's `--preset best` reproduces what the app ships: each bundle's config holds its preset's head
+    fields, tuned text layers and adapter rank (a bundle converted to adapters by `bundle --lora-rank` records it)."""
+    import json
+
+    from mmdemo.hub import bundled_checkpoints
+    from trainer.sweep import TRAIN_OPTIONS
+
+    for task, models in bundled_checkpoints().items():
+        for model, path in models.items():
+            config = json.loads((path / "config.json").read_text())
+            stored = json.loads((path / "metrics.json").read_text()).get("bundle", {})
+            preset = get_model(model).preset("best", task)
+            head = {k: v for k, v in preset.items() if k not in TRAIN_OPTIONS}
+            assert {k: config["head"][k] for k in head} == head, (task, model)
+            assert config["finetune_text_layers"] == preset.get("unfreeze_text_layers", 0), (task, model)
+            trained_rank = 0 if stored.get("lora_rank") else config["lora_rank"]
+            assert trained_rank == preset.get("lora_rank", 0), (task, model)
+
+
 def test_train_preset_fills_what_the_flags_leave_unset(monkeypatch):
     """`--preset best` trains the row of docs/RESULTS.md; an explicit flag or --set wins over the preset's value."""
     import trainer.run
