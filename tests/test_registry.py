@@ -163,15 +163,13 @@ def test_every_network_has_a_best_preset_for_each_bundled_task():
 def test_every_bundled_checkpoint_is_its_networks_best_preset():
     """The README's `--preset best` reproduces what the app ships: each bundle's config holds its preset's head
     fields, tuned text layers and adapter rank (a bundle converted to adapters by `bundle --lora-rank` records it)."""
-    import json
-
+    from mmdemo.checkpoint import read_config, read_metrics
     from mmdemo.hub import bundled_checkpoints
     from trainer.sweep import TRAIN_OPTIONS
 
     for task, models in bundled_checkpoints().items():
         for model, path in models.items():
-            config = json.loads((path / "config.json").read_text())
-            stored = json.loads((path / "metrics.json").read_text()).get("bundle", {})
+            config, stored = read_config(path), read_metrics(path).get("bundle", {})
             preset = get_model(model).preset("best", task)
             head = {k: v for k, v in preset.items() if k not in TRAIN_OPTIONS}
             assert {k: config["head"][k] for k in head} == head, (task, model)

@@ -63,8 +63,9 @@ def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None, calibratio
     checkpoints directory, with its model card made anew from its config and metrics (the card the run wrote may
     predate the current card text). `compact`: float16 weights without the training-only state
     (`compact_checkpoint`); the dev metrics of the compact copy are measured (on `dev`, a CachedSplit, else the
-    task's cached dev features) and recorded in its metrics.json ("bundle"), beside the run's float32 ones. `calibration`: a leave-one-event-out report of this recipe (loeo.json), whose
-    temperature and unseen-event scores go into config.json, where the app reads them. `lora_rank` r > 0: a run
+    task's cached dev features) and recorded in its metrics.json ("bundle"), beside the run's float32 ones.
+    `calibration`: a leave-one-event-out report of this recipe (loeo.json), whose temperature and unseen-event
+    scores go into config.json, where the app reads them. `lora_rank` r > 0: a run
     that tuned whole text blocks is bundled as rank-r LoRA adapters on the pretrained blocks instead
     (`MultimodalClassifier.as_lora`), a fraction of the size; its dev metrics are measured as for `compact`."""
     import torch
