@@ -6,6 +6,8 @@ nothing. Every bundled network is loaded before the clock starts.
     python benchmarks/soak.py --clients 8 --seconds 300
     python benchmarks/soak.py --compare-batch --clients 8 --seconds 60   # batched /predict against one by one
     python benchmarks/soak.py --ops predict --clients 1 --seconds 60     # a single client's p95
+    git worktree add /tmp/mmdemo-before cb265e8^                          # the code before the speed work
+    python benchmarks/soak.py --against /tmp/mmdemo-before --clients 8 --seconds 60   # its /predict against this one
 """
 
 from __future__ import annotations
@@ -40,10 +42,10 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_app(port: int, max_batch: int = 8) -> subprocess.Popen:
+def start_app(port: int, max_batch: int = 8, app_dir: Path = REPO) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
            "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "MMDEMO_MAX_BATCH": str(max_batch)}
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=app_dir, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -58,13 +60,13 @@ def start_app(port: int, max_batch: int = 8) -> subprocess.Popen:
     raise RuntimeError("the app did not start in 300 s")
 
 
-def soak(clients: int, seconds: float, ops: list[str], max_batch: int, seed: int = 0) -> dict:
-    """Start `python app.py` (MMDEMO_MAX_BATCH=max_batch), run the clients, stop it -> latencies per endpoint,
-    failures, the server's RSS over time and the wall time."""
+def soak(clients: int, seconds: float, ops: list[str], max_batch: int, seed: int = 0, app_dir: Path = REPO) -> dict:
+    """Start `python app.py` of `app_dir` (MMDEMO_MAX_BATCH=max_batch), run the clients, stop it -> latencies per
+    endpoint, failures, the server's RSS over time and the wall time."""
     from gradio_client import Client, handle_file
 
     port = free_port()
-    proc = start_app(port, max_batch)
+    proc = start_app(port, max_batch, app_dir)
     url = f"http://127.0.0.1:{port}/"
     examples = [(handle_file(str(EXAMPLES / e["image"])), e["caption"])
                 for e in json.loads((EXAMPLES / "examples.json").read_text())]
@@ -151,7 +153,21 @@ def main() -> None:
     p.add_argument("--compare-batch", action="store_true",
                    help="batched serving against one by one: predictions only, the app started with "
                         "MMDEMO_MAX_BATCH=1 and then --max-batch, the same clients and seconds, twice each in turn")
+    p.add_argument("--against", type=Path, metavar="DIR",
+                   help="another checkout of mmdemo (e.g. a git worktree of an earlier commit, with its own bundled "
+                        "checkpoints): its app against this one, predictions only, twice each in turn")
     a = p.parse_args()
+    if a.against:
+        rate = defaultdict(list)
+        for round_ in range(2):
+            for name, app_dir in (("before", a.against.resolve()), ("this checkout", REPO)):
+                r = soak(a.clients, a.seconds, ["predict"], a.max_batch, a.seed + round_, app_dir)
+                report(r, a.clients, a.seconds, f"[{name}: {app_dir}, round {round_ + 1}] ")
+                rate[name].append(len(r["latencies"]["predict"]) / r["wall"])
+        before, now = statistics.mean(rate["before"]), statistics.mean(rate["this checkout"])
+        print(f"\n/predict throughput, {a.clients} clients: {a.against} {before:.2f}/s, this checkout {now:.2f}/s: "
+              f"{now / before:.2f}x")
+        return
     if not a.compare_batch:
         report(soak(a.clients, a.seconds, a.ops, a.max_batch, a.seed), a.clients, a.seconds)
         return

@@ -11,6 +11,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -65,12 +66,17 @@ class Pipeline(nn.Module):
             image.prior = prior_image.expand(pixel_values.shape[0], -1)
         return image
 
-    @torch.no_grad()
-    def encoded(self, batch: list[dict[str, torch.Tensor]]) -> list[tuple[TextFeatures, ImageFeatures]]:
+    def encoded(self, batch: list[dict[str, torch.Tensor]], memo: dict | None = None
+                ) -> list[tuple[TextFeatures, ImageFeatures]]:
         """Prepared inputs -> what `encode_text` / `encode_image` give each of them, without gradients, from ENCODED
         when the input was encoded before (by this network or another); the rest are encoded together, one pass of
-        each encoder, each input keeping its own tokens. The text encoder returns every layer (it runs them all
-        anyway), so networks that read different numbers of layers share one entry."""
+        each encoder, each input keeping its own tokens."""
+        return list(zip(self.encoded_text(batch), self.encoded_image(batch, memo)))
+
+    @torch.no_grad()
+    def encoded_text(self, batch: list[dict[str, torch.Tensor]]) -> list[TextFeatures]:
+        """The text half of `encoded`. The text encoder returns every layer (it runs them all anyway), so networks
+        that read different numbers of layers share one entry."""
         k = self.classifier.text_layers
         every = max(k, self.text_encoder.num_layers)
 
@@ -81,19 +87,27 @@ class Pipeline(nn.Module):
             out = self.text_encoder(ids, mask, num_layers=every)
             return [out.item(j) for j in range(len(missing))]
 
+        texts = ENCODED.get_many([("text", self.text_encoder, str(b["input_ids"].device), digest(b["input_ids"]),
+                                   digest(b["attention_mask"])) for b in batch], run_text)
+        return [replace(text, layers=text.layers[:, text.layers.shape[1] - k:], prior=b.get("prior_text"))
+                for b, text in zip(batch, texts)]
+
+    @torch.no_grad()
+    def encoded_image(self, batch: list[dict[str, torch.Tensor]], memo: dict | None = None) -> list[ImageFeatures]:
+        """The image half of `encoded`. `memo` (`predict_requests`) keeps each pixel tensor's digest for the
+        networks that share it."""
+        memo = {} if memo is None else memo
+
         def run_image(missing: list[int]) -> list[ImageFeatures]:
             out = self.image_encoder(torch.cat([batch[i]["pixel_values"] for i in missing]))
             return [out.item(j) for j in range(len(missing))]
 
-        texts = ENCODED.get_many([("text", self.text_encoder, str(b["input_ids"].device), digest(b["input_ids"]),
-                                   digest(b["attention_mask"])) for b in batch], run_text)
+        for b in batch:
+            if ("digest", id(b["pixel_values"])) not in memo:  # the tensors outlive the call: ids are unique
+                memo["digest", id(b["pixel_values"])] = digest(b["pixel_values"])
         images = ENCODED.get_many([("image", self.image_encoder, str(b["pixel_values"].device),
-                                    digest(b["pixel_values"])) for b in batch], run_image)
-        out = []
-        for b, text, image in zip(batch, texts, images):
-            text = replace(text, layers=text.layers[:, text.layers.shape[1] - k:], prior=b.get("prior_text"))
-            out.append((text, replace(image, prior=b.get("prior_image"))))
-        return out
+                                    memo["digest", id(b["pixel_values"])]) for b in batch], run_image)
+        return [replace(image, prior=b.get("prior_image")) for b, image in zip(batch, images)]
 
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 prior_text: torch.Tensor | None = None, prior_image: torch.Tensor | None = None) -> ModelOutput:
@@ -215,6 +229,7 @@ class Predictor:
         self.device = device
         self.source, self.note = "", ""  # set by for_task: "bundled" or "hub:<repo>"
         self._reference: Reference | None = None
+        self.head_ms = 0.0  # how long its last head pass took (`predict_requests` starts the slowest heads first)
 
     @classmethod
     def from_checkpoint(cls, path_or_repo: str | Path, device: str = "cpu", **expect) -> "Predictor":
@@ -259,10 +274,15 @@ class Predictor:
                 f"calibrated (temperature {self.temperature:.2f}, fitted on held-out validation events).")
 
     @exclusive
-    def prepare(self, image, caption) -> tuple[dict[str, torch.Tensor], list[str]]:
+    def prepare(self, image, caption, memo: dict | None = None) -> tuple[dict[str, torch.Tensor], list[str]]:
         """Validate and preprocess one input -> model inputs (batch of one) and warnings.
-        Raises mmdemo.inputs.InputError with a readable message on bad input."""
-        rgb = load_image(image)
+        Raises mmdemo.inputs.InputError with a readable message on bad input. `memo` (a dict kept for one call of
+        `predict_requests`) holds each image decoded and preprocessed once, for every network on the same encoder."""
+        memo = {} if memo is None else memo
+        source = image if isinstance(image, (str, Path)) else id(image)  # the objects outlive the call: ids are unique
+        if ("rgb", source) not in memo:
+            memo["rgb", source] = load_image(image)
+        rgb = memo["rgb", source]
         text, notes = clean_caption(caption)
         batch = self.text_encoder.tokenize([text], max_length=self.classifier.max_length)
         if int(batch["attention_mask"].sum()) >= batch["attention_mask"].shape[1] == self.classifier.max_length:
@@ -270,7 +290,9 @@ class Predictor:
         unknown = self._unknown_note(batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist())
         if unknown:
             notes.append(unknown)
-        inputs = {"pixel_values": self.image_encoder.preprocess([rgb]), **batch}
+        if ("pixels", source, self.image_encoder) not in memo:
+            memo["pixels", source, self.image_encoder] = self.image_encoder.preprocess([rgb])
+        inputs = {"pixel_values": memo["pixels", source, self.image_encoder], **batch}
         if self.prior is not None:
             prior_text, prior_image = self.prior
             pixels, n = inputs["pixel_values"], self.classifier.max_length
@@ -286,10 +308,11 @@ class Predictor:
         return self.encode_batch([inputs])[0]
 
     @exclusive
-    def encode_batch(self, batch: list[dict[str, torch.Tensor]]) -> list[tuple[TextFeatures, ImageFeatures]]:
+    def encode_batch(self, batch: list[dict[str, torch.Tensor]], memo: dict | None = None
+                     ) -> list[tuple[TextFeatures, ImageFeatures]]:
         """Prepared inputs -> the frozen encoders' outputs this network reads, each input's own (`Pipeline.encoded`:
         one pass of each encoder over the inputs not seen before, by this network or another)."""
-        return self.pipeline.encoded(batch)
+        return self.pipeline.encoded(batch, memo)
 
     def _unknown_note(self, ids: list[int]) -> str:
         """A note when the tokenizer read some of the caption as [UNK] (emoji, scripts it never saw), else ""."""
@@ -338,19 +361,17 @@ class Predictor:
         with this network for every input)."""
         return predict_requests([(self, image, caption) for image, caption in zip(images, captions, strict=True)])
 
-    def _predict_prepared(self, prepared: list[tuple[dict[str, torch.Tensor], list[str]]], start: float
-                          ) -> list[Prediction]:
-        """Prepared inputs -> their Predictions: the frozen encoders' outputs (ENCODED), then the head once on the
-        batch of every input's four coalitions (the input, and the input with its image, its caption, or both
-        replaced by the reference), so the modality contributions cost a head pass."""
-        encoded = self.encode_batch([inputs for inputs, _ in prepared])  # once per input, whichever network asks
-        # a tuned model's own blocks run here, once per caption, before the coalitions repeat each caption twice
-        text = self.classifier.head_text(TextFeatures.cat([t for t, _ in encoded]))
-        image = ImageFeatures.cat([im for _, im in encoded])
-        ref = self.reference
+    def _predict_encoded(self, prepared: list[tuple[dict[str, torch.Tensor], list[str]]], text: TextFeatures,
+                         image: ImageFeatures, ref: Reference, start: float) -> list[Prediction]:
+        """Prepared inputs, their text features as the head reads them (`head_text`) and their image features ->
+        their Predictions: the head once on the batch of every input's four coalitions (the input, and the input
+        with its image, its caption, or both replaced by the reference), so the modality contributions cost a head
+        pass. It touches this network's own modules only, so several networks' may run at once (`side_by_side`)."""
+        began = time.perf_counter()
         # v(neither) does not depend on the input, but it runs in the same batch, padded like the others, so that a
         # modality the head ignores gets exactly 0 (computed apart, it would differ in the last bits)
         out: ModelOutput = self.classifier.head(*with_reference(text, image, ref))  # rows 0..B-1: the inputs
+        self.head_ms = (time.perf_counter() - began) * 1000
         ml = self.classifier.multi_label
         fused = out.logits / self.temperature  # calibrated where the checkpoint carries a temperature
         probs = [probabilities(logits, ml) for logits in (fused, out.text_logits, out.image_logits)]
@@ -382,26 +403,77 @@ class Predictor:
 def predict_requests(requests: Sequence[tuple[Predictor, Any, str | None]]) -> list[Prediction | InputError]:
     """(network, image, caption) requests, for one network or several -> each its Prediction, or the InputError
     that says what is wrong with its input: a bad input costs only its own answer. Every input is prepared by its
-    own network; the frozen encoders, which networks share, run once over all the inputs not seen before (one pass
-    of each encoder, whichever networks asked); then each network's head runs once on its own inputs."""
+    own network (each image decoded and preprocessed once); the frozen encoders, which networks share, run once over
+    all the inputs not seen before (one pass of each encoder, whichever networks asked), the text side and the image
+    side at once; then each network's head runs once on its own inputs, different networks' side by side."""
     start = time.perf_counter()
     results: list[Prediction | InputError | None] = [None] * len(requests)
     prepared: dict[Predictor, list[tuple[int, dict[str, torch.Tensor], list[str]]]] = {}
+    memo: dict = {}  # each image decoded, preprocessed and digested once, however many networks read it
     for i, (predictor, image, caption) in enumerate(requests):
         try:
-            inputs, notes = predictor.prepare(image, caption)
+            inputs, notes = predictor.prepare(image, caption, memo)
         except InputError as e:
             results[i] = e
             continue
         prepared.setdefault(predictor, []).append((i, inputs, notes))
-    shared: dict[tuple, list[Predictor]] = {}  # networks on the same encoder instances share ENCODED entries
-    for predictor in prepared:
-        shared.setdefault((predictor.text_encoder, predictor.image_encoder), []).append(predictor)
-    for networks in shared.values():
-        if len(networks) > 1:  # encode every input of these networks at once (a single network does it itself)
-            networks[0].encode_batch([inputs for p in networks for _, inputs, _ in prepared[p]])
-    for predictor, items in prepared.items():
-        predictions = predictor._predict_prepared([(inputs, notes) for _, inputs, notes in items], start)
-        for (i, _, _), prediction in zip(items, predictions):
+    networks = list(prepared)
+    batches = [[inputs for _, inputs, _ in prepared[p]] for p in networks]
+    references = [p.reference for p in networks]  # computed once per network, under the lock
+
+    def one_pass(encoder_of: Callable[[Predictor], nn.Module], run: Callable[[Predictor, list], list]) -> list:
+        """`run` (a network, its inputs -> its view of their encodings) for every network, after one pass of each
+        shared encoder instance over all the inputs not seen before (ENCODED)."""
+        sharing: dict[nn.Module, list[int]] = {}
+        for j, p in enumerate(networks):
+            sharing.setdefault(encoder_of(p), []).append(j)
+        for js in sharing.values():
+            if len(js) > 1:  # a single network does it itself, below
+                run(networks[js[0]], [inputs for j in js for inputs in batches[j]])
+        return [run(p, batch) for p, batch in zip(networks, batches)]
+
+    def text_side() -> list[TextFeatures]:  # then each tuned network's own last blocks, once per caption
+        encoded = one_pass(lambda p: p.text_encoder, lambda p, batch: p.pipeline.encoded_text(batch))
+        return [p.classifier.head_text(TextFeatures.cat(t)) for p, t in zip(networks, encoded)]
+
+    def image_side() -> list[ImageFeatures]:
+        encoded = one_pass(lambda p: p.image_encoder, lambda p, batch: p.pipeline.encoded_image(batch, memo))
+        return [ImageFeatures.cat(i) for i in encoded]
+
+    # Neither side needs the other. For one network the image encoder is most of the work, and it is faster on
+    # every torch thread than on one next to the text side; for several, their tuned blocks make the text side
+    # about as long as the image side.
+    sides = side_by_side if len(networks) > 1 else lambda jobs: [job() for job in jobs]
+    texts, images = sides([text_side, image_side])
+    heads = {p: functools.partial(p._predict_encoded, [(inputs, notes) for _, inputs, notes in prepared[p]], t, i,
+                                  ref, start) for p, t, i, ref in zip(networks, texts, images, references)}
+    slowest_first = sorted(networks, key=lambda p: -p.head_ms)  # so that the workers finish together
+    for p, predictions in zip(slowest_first, side_by_side([heads[p] for p in slowest_first])):
+        for (i, _, _), prediction in zip(prepared[p], predictions):
             results[i] = prediction
     return results
+
+
+_WORKERS: dict[int, ThreadPoolExecutor] = {}  # by torch's thread count
+
+
+def _one_thread(job: Callable[[], Any]) -> Any:
+    torch.set_num_threads(1)  # this worker's own torch threads
+    with torch.no_grad():  # grad mode is per thread
+        return job()
+
+
+def side_by_side(jobs: list[Callable[[], Any]]) -> list[Any]:
+    """Run `jobs` (independent torch work: the two encoders, or different networks' heads) as many at once as torch
+    has threads, each on one torch thread, and return their results in order. The models here are latency-bound
+    (one input, a few tokens, a batch of four coalitions): on two cores one head with two torch threads is barely
+    faster than with one, and two heads side by side are faster still (docs/PERFORMANCE.md)."""
+    threads = torch.get_num_threads()
+    if len(jobs) < 2 or threads < 2:
+        return [job() for job in jobs]
+    if threads not in _WORKERS:
+        _WORKERS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="mmdemo-side-by-side")
+    try:
+        return list(_WORKERS[threads].map(_one_thread, jobs))
+    finally:
+        torch.set_num_threads(threads)  # torch.set_num_threads in a worker also sets the process default

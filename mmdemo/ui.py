@@ -282,6 +282,13 @@ def demote_headings(md: str, levels: int = 3) -> str:
 # ---- the app -------------------------------------------------------------------------------------------------
 
 
+def _answer_or_error(predictor: Predictor, image, caption: str | None) -> Prediction | Exception:
+    try:
+        return predictor.predict(image, caption)
+    except Exception as e:
+        return e
+
+
 class DemoApp:
     """Predictors cached per (task, model), loaded on first use; the functions the page and the API call."""
 
@@ -379,7 +386,7 @@ class DemoApp:
     def _message(e: Exception, what: str) -> str:
         if isinstance(e, user_errors()):
             return str(e)
-        log.exception("%s failed", what)
+        log.error("%s failed", what, exc_info=e)  # its traceback, also where e was caught earlier
         return f"Sorry, the {what} failed unexpectedly ({type(e).__name__}). The details are in the server log."
 
     # -- the functions the page wires up --
@@ -545,7 +552,11 @@ class DemoApp:
             return (*keep, None, None, error_html(self._message(e, "attention view")))
 
     def compare_fn(self, image, caption: str | None, task: str | None):
-        """Every network of the task on the same input -> (table, note HTML)."""
+        """Every network of the task on the same input -> (table, note HTML). One `predict_requests`: the image is
+        read once, the shared encoders run once and the heads side by side; a network that cannot load or predict
+        gets its own row's message, and the others still answer. "latency ms": from the click to that answer."""
+        from .predict import predict_requests
+
         columns = ["network", "fused", "text only", "image only", "agree", "measured caption / image share",
                    "network's signal", "latency ms"]
         rows = []
@@ -553,18 +564,27 @@ class DemoApp:
             models = self.catalogue().get(task or "", [])
             if not models:
                 raise CheckpointError(f"No networks are trained for task {task!r}.")
+            loaded, answers = {}, {}
             for model in models:
                 try:
-                    loaded = self.load(task, model)
-                    pred = loaded.predictor.predict(image, caption)
-                except InputError:
-                    raise
-                except Exception as e:  # one broken checkpoint should not hide the others
-                    rows.append([model, self._message(e, f"{model} prediction"), "", "", "", "", "", None])
+                    loaded[model] = self.load(task, model)
+                except Exception as e:
+                    answers[model] = e
+            try:
+                answers.update(zip(loaded, predict_requests([(w.predictor, image, caption) for w in loaded.values()])))
+            except Exception:  # one network's failure: ask each alone, so that it shows in its own row only
+                answers.update({model: _answer_or_error(w.predictor, image, caption) for model, w in loaded.items()})
+            for model in models:
+                pred = answers[model]
+                if isinstance(pred, InputError):  # the input is wrong, not the network: say it once
+                    raise pred
+                if isinstance(pred, Exception):  # one broken checkpoint should not hide the others
+                    rows.append([model, self._message(pred, f"{model} prediction"), "", "", "", "", "", None])
                     continue
                 top = {h: "{} ({:.0%})".format(*pred.top(h)) for h in HEADS}
                 rows.append([model, top["fused"], top["text"], top["image"], "no" if pred.disagree else "yes",
-                             measured_share(pred), main_signal(pred, self._signals(loaded)), round(pred.latency_ms, 1)])
+                             measured_share(pred), main_signal(pred, self._signals(loaded[model])),
+                             round(pred.latency_ms, 1)])
         except Exception as e:
             return pd.DataFrame(rows, columns=columns), error_html(self._message(e, "comparison"))
         return pd.DataFrame(rows, columns=columns), ""

@@ -266,6 +266,29 @@ def test_compare_runs_every_network_of_the_task(client):
     assert all(row[1].split(" ")[0] in LABELS for row in table["data"]) and note == ""
 
 
+def test_compare_gives_a_broken_network_its_own_row(tmp_path, monkeypatch, caplog):
+    """The compare view is one predict_requests over the task's networks: a checkpoint that cannot load, or a head
+    that fails, gets a message in its own row and the other networks still answer; a bad input is one message."""
+    for model in ("concat", "hglnet", "mggf"):
+        make_checkpoint(tmp_path, model)
+    (tmp_path / TASK / "mggf" / "model.safetensors").write_bytes(b"not a checkpoint")
+    app = DemoApp(tmp_path)
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("head exploded")
+
+    monkeypatch.setattr(app.load(TASK, "hglnet").predictor.classifier.head, "forward", fails)
+    table, note = app.compare_fn(str(EXAMPLE), "Best day ever", TASK)
+    rows = {row[0]: row for row in table.values.tolist()}
+    assert note == "" and set(rows) == {"concat", "hglnet", "mggf"}
+    assert rows["concat"][1].split(" ")[0] in LABELS and rows["concat"][-1] > 0
+    assert "hglnet prediction failed unexpectedly (RuntimeError)" in rows["hglnet"][1]
+    assert "head exploded" in caplog.text  # the traceback is in the server log, not on the page
+    assert "mggf prediction failed" in rows["mggf"][1] and rows["mggf"][2] == ""
+    table, note = app.compare_fn(None, "Best day ever", TASK)
+    assert "mm-error" in note and "No image was given" in html.unescape(note) and table.empty
+
+
 def test_model_panel_and_model_list(client):
     info = client.predict(TASK, "concat", api_name="/model_info")
     for text in ("bundled checkpoint", "tiny-bert", "tiny-resnet", "Test metrics", "0.6100", "concat test card"):

@@ -206,3 +206,37 @@ def test_requests_for_several_networks_share_one_encoder_pass(predictors):
     assert calls == {"text": 1, "image": 1}
     for m, a, b in zip(names, alone, together):
         assert _close(_answer(a), _answer(b)), m
+
+
+def test_side_by_side_work_gives_the_one_thread_answers_and_restores_the_thread_count(predictors):
+    """With two torch threads, predict_requests runs the text and image sides, then the networks' heads, side by
+    side on one torch thread each: every network's answer is the one thread's (up to float rounding), the shared
+    encoders still run once, an input that cannot be read costs only its own answer, and the process keeps its
+    thread count."""
+    from mmdemo.inputs import InputError
+    from mmdemo.predict import predict_requests, side_by_side
+
+    image = Image.open(EXAMPLES / "rain.jpg")
+    requests = [(p, image, "so cold and grey") for p in predictors.values()] + [(predictors["concat"], b"x", "a")]
+    threads = torch.get_num_threads()
+    ENCODED.clear()
+    one = predict_requests(requests)
+    try:
+        torch.set_num_threads(2)
+        assert side_by_side([torch.get_num_threads] * 3) == [1, 1, 1] and torch.get_num_threads() == 2
+        ENCODED.clear()
+        p0 = predictors["concat"]
+        calls: dict[str, int] = {}
+        hooks = [_count_forwards(p0.text_encoder, calls, "text"), _count_forwards(p0.image_encoder, calls, "image")]
+        try:
+            two = predict_requests(requests)
+        finally:
+            for h in hooks:
+                h.remove()
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert calls == {"text": 1, "image": 1}
+    assert isinstance(one[-1], InputError) and isinstance(two[-1], InputError)
+    for m, a, b in zip(predictors, one, two):
+        assert _close(_answer(a), _answer(b)), m
