@@ -120,6 +120,52 @@ def test_loeo_trains_every_fold_and_pools_each_post_once(tmp_path):
         train_task("mediaeval2016", "concat", [0], data_dir=str(root), protocol="kfold")
 
 
+def test_an_interrupted_loeo_run_resumes_from_its_finished_folds(tmp_path, monkeypatch):
+    """--resume reads back the folds an interrupted run finished, trains the rest, and writes the report an
+    uninterrupted run writes; a fold kept for another recipe is trained again; the kept folds go with the report."""
+    import trainer.loeo as loeo
+
+    root = make_events(tmp_path / "data")
+    common = dict(data_dir=str(root), text_encoder="tiny-bert", image_encoder="tiny-resnet",
+                  cache_dir=tmp_path / "cache", max_length=16, progress=False, protocol="loeo")
+    recipe = {"epochs": 2, "batch_size": 8}
+
+    def report(out):
+        return json.loads((out / "mediaeval2016" / "concat" / "loeo" / "loeo.json").read_text())
+
+    train_task("mediaeval2016", "concat", [0], out=tmp_path / "whole", overrides=recipe, **common)
+    real_train, calls, stop = loeo.train, [], {"at": 3}
+
+    def train(*args, **kwargs):
+        calls.append(args[0].data_version)
+        if len(calls) == stop["at"]:
+            raise RuntimeError("the machine went away")  # during the third fold
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(loeo, "train", train)
+    out = tmp_path / "resumed"
+    with pytest.raises(RuntimeError, match="went away"):
+        train_task("mediaeval2016", "concat", [0], out=out, overrides=recipe, **common)
+    folds = out / "mediaeval2016" / "concat" / "loeo" / ".folds"
+    assert sorted(f.name for f in folds.glob("*.safetensors")) == ["boston.seed0.safetensors", "sandy.seed0.safetensors"]
+    calls.clear()
+    stop["at"] = None
+    train_task("mediaeval2016", "concat", [0], out=out, overrides=recipe, resume=True, **common)
+    assert len(calls) == 4  # nepal, eclipse, garissa, malaysia: the two finished folds were read back
+    assert report(out)["pooled"] == report(tmp_path / "whole")["pooled"]
+    assert report(out)["per_event"] == report(tmp_path / "whole")["per_event"]
+    assert not folds.exists()
+    # a kept fold of another recipe is not read back
+    calls.clear()
+    stop["at"] = 3
+    with pytest.raises(RuntimeError, match="went away"):
+        train_task("mediaeval2016", "concat", [0], out=out, overrides=recipe, **common)
+    calls.clear()
+    stop["at"] = None
+    train_task("mediaeval2016", "concat", [0], out=out, overrides={**recipe, "epochs": 1}, resume=True, **common)
+    assert len(calls) == 6 and report(out)["options"]["epochs"] == 1  # every fold trained again, for this recipe
+
+
 def test_gradient_reversal_flips_and_scales_the_gradient_exactly():
     x = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
     w = torch.tensor([0.5, 4.0, -1.0])

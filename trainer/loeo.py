@@ -11,17 +11,24 @@ pooled metrics are computed over all those predictions; the per-event ones over 
     python -m trainer train --task mediaeval2016 --model concat --protocol loeo --image-cap 1 --balance-groups
 
 writes `<out>/<task>/<model>[-<variant>]/loeo/loeo.json`; `python -m trainer report --markdown` reads it
-(`{{loeo ...}}` in docs/RESULTS.in.md).
+(`{{loeo ...}}` in docs/RESULTS.in.md). A LOEO run is 15 trainings per seed, hours for the slower heads on a CPU:
+each finished fold keeps its predictions in `loeo/.folds/`, and the run's training state after every epoch, so that
+`--resume` continues an interrupted run where it stopped (a fold trained for another recipe is trained again);
+`.folds/` is removed once the report is written.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import shutil
 import statistics
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from .datasets import DatasetSplits, load_task_data
 from .features import CachedSplit, concat_splits
@@ -90,13 +97,55 @@ def _summary(values: list[float]) -> dict:
             "values": values}
 
 
+def _recipe(spec: RunSpec) -> str:
+    """A digest of everything a fold's training depends on (the seed and the fold's data version included)."""
+    return hashlib.blake2b(json.dumps(dataclasses.asdict(spec), sort_keys=True, default=str).encode(),
+                           digest_size=8).hexdigest()
+
+
+def _train_fold(spec: RunSpec, feats: dict[str, CachedSplit], data: DatasetSplits, folds_dir: Path, name: str,
+                resume: bool, progress: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict]:
+    """One fold -> (logits of the left-out event per head and of the validation events as "dev", with "labels" and
+    "dev_labels"), the fold's entry of the report. Kept in `folds_dir/<name>.safetensors` once trained; with
+    `resume`, a kept fold of the same recipe is read back, and an interrupted one continues from its state."""
+    done, state = folds_dir / f"{name}.safetensors", folds_dir / f".{name}.state.safetensors"
+    recipe = _recipe(spec)
+    if resume and done.is_file():
+        from safetensors import safe_open
+
+        with safe_open(done, "pt") as f:
+            meta = f.metadata()
+        if meta.get("recipe") == recipe:
+            return load_file(done), json.loads(meta["entry"])
+        print(f"{name}: kept for another recipe, trained again", flush=True)
+    if not resume:
+        state.unlink(missing_ok=True)
+    folds_dir.mkdir(parents=True, exist_ok=True)
+    model, record = train(spec, feats, progress=progress, state_path=state)
+    test_logits, _ = predict_split(model, feats["test"])
+    out = {**test_logits, "labels": feats["test"].labels, "dev": predict_split(model, feats["dev"])[0]["fused"],
+           "dev_labels": feats["dev"].labels}
+    entry = {"test": {head: compute_metrics(lg, out["labels"], spec.labels, spec.multi_label)
+                      for head, lg in test_logits.items()},
+             "classes": sorted({spec.labels[int(y)] for y in out["labels"]}),
+             "dev_events": sorted({s.group for s in data.dev}),
+             "sizes": {k: len(v) for k, v in feats.items()}, "best_epoch": record["best_epoch"],
+             "dev_score": max(h[f"dev_{spec.select_metric}"] for h in record["history"])}
+    save_file({k: v.contiguous() for k, v in out.items()}, done, metadata={"recipe": recipe, "entry": json.dumps(entry)})
+    state.unlink(missing_ok=True)
+    return out, entry
+
+
 def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out: Path,
-             data_dir: str | None = None, events: list[str] | None = None, progress: bool = False) -> dict:
+             data_dir: str | None = None, events: list[str] | None = None, progress: bool = False,
+             resume: bool = False) -> dict:
     """Train `spec` once per fold and seed; write and return the LOEO report: per seed the pooled test metrics
     over all folds (fused, text-only and image-only heads) and per event its test metrics, with mean ± std over
-    seeds of the pooled accuracy / macro F1 / per-class F1 and of each event's accuracy."""
+    seeds of the pooled accuracy / macro F1 / per-class F1 and of each event's accuracy. `resume`: the folds an
+    interrupted run finished are read back (module docstring)."""
     events = events or fold_events(load_task_data(task, data_dir))
     splits = {e: fold(task, e, data_dir) for e in events}  # read once; the features are cut per run (memory)
+    folds_dir = out / ".folds"
     per_seed, folds, calibration = {}, {}, {}
     for seed in seeds:
         logits: dict[str, list[torch.Tensor]] = {}
@@ -104,23 +153,16 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
         val_logits, val_labels = [], []
         for event in events:
             data = splits[event]
-            feats = cut(pool, data)
-            model, record = train(replace(spec, seed=seed, data_version=data.version), feats, progress=progress)
-            test_logits, _ = predict_split(model, feats["test"])
-            for head, lg in test_logits.items():
-                logits.setdefault(head, []).append(lg)
-            labels.append(feats["test"].labels)
-            val_logits.append(predict_split(model, feats["dev"])[0]["fused"])
-            val_labels.append(feats["dev"].labels)
-            folds.setdefault(event, {})[seed] = {
-                "test": {head: compute_metrics(lg, labels[-1], spec.labels, spec.multi_label)
-                         for head, lg in test_logits.items()},
-                "classes": sorted({spec.labels[int(y)] for y in labels[-1]}),
-                "dev_events": sorted({s.group for s in data.dev}),
-                "sizes": {k: len(v) for k, v in feats.items()}, "best_epoch": record["best_epoch"],
-                "dev_score": max(h[f"dev_{spec.select_metric}"] for h in record["history"])}
-            print(f"{task} loeo {event} seed {seed}: test accuracy {folds[event][seed]['test']['fused']['accuracy']:.4f} "
-                  f"({len(feats['test'])} posts)", flush=True)
+            predicted, entry = _train_fold(replace(spec, seed=seed, data_version=data.version), cut(pool, data), data,
+                                           folds_dir, f"{event}.seed{seed}", resume, progress)
+            for head in entry["test"]:
+                logits.setdefault(head, []).append(predicted[head])
+            labels.append(predicted["labels"])
+            val_logits.append(predicted["dev"])
+            val_labels.append(predicted["dev_labels"])
+            folds.setdefault(event, {})[seed] = entry
+            print(f"{task} loeo {event} seed {seed}: test accuracy {entry['test']['fused']['accuracy']:.4f} "
+                  f"({entry['sizes']['test']} posts)", flush=True)
         target = torch.cat(labels)
         per_seed[seed] = {head: compute_metrics(torch.cat(lg), target, spec.labels, spec.multi_label)
                           for head, lg in logits.items()}
@@ -155,6 +197,7 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
                             for e in events}}
     out.mkdir(parents=True, exist_ok=True)
     (out / "loeo.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    shutil.rmtree(folds_dir, ignore_errors=True)  # the run is finished: its resumable state goes
     return report
 
 

@@ -97,7 +97,8 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
     """Train one run per seed into <out>/<task>/<model>[-<variant>]/seed<k>/. Each run keeps its state beside that
     directory after every epoch (`.seed<k>.state.safetensors`); with `resume`, a run whose state is there continues
     from its last finished epoch (a finished run's state is removed). `protocol="loeo"`: leave-one-event-out
-    instead (trainer/loeo.py), its report in <out>/<task>/<model>[-<variant>]/loeo/loeo.json."""
+    instead (trainer/loeo.py), its report in <out>/<task>/<model>[-<variant>]/loeo/loeo.json (`resume`: the folds
+    an interrupted run finished are kept, and the fold it was training continues from its last finished epoch)."""
     if protocol not in ("split", "loeo"):
         raise ValueError(f"protocol {protocol!r}: 'split' (the task's train / dev / test) or 'loeo'")
     entry = get_model(model)
@@ -125,7 +126,8 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
         from .loeo import pooled_features, run_loeo
 
         out_dir = out / task / run_name(model, variant) / "loeo"
-        report = run_loeo(task, base, pooled_features(feats, data), seeds, out_dir, data_dir, progress=progress)
+        report = run_loeo(task, base, pooled_features(feats, data), seeds, out_dir, data_dir, progress=progress,
+                          resume=resume)
         fused = report["pooled"]["fused"]
         print(f"{task} {run_name(model, variant)} leave-one-event-out, seeds {seeds}: pooled accuracy "
               f"{fused['accuracy']['mean']:.4f} ± {fused['accuracy']['std']:.4f}, macro F1 {fused['macro_f1']['mean']:.4f}"

@@ -109,7 +109,7 @@ def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: P
             print(f"{tag} seed {name}: done before", flush=True)
             return 0
         cmd = _train_command(task, model, variant, point, run_seeds, root / tag, threads, protocol)
-        cmd += ["--resume"] if resume and protocol == "split" else []
+        cmd += ["--resume"] if resume else []
         done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
         print(f"{tag} seed {name}: " + ("done" if done.returncode == 0 else done.stderr.strip()[-2000:]),
               flush=True)  # each run's own line also shows test, which a sweep must not look at
