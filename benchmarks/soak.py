@@ -35,6 +35,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -116,6 +122,7 @@ def soak(clients: int, seconds: float, ops: list[str], max_batch: int, seed: int
                     failures.append(error)
 
     threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
+    server_cpu, clients_cpu = cpu_seconds(proc.pid), cpu_seconds(os.getpid())
     t0 = time.time()
     for t in threads:
         t.start()
@@ -123,9 +130,11 @@ def soak(clients: int, seconds: float, ops: list[str], max_batch: int, seed: int
         time.sleep(min(30, seconds / 10))
         memory.append((time.time() - t0, rss_mb(proc.pid)))
     wall = time.time() - t0
+    server_cpu, clients_cpu = cpu_seconds(proc.pid) - server_cpu, cpu_seconds(os.getpid()) - clients_cpu
     proc.terminate()
     proc.wait(timeout=30)
-    return {"latencies": latencies, "failures": failures, "memory": memory, "wall": wall}
+    return {"latencies": latencies, "failures": failures, "memory": memory, "wall": wall,
+            "cpu": {"server": server_cpu, "clients": clients_cpu}}
 
 
 def report(r: dict, clients: int, seconds: float, label: str = "") -> None:
@@ -137,6 +146,8 @@ def report(r: dict, clients: int, seconds: float, label: str = "") -> None:
         values = sorted(values)
         print(f"| /{op} | {len(values)} | {len(values) / r['wall']:.2f} | {statistics.median(values):.0f} | "
               f"{values[int(0.95 * (len(values) - 1))]:.0f} |")
+    print(f"\nCPU per request: the server {1000 * r['cpu']['server'] / max(done, 1):.0f} ms, the clients "
+          f"{1000 * r['cpu']['clients'] / max(done, 1):.0f} ms (both share the {os.cpu_count()} cores)")
     print("\nserver RSS over time: " + ", ".join(f"{t:.0f} s {m:.0f} MB" for t, m in r["memory"]))
     for f in r["failures"][:10]:
         print("failed:", f)
