@@ -1,13 +1,14 @@
 """Soak test of the app as users hit it: N clients for T seconds, each looping over predict, explain and compare on
-random networks, tasks and example inputs, through gradio_client against a real `python app.py`. Prints completed
-and failed requests, throughput and p50 / p95 latency per endpoint, and the server's memory (RSS) over time. Asserts
-nothing. Every bundled network is loaded before the clock starts.
+random networks, tasks and example inputs, through gradio_client (or Gradio's curl API, `--client http`) against a
+real `python app.py`. Prints completed and failed requests, throughput and p50 / p95 latency per endpoint, the CPU
+time the server and the clients spend per request, and the server's memory (RSS) over time. Asserts nothing. Every bundled network is loaded before the clock starts.
 
     python benchmarks/soak.py --clients 8 --seconds 300
     python benchmarks/soak.py --compare-batch --clients 8 --seconds 60   # batched /predict against one by one
     python benchmarks/soak.py --ops predict --clients 1 --seconds 60     # a single client's p95
     git worktree add /tmp/mmdemo-before cb265e8^                          # the code before the speed work
     python benchmarks/soak.py --against /tmp/mmdemo-before --clients 8 --seconds 60   # its /predict against this one
+    python benchmarks/soak.py --against /tmp/mmdemo-before --client http ...           # a lighter load generator
 """
 
 from __future__ import annotations
@@ -66,16 +67,45 @@ def start_app(port: int, max_batch: int = 8, app_dir: Path = REPO) -> subprocess
     raise RuntimeError("the app did not start in 300 s")
 
 
-def soak(clients: int, seconds: float, ops: list[str], max_batch: int, seed: int = 0, app_dir: Path = REPO) -> dict:
-    """Start `python app.py` of `app_dir` (MMDEMO_MAX_BATCH=max_batch), run the clients, stop it -> latencies per
-    endpoint, failures, the server's RSS over time and the wall time."""
+class HttpClient:
+    """Gradio's HTTP API as curl uses it (upload the image, POST /gradio_api/call/<endpoint>, read its event stream):
+    the requests gradio_client makes, with less work of its own, so that a load generator on the server's own cores
+    takes less of them. Same `predict` signature as gradio_client.Client, images given as file paths."""
+
+    def __init__(self, url: str):
+        import requests
+
+        self.url, self.session = url.rstrip("/"), requests.Session()
+
+    def predict(self, image: str, *args, api_name: str):
+        with open(image, "rb") as f:
+            path = self.session.post(f"{self.url}/gradio_api/upload", files={"files": f}).json()[0]
+        data = [{"path": path, "meta": {"_type": "gradio.FileData"}}, *args]
+        event = self.session.post(f"{self.url}/gradio_api/call{api_name}", json={"data": data}).json()["event_id"]
+        with self.session.get(f"{self.url}/gradio_api/call{api_name}/{event}", stream=True) as r:
+            kind = b""
+            for line in r.iter_lines():
+                if line.startswith(b"event:"):
+                    kind = line[6:].strip()
+                elif line.startswith(b"data:") and kind in (b"complete", b"error"):
+                    if kind == b"error":
+                        raise RuntimeError(f"{api_name}: {line[5:].decode()[:200]}")
+                    return json.loads(line[5:])
+        raise RuntimeError(f"{api_name}: the event stream ended without a result")
+
+
+def soak(clients: int, seconds: float, ops: list[str], max_batch: int, seed: int = 0, app_dir: Path = REPO,
+         client_kind: str = "gradio") -> dict:
+    """Start `python app.py` of `app_dir` (MMDEMO_MAX_BATCH=max_batch), run the clients (gradio_client, or "http":
+    `HttpClient`), stop it -> latencies per endpoint, failures, the server's RSS and the CPU time of the server and
+    of the clients over the run, and the wall time."""
     from gradio_client import Client, handle_file
 
     port = free_port()
     proc = start_app(port, max_batch, app_dir)
     url = f"http://127.0.0.1:{port}/"
-    examples = [(handle_file(str(EXAMPLES / e["image"])), e["caption"])
-                for e in json.loads((EXAMPLES / "examples.json").read_text())]
+    files = [(str(EXAMPLES / e["image"]), e["caption"]) for e in json.loads((EXAMPLES / "examples.json").read_text())]
+    examples = [(handle_file(f), c) for f, c in files]
     catalogue = {}
     setup = Client(url, verbose=False)
     for task in ("mvsa-single", "mediaeval2016"):
@@ -92,12 +122,12 @@ def soak(clients: int, seconds: float, ops: list[str], max_batch: int, seed: int
 
     def client(k: int) -> None:
         rng = random.Random(seed * 1000 + k)
-        c = Client(url, verbose=False)
+        c = Client(url, verbose=False) if client_kind == "gradio" else HttpClient(url)
         n = 0
         while time.time() < stop_at:
             task = rng.choice(list(catalogue))
             model = rng.choice(catalogue[task])
-            image, caption = rng.choice(examples)
+            image, caption = rng.choice(examples if client_kind == "gradio" else files)
             n += 1
             caption = f"{caption} ({k}.{n})"  # a new input every time: the app's encoder cache never answers
             op = rng.choice(ops)
@@ -161,6 +191,9 @@ def main() -> None:
     p.add_argument("--ops", nargs="+", default=["predict", "predict", "explain", "compare"],
                    choices=["predict", "explain", "compare"], help="what each request is, drawn at random")
     p.add_argument("--max-batch", type=int, default=8, help="the app's MMDEMO_MAX_BATCH")
+    p.add_argument("--client", choices=["gradio", "http"], default="gradio",
+                   help="gradio: gradio_client threads; http: Gradio's curl API through requests (less CPU of its "
+                        "own on the cores the server uses)")
     p.add_argument("--compare-batch", action="store_true",
                    help="batched serving against one by one: predictions only, the app started with "
                         "MMDEMO_MAX_BATCH=1 and then --max-batch, the same clients and seconds, twice each in turn")
@@ -172,7 +205,7 @@ def main() -> None:
         rate = defaultdict(list)
         for round_ in range(2):
             for name, app_dir in (("before", a.against.resolve()), ("this checkout", REPO)):
-                r = soak(a.clients, a.seconds, ["predict"], a.max_batch, a.seed + round_, app_dir)
+                r = soak(a.clients, a.seconds, ["predict"], a.max_batch, a.seed + round_, app_dir, a.client)
                 report(r, a.clients, a.seconds, f"[{name}: {app_dir}, round {round_ + 1}] ")
                 rate[name].append(len(r["latencies"]["predict"]) / r["wall"])
         before, now = statistics.mean(rate["before"]), statistics.mean(rate["this checkout"])
@@ -180,12 +213,12 @@ def main() -> None:
               f"{now / before:.2f}x")
         return
     if not a.compare_batch:
-        report(soak(a.clients, a.seconds, a.ops, a.max_batch, a.seed), a.clients, a.seconds)
+        report(soak(a.clients, a.seconds, a.ops, a.max_batch, a.seed, client_kind=a.client), a.clients, a.seconds)
         return
     rate = defaultdict(list)
     for round_ in range(2):
         for batch in (1, a.max_batch):
-            r = soak(a.clients, a.seconds, ["predict"], batch, a.seed + round_)
+            r = soak(a.clients, a.seconds, ["predict"], batch, a.seed + round_, client_kind=a.client)
             report(r, a.clients, a.seconds, f"[MMDEMO_MAX_BATCH={batch}, round {round_ + 1}] ")
             rate[batch].append(len(r["latencies"]["predict"]) / r["wall"])
     one, many = statistics.mean(rate[1]), statistics.mean(rate[a.max_batch])
