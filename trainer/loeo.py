@@ -104,7 +104,7 @@ def _recipe(spec: RunSpec) -> str:
 
 
 def _train_fold(spec: RunSpec, feats: dict[str, CachedSplit], data: DatasetSplits, folds_dir: Path, name: str,
-                resume: bool, progress: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict]:
+                resume: bool, progress: bool) -> tuple[dict[str, torch.Tensor], dict]:
     """One fold -> (logits of the left-out event per head and of the validation events as "dev", with "labels" and
     "dev_labels"), the fold's entry of the report. Kept in `folds_dir/<name>.safetensors` once trained; with
     `resume`, a kept fold of the same recipe is read back, and an interrupted one continues from its state."""
