@@ -79,6 +79,10 @@ import json; b = json.load(open('runs-sweep/mvsa-single/infig/sweep-seed0.json')
 print(' '.join(f'{k}={v}' for k, v in b.items()))")
 $S --model infig --grid $grid
 $S --model infig --grid $grid queue_size=2048
+# the paper's six image-transformer layers at that point, screened on seed 0 (into the sweep's layout; they lose)
+$T train --task mvsa-single --model infig --seeds 0 --quiet --set lr=0.0003 --set epochs=10 --set patience=3 \
+  --set queue_size=2048 --set image_layers=6 \
+  --out runs-sweep/mvsa-single/infig/lr=0.0003_epochs=10_patience=3_queue_size=2048_image_layers=6
 # the chosen point is the `best` preset in mmdemo/models/infig.py (MediaEval: patience 2)
 for v in no-gam no-hfam no-gam-hfam; do
   $T train --task mvsa-single --model infig --variant $v --seeds 0 --quiet --preset best

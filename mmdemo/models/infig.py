@@ -114,7 +114,8 @@ class INFIGConfig(HeadConfig):
     hidden: int = 192
     # N_i. The paper uses 6 layers over ResNet-50's map; the HFAM reads the last M = 3, so 3 is the least that keeps
     # its three layers distinct. Every training step runs these layers twice (online, momentum) over 1 + 49 tokens,
-    # so 3 halves that cost on a CPU, and the size of the momentum copy. `--set image_layers=6` is the paper's.
+    # so 3 halves that cost on a CPU, and the size of the momentum copy. `--set image_layers=6` is the paper's; on
+    # MVSA-Single dev (seed 0, the chosen point otherwise) it scored 72.91 weighted F1 against 3 layers' 73.40.
     image_layers: int = 3
     fusion_layers: int = 3  # Sec. 4.2: 3 for MVSA-Single/-Multiple and TumEmo, 4 for HFM
     heads: int = 3  # 64 per head, as DeBERTa-base's 12 x 64
