@@ -22,9 +22,11 @@ print(' '.join(f'{k}={str(v).lower()}' for k, v in b.items()))") event_adversari
 
 # The networks' rows, on the same frozen features and default sampling as the baselines above, each with its
 # MediaEval head settings (`--preset best`, its text layers left frozen). 45 trainings each: on this 2-core CPU an
-# HGLNet fold takes 3-10 minutes, MGGF's and CACNet's about 5, MAHFNet's 13 and INFIG's 30, so these are hours to
-# days here and minutes on a GPU. `--resume` keeps every finished fold (loeo/.folds/) and the fold in training's
-# last epoch, so a run continues across interruptions.
+# HGLNet fold took 7 minutes with Sandy left out and over 20 with Nepal left out (every other event in training, about
+# 75 s an epoch, up to 30 epochs); a run on the task's split takes 4-5 minutes for MGGF and CACNet, 13 for MAHFNet
+# and 30 for INFIG, and a fold trains on more. So these are a day or more here and an hour or so on a GPU.
+# `--resume` keeps every finished fold (loeo/.folds/) and the fold in training's last epoch, so a run continues
+# across interruptions.
 for model in hglnet mggf cacnet mahfnet infig; do
   $L --model $model --preset best --unfreeze-text-layers 0 --out runs-loeo --resume
 done
