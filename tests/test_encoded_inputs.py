@@ -4,6 +4,8 @@ every call encodes afresh."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +44,17 @@ def _answer(pred):
             c.text.tolist(), c.image.tolist(), pred.tokens)
 
 
-def _count_forwards(module: torch.nn.Module, counter: dict, name: str):
-    return module.register_forward_hook(lambda *_: counter.__setitem__(name, counter.get(name, 0) + 1))
+@contextlib.contextmanager
+def encoder_calls(p: Predictor) -> Iterator[dict[str, int]]:
+    """Counts the forward passes of a predictor's text and image encoders while the block runs."""
+    calls: dict[str, int] = {}
+    hooks = [encoder.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls.get(name, 0) + 1))
+             for name, encoder in (("text", p.text_encoder), ("image", p.image_encoder))]
+    try:
+        yield calls
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 def test_every_network_reuses_one_encoder_pass_and_gives_the_uncached_answer(predictors):
@@ -58,16 +69,11 @@ def test_every_network_reuses_one_encoder_pass_and_gives_the_uncached_answer(pre
         ENCODED.size = size
     ENCODED.clear()
     any_p = next(iter(predictors.values()))
-    calls: dict[str, int] = {}
-    hooks = [_count_forwards(any_p.text_encoder, calls, "text"), _count_forwards(any_p.image_encoder, calls, "image")]
-    try:
+    with encoder_calls(any_p) as calls:
         for _ in range(2):  # the compare view, twice (a click's predict, explain, attention ask again)
             for m, p in predictors.items():
                 assert p.text_encoder is any_p.text_encoder and p.image_encoder is any_p.image_encoder
                 assert _answer(p.predict(image, CAPTION)) == fresh[m], m
-    finally:
-        for h in hooks:
-            h.remove()
     # ... and the answer of the differentiable pipeline Captum explains, which encodes exactly the layers it reads
     for m, p in predictors.items():
         inputs, _ = p.prepare(image, CAPTION)
@@ -136,13 +142,8 @@ def test_a_batch_gives_each_input_its_own_answer_and_encodes_once(predictors):
         ENCODED.clear()
         alone = [p.predict(im, c) for im, c in examples]
         ENCODED.clear()
-        calls: dict[str, int] = {}
-        hooks = [_count_forwards(p.text_encoder, calls, "text"), _count_forwards(p.image_encoder, calls, "image")]
-        try:
+        with encoder_calls(p) as calls:
             batch = p.predict_batch(images, captions)
-        finally:
-            for h in hooks:
-                h.remove()
         assert calls == {"text": 1, "image": 1}, m
         assert isinstance(batch[2], InputError) and "image" in str(batch[2]).lower(), m
         for a, b in zip(alone, batch[:2] + batch[3:]):
@@ -169,18 +170,13 @@ def test_an_explanation_holds_the_other_modality_from_the_prediction(predictors)
         p.predict(image, CAPTION)
         inputs, _ = p.prepare(image, CAPTION)
         X.grad_cam(p.pipeline, inputs, target=0)  # Grad-CAM probes the encoder's feature map once per process
-        calls: dict[str, int] = {}
-        hooks = [_count_forwards(p.text_encoder, calls, "text"), _count_forwards(p.image_encoder, calls, "image")]
-        try:
+        with encoder_calls(p) as calls:
             X.grad_cam(p.pipeline, inputs, target=0)
             X.integrated_gradients(p.pipeline, inputs, target=0, n_steps=2)
             assert "text" not in calls and calls["image"] > 0, (m, calls)
             image_calls = calls["image"]
             X.token_attributions(p.pipeline, inputs, target=0, n_steps=2)
             assert calls["image"] == image_calls and calls["text"] > 0, (m, calls)  # the words' IG: text encoder only
-        finally:
-            for h in hooks:
-                h.remove()
 
 
 def test_requests_for_several_networks_share_one_encoder_pass(predictors):
@@ -195,14 +191,8 @@ def test_requests_for_several_networks_share_one_encoder_pass(predictors):
     ENCODED.clear()
     alone = [p.predict(im, c) for p, im, c in requests]
     ENCODED.clear()
-    p0 = predictors["concat"]
-    calls: dict[str, int] = {}
-    hooks = [_count_forwards(p0.text_encoder, calls, "text"), _count_forwards(p0.image_encoder, calls, "image")]
-    try:
+    with encoder_calls(predictors["concat"]) as calls:
         together = predict_requests(requests)
-    finally:
-        for h in hooks:
-            h.remove()
     assert calls == {"text": 1, "image": 1}
     for m, a, b in zip(names, alone, together):
         assert _close(_answer(a), _answer(b)), m
@@ -225,14 +215,8 @@ def test_side_by_side_work_gives_the_one_thread_answers_and_restores_the_thread_
         torch.set_num_threads(2)
         assert side_by_side([torch.get_num_threads] * 3) == [1, 1, 1] and torch.get_num_threads() == 2
         ENCODED.clear()
-        p0 = predictors["concat"]
-        calls: dict[str, int] = {}
-        hooks = [_count_forwards(p0.text_encoder, calls, "text"), _count_forwards(p0.image_encoder, calls, "image")]
-        try:
+        with encoder_calls(predictors["concat"]) as calls:
             two = predict_requests(requests)
-        finally:
-            for h in hooks:
-                h.remove()
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
