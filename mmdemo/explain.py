@@ -53,8 +53,8 @@ def predicted_class(pipeline: Pipeline, inputs: dict[str, torch.Tensor]) -> int:
 
 def image_forward(pipeline: Pipeline, inputs: dict[str, torch.Tensor], head: str = "fused") -> Callable:
     """pixel_values [B,3,H,W] -> head logits [B,C], with this input's caption held fixed: its frozen features from
-    the click's prediction (`Pipeline.encoded`), not encoded again."""
-    text, _ = pipeline.encoded([inputs])[0]
+    the click's prediction (`Pipeline.encoded_text`), not encoded again."""
+    text = pipeline.encoded_text([inputs])[0]
 
     def forward(pixel_values: torch.Tensor) -> torch.Tensor:
         image = pipeline.encode_image(pixel_values, inputs.get("prior_image"))
@@ -65,8 +65,8 @@ def image_forward(pipeline: Pipeline, inputs: dict[str, torch.Tensor], head: str
 
 def text_forward(pipeline: Pipeline, inputs: dict[str, torch.Tensor], head: str = "fused") -> Callable:
     """(input_ids [B,L], attention_mask [B,L]) -> head logits [B,C], with this input's image held fixed (its frozen
-    features from the click's prediction, `Pipeline.encoded`)."""
-    _, image = pipeline.encoded([inputs])[0]
+    features from the click's prediction, `Pipeline.encoded_image`)."""
+    image = pipeline.encoded_image([inputs])[0]
 
     def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         text = pipeline.encode_text(input_ids, attention_mask, inputs.get("prior_text"))

@@ -66,12 +66,11 @@ class Pipeline(nn.Module):
             image.prior = prior_image.expand(pixel_values.shape[0], -1)
         return image
 
-    def encoded(self, batch: list[dict[str, torch.Tensor]], memo: dict | None = None
-                ) -> list[tuple[TextFeatures, ImageFeatures]]:
+    def encoded(self, batch: list[dict[str, torch.Tensor]]) -> list[tuple[TextFeatures, ImageFeatures]]:
         """Prepared inputs -> what `encode_text` / `encode_image` give each of them, without gradients, from ENCODED
         when the input was encoded before (by this network or another); the rest are encoded together, one pass of
         each encoder, each input keeping its own tokens."""
-        return list(zip(self.encoded_text(batch), self.encoded_image(batch, memo)))
+        return list(zip(self.encoded_text(batch), self.encoded_image(batch)))
 
     @torch.no_grad()
     def encoded_text(self, batch: list[dict[str, torch.Tensor]]) -> list[TextFeatures]:
@@ -308,11 +307,10 @@ class Predictor:
         return self.encode_batch([inputs])[0]
 
     @exclusive
-    def encode_batch(self, batch: list[dict[str, torch.Tensor]], memo: dict | None = None
-                     ) -> list[tuple[TextFeatures, ImageFeatures]]:
+    def encode_batch(self, batch: list[dict[str, torch.Tensor]]) -> list[tuple[TextFeatures, ImageFeatures]]:
         """Prepared inputs -> the frozen encoders' outputs this network reads, each input's own (`Pipeline.encoded`:
         one pass of each encoder over the inputs not seen before, by this network or another)."""
-        return self.pipeline.encoded(batch, memo)
+        return self.pipeline.encoded(batch)
 
     def _unknown_note(self, ids: list[int]) -> str:
         """A note when the tokenizer read some of the caption as [UNK] (emoji, scripts it never saw), else ""."""
