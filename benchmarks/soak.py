@@ -202,28 +202,27 @@ def main() -> None:
                         "checkpoints): its app against this one, predictions only, twice each in turn")
     a = p.parse_args()
     if a.against:
-        rate = defaultdict(list)
-        for round_ in range(2):
-            for name, app_dir in (("before", a.against.resolve()), ("this checkout", REPO)):
-                r = soak(a.clients, a.seconds, ["predict"], a.max_batch, a.seed + round_, app_dir, a.client)
-                report(r, a.clients, a.seconds, f"[{name}: {app_dir}, round {round_ + 1}] ")
-                rate[name].append(len(r["latencies"]["predict"]) / r["wall"])
-        before, now = statistics.mean(rate["before"]), statistics.mean(rate["this checkout"])
-        print(f"\n/predict throughput, {a.clients} clients: {a.against} {before:.2f}/s, this checkout {now:.2f}/s: "
-              f"{now / before:.2f}x")
+        in_turns(a, {f"before ({a.against})": {"app_dir": a.against.resolve()}, "this checkout": {}})
         return
     if not a.compare_batch:
         report(soak(a.clients, a.seconds, a.ops, a.max_batch, a.seed, client_kind=a.client), a.clients, a.seconds)
         return
+    in_turns(a, {"one by one (MMDEMO_MAX_BATCH=1)": {"max_batch": 1},
+                 f"batched (MMDEMO_MAX_BATCH={a.max_batch})": {}})
+
+
+def in_turns(a: argparse.Namespace, apps: dict[str, dict]) -> None:
+    """Two app configurations (soak keyword arguments over the command line's), predictions only, each run twice in
+    turns with the same clients and seconds; then the second's /predict throughput against the first's."""
     rate = defaultdict(list)
     for round_ in range(2):
-        for batch in (1, a.max_batch):
-            r = soak(a.clients, a.seconds, ["predict"], batch, a.seed + round_, client_kind=a.client)
-            report(r, a.clients, a.seconds, f"[MMDEMO_MAX_BATCH={batch}, round {round_ + 1}] ")
-            rate[batch].append(len(r["latencies"]["predict"]) / r["wall"])
-    one, many = statistics.mean(rate[1]), statistics.mean(rate[a.max_batch])
-    print(f"\n/predict throughput, {a.clients} clients: one by one {one:.2f}/s, batched (up to {a.max_batch}) "
-          f"{many:.2f}/s: {many / one:.2f}x")
+        for name, kwargs in apps.items():
+            options = {"max_batch": a.max_batch, "client_kind": a.client, **kwargs}
+            r = soak(a.clients, a.seconds, ["predict"], seed=a.seed + round_, **options)
+            report(r, a.clients, a.seconds, f"[{name}, round {round_ + 1}] ")
+            rate[name].append(len(r["latencies"]["predict"]) / r["wall"])
+    (first, x), (second, y) = ((name, statistics.mean(v)) for name, v in rate.items())
+    print(f"\n/predict throughput, {a.clients} clients: {first} {x:.2f}/s, {second} {y:.2f}/s: {y / x:.2f}x")
 
 
 if __name__ == "__main__":
