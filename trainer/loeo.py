@@ -28,11 +28,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .datasets import DatasetSplits, load_task_data
 from .features import CachedSplit, concat_splits
-from .loop import RunSpec, predict_split, train
+from .loop import RunSpec, predict_split, save_atomically, train
 from .metrics import compute_metrics
 
 
@@ -131,7 +131,7 @@ def _train_fold(spec: RunSpec, feats: dict[str, CachedSplit], data: DatasetSplit
              "dev_events": sorted({s.group for s in data.dev}),
              "sizes": {k: len(v) for k, v in feats.items()}, "best_epoch": record["best_epoch"],
              "dev_score": max(h[f"dev_{spec.select_metric}"] for h in record["history"])}
-    save_file({k: v.contiguous() for k, v in out.items()}, done, metadata={"recipe": recipe, "entry": json.dumps(entry)})
+    save_atomically(out, done, {"recipe": recipe, "entry": json.dumps(entry)})
     state.unlink(missing_ok=True)
     return out, entry
 

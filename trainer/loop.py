@@ -188,18 +188,23 @@ def _unflat_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 def save_train_state(path: Path, model: MultimodalClassifier, best_state: dict, optimizer, scheduler,
                      generator: torch.Generator, progress: dict, extra: nn.Module | None = None) -> None:
     """`extra`: a training-only module outside the model (the event discriminator), saved with it."""
-    from safetensors.torch import save_file
-
     opt_tensors, opt_meta = _flat_optimizer(optimizer.state_dict())
     tensors = {**{f"model.{k}": v for k, v in trained_state(model).items()},
                **({f"extra.{k}": v for k, v in extra.state_dict().items()} if extra is not None else {}),
                **{f"best.{k}": v for k, v in best_state.items()}, **opt_tensors,
                "rng.torch": torch.get_rng_state(), "rng.loader": generator.get_state()}
     meta = {"optimizer": opt_meta, "scheduler": scheduler.state_dict(), **progress}
+    save_atomically(tensors, path, {"progress": json.dumps(meta)})
+
+
+def save_atomically(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """One safetensors file, replaced whole: a kill while writing leaves the previous file (or none), never half a
+    file, which is what makes a resumable state safe to read back."""
+    from safetensors.torch import save_file
+
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp),
-              metadata={"progress": json.dumps(meta)})
-    os.replace(tmp, path)  # one file, replaced whole: the state is the last finished epoch's or the one before
+    save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
 
 
 def read_train_progress(path: Path) -> dict:
