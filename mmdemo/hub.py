@@ -88,6 +88,18 @@ def _bundle_line(metrics: dict) -> str:
             f"{b['bytes']['run'] / 2**20:.1f}), without training-only state; dev measured on this copy: {dev}.")
 
 
+def _unseen_line(config: dict) -> str:
+    """The scores on events training never saw and the temperature, when `trainer bundle` recorded them."""
+    c = config.get("calibration", {})
+    u = c.get("unseen")
+    if not u:
+        return ""
+    t = (f" Temperature {c['temperature']:.3f} ({c['fitted_on']}) divides the fused logits." if "temperature" in c
+         else " The probabilities are not calibrated.")
+    return (f"\n- **On unseen events:** {u['protocol']} ({u['events']} events, {u['seeds']} seed(s)): accuracy "
+            f"{u['accuracy']:.4f}, macro F1 {u['macro_f1']:.4f}.{t}")
+
+
 def make_model_card(config: dict, metrics: dict, command: str = "") -> ModelCard:
     """A model card with ModelCardData (license, library, tags, datasets, base models, eval results) and a
     body that says what the model is, how it was trained and evaluated, and how to load it."""
@@ -134,7 +146,7 @@ def make_model_card(config: dict, metrics: dict, command: str = "") -> ModelCard
 - **Interpretable outputs:** {outputs or 'none (a baseline)'}
 - **Unimodal predictions:** every mmdemo network also predicts from each modality alone through small auxiliary
   classifiers on its own unimodal representations, {_aux_line(config['head'])}.
-- **Selection:** best epoch on dev ({metrics.get('selected_on', 'dev')}); seed {metrics.get('seed', '?')}.{_bundle_line(metrics)}
+- **Selection:** best epoch on dev ({metrics.get('selected_on', 'dev')}); seed {metrics.get('seed', '?')}.{_bundle_line(metrics)}{_unseen_line(config)}
 
 ## Evaluation
 

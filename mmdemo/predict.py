@@ -268,9 +268,11 @@ class Predictor:
         unseen = c.get("unseen")
         if not unseen:
             return ""
-        return (f"On events it never saw ({unseen['protocol']}, {unseen['events']} events) this network scores "
-                f"{unseen['accuracy']:.0%} accuracy, macro F1 {unseen['macro_f1']:.2f}; its fused probabilities are "
-                f"calibrated (temperature {self.temperature:.2f}, fitted on held-out validation events).")
+        trust = (f"its fused probabilities are calibrated (temperature {self.temperature:.2f}, fitted on held-out "
+                 f"validation events)" if "temperature" in c else
+                 "its probabilities are not calibrated: read them as scores, not chances")
+        return (f"On events it never saw ({unseen['protocol']}: {unseen['events']} events) this network scores "
+                f"{unseen['accuracy']:.0%} accuracy, macro F1 {unseen['macro_f1']:.2f}; {trust}.")
 
     @exclusive
     def prepare(self, image, caption, memo: dict | None = None) -> tuple[dict[str, torch.Tensor], list[str]]:

@@ -642,6 +642,9 @@ def _short(path: Path) -> str:
 def _metrics_table(metrics: dict) -> str:
     test = metrics.get("test", {})
     heads = [h for h in HEADS if isinstance(test.get(h), dict)]
+    if not heads and metrics.get("data", {}).get("sizes", {}).get("test") == 0:
+        return ("_No test part: this checkpoint was trained on every event but its validation events "
+                "(`--protocol all-events`); its score on unseen events is in the model card below._")
     if not heads:
         return "_No test metrics recorded in metrics.json._"
     names = [k for k in ("accuracy", "weighted_f1", "macro_f1", *MULTI_LABEL_COLUMNS) if any(k in test[h] for h in heads)]

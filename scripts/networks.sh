@@ -83,6 +83,9 @@ $S --model infig --grid $grid queue_size=2048
 $T train --task mvsa-single --model infig --seeds 0 --quiet --set lr=0.0003 --set epochs=10 --set patience=3 \
   --set queue_size=2048 --set image_layers=6 \
   --out runs-sweep/mvsa-single/infig/lr=0.0003_epochs=10_patience=3_queue_size=2048_image_layers=6
+# and a lower learning rate there, toward the paper's 2e-5, screened the same way (it loses too)
+$T train --task mvsa-single --model infig --seeds 0 --quiet --set lr=0.0001 --set epochs=10 --set patience=3 \
+  --set queue_size=2048 --out runs-sweep/mvsa-single/infig/lr=0.0001_epochs=10_patience=3_queue_size=2048
 # the chosen point is the `best` preset in mmdemo/models/infig.py (MediaEval: patience 2)
 for v in no-gam no-hfam no-gam-hfam; do
   $T train --task mvsa-single --model infig --variant $v --seeds 0 --quiet --preset best

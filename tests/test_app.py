@@ -298,6 +298,13 @@ def test_model_panel_and_model_list(client):
     assert [c[0] for c in models["choices"]] == ["concat", "text-only"] and models["value"] == "concat"
 
 
+def test_a_checkpoint_without_a_test_part_says_why():
+    from mmdemo.ui import _metrics_table
+
+    assert "No test part" in _metrics_table({"dev": {}, "data": {"sizes": {"train": 9, "dev": 3, "test": 0}}})
+    assert "No test metrics recorded" in _metrics_table({})
+
+
 def test_unknown_model_is_a_message(server, client):
     status = html.unescape(_predict(client, EXAMPLE, "hello", model="hglnet-missing")[5])
     assert "no checkpoint for task 'mvsa-single' and model 'hglnet-missing'" in status

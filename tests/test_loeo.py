@@ -13,7 +13,7 @@ from mmdemo.encoders import ImageFeatures
 from trainer.adversarial import reverse_gradient
 from trainer.datasets import load_task_data
 from trainer.features import concat_splits
-from trainer.loeo import calibration_error, fit_temperature, fold, fold_events
+from trainer.loeo import all_events_split, calibration_error, fit_temperature, fold, fold_events
 from trainer.loop import blank_images, sample_weights
 from trainer.results import render
 from trainer.run import train_task
@@ -34,6 +34,14 @@ def test_every_fold_of_the_real_task_keeps_events_and_images_apart():
         assert {s.group for s in f.test} == {event}
         assert f.dev and f.train and len({s.label for s in f.dev}) == 2  # validation events have both classes
         assert len(f.train) + len(f.dev) + len(f.test) == sum(len(s) for s in data.splits().values())
+    # validation events named in order: each fold takes the first two it does not leave out
+    f = fold("mediaeval2016", "nepal", validation=("nepal", "boston", "eclipse"))
+    assert_group_disjoint(f)
+    assert {s.group for s in f.dev} == {"boston", "eclipse"} and {s.group for s in f.test} == {"nepal"}
+    everything = all_events_split("mediaeval2016")  # what a bundled checkpoint trains on: no event left out
+    assert_group_disjoint(everything)
+    assert not everything.test and {s.group for s in everything.dev} == {"eclipse", "garissa"}
+    assert len(everything.train) + len(everything.dev) == sum(len(s) for s in data.splits().values())
 
 
 def test_subset_of_the_concatenated_splits_gives_each_sample_back(tmp_path, tiny_encoders):
@@ -118,6 +126,13 @@ def test_loeo_trains_every_fold_and_pools_each_post_once(tmp_path):
     assert "| concat | 2 |" in table and "| malaysia | 3 | fake |" in table and "| sandy | 12 | fake, real |" in table
     with pytest.raises(ValueError, match="protocol"):
         train_task("mediaeval2016", "concat", [0], data_dir=str(root), protocol="kfold")
+    train_task("mediaeval2016", "concat", [0], data_dir=str(root), out=tmp_path / "other", text_encoder="tiny-bert",
+               image_encoder="tiny-resnet", cache_dir=tmp_path / "cache", max_length=16,
+               overrides={"epochs": 1, "batch_size": 8}, progress=False, protocol="loeo",
+               validation_events=("nepal", "boston", "eclipse"))
+    other = json.loads((tmp_path / "other" / "mediaeval2016" / "concat" / "loeo" / "loeo.json").read_text())
+    assert other["per_event"]["sandy"]["dev_events"] == ["boston", "nepal"]
+    assert other["per_event"]["nepal"]["dev_events"] == ["boston", "eclipse"]
 
 
 def test_an_interrupted_loeo_run_resumes_from_its_finished_folds(tmp_path, monkeypatch):
@@ -210,12 +225,32 @@ def test_bundle_carries_the_loeo_calibration_into_the_app(tmp_path):
     train_task("mediaeval2016", "concat", [0], protocol="loeo", image_cap=2, **common)
     report = tmp_path / "runs" / "mediaeval2016" / "concat" / "loeo" / "loeo.json"
     plain = train_task("mediaeval2016", "concat", [0], **common)[0]  # another recipe: no image cap
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "kept.txt").write_text("what was bundled before")
     with pytest.raises(ValueError, match="image_cap 0 here, 2 there"):
         bundle(plain.parent, tmp_path / "bad", compact=False, calibration=report)
-    run = train_task("mediaeval2016", "concat", [0], image_cap=2, **{**common, "out": tmp_path / "capped"})[0]
+    assert (tmp_path / "bad" / "kept.txt").is_file()  # a refused report replaces nothing
+    # without a report, a run of the task's split is bundled with its held-out test events' scores, uncalibrated
+    bundle(plain.parent, tmp_path / "plain", compact=False)
+    held_out = json.loads((tmp_path / "plain" / "config.json").read_text())["calibration"]
+    test = json.loads((plain / "metrics.json").read_text())["test"]["fused"]
+    assert "temperature" not in held_out and held_out["unseen"]["events"] == 2
+    assert "malaysia, nepal" in held_out["unseen"]["protocol"] and held_out["unseen"]["macro_f1"] == test["macro_f1"]
+    assert "not calibrated" in Predictor.from_checkpoint(tmp_path / "plain").reliability
+    # the checkpoint of the measured recipe trains on every event but the validation ones, and has no test part
+    run = train_task("mediaeval2016", "concat", [0], image_cap=2, protocol="all-events",
+                     **{**common, "out": tmp_path / "capped"})[0]
+    assert run == tmp_path / "capped" / "mediaeval2016" / "concat" / "all-events" / "seed0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "test" not in metrics and metrics["data"]["sizes"]["test"] == 0
+    assert metrics["data"]["groups"] == {"train": ["boston", "malaysia", "nepal", "sandy"],
+                                         "dev": ["eclipse", "garissa"], "test": []}
     dest = tmp_path / "checkpoints" / "mediaeval2016" / "concat"
     bundle(run.parent, dest, compact=False, calibration=report)
+    assert "On unseen events:** leave-one-event-out (6 events" in (dest / "README.md").read_text()
     calibration = json.loads((dest / "config.json").read_text())["calibration"]
+    bundle(dest, dest, compact=False)  # bundled again in place without a report: the LOEO note stays
+    assert json.loads((dest / "config.json").read_text())["calibration"] == calibration
     loeo = json.loads(report.read_text())
     assert calibration["temperature"] == loeo["calibration"]["temperature"]["mean"]
     assert calibration["unseen"]["macro_f1"] == loeo["pooled"]["fused"]["macro_f1"]["mean"]
@@ -279,3 +314,11 @@ def test_loeo_sweep_chooses_options_by_the_validation_folds_never_the_left_out_e
                             protocol="loeo")
     assert started == [] and again["best"] == {"image_cap": 1} and len(again["points"]) == 2
     assert sweep_mod._earlier_points(out / "mediaeval2016" / "concat" / "sweep.json", [0, 1], set(), "split") == ([], [])
+    # other validation events: passed to every run, recorded, and never ranked with the points of the default ones
+    started.clear()
+    other = sweep_mod.sweep("mediaeval2016", "concat", {"image_cap": [1]}, [0, 1], tmp_path / "other",
+                            protocol="loeo", validation_events=("nepal", "boston"))
+    assert started[0][started[0].index("--validation-events") + 1] == "nepal,boston"
+    assert other["validation_events"] == ["nepal", "boston"]
+    assert sweep_mod._earlier_points(out / "mediaeval2016" / "concat" / "sweep.json", [0, 1], set(), "loeo",
+                                     ("nepal", "boston")) == ([], [])

@@ -84,7 +84,8 @@ def cmd_train(a) -> None:
                if v is not None}
     dirs = train_task(a.task, a.model, a.seeds, a.variant, a.data_dir, a.out, overrides=overrides,
                       max_length=a.max_length, cache_dir=a.cache_dir, progress=not a.quiet, resume=a.resume,
-                      protocol=a.protocol, **options)
+                      protocol=a.protocol, validation_events=tuple(e for e in a.validation_events.split(",") if e),
+                      **options)
     if a.push_to_hub:
         from .run import best_seed_dir
 
@@ -127,7 +128,7 @@ def cmd_sweep(a) -> None:
 
     grid = {k: [_value(v) for v in values.split(",")] for k, values in _pairs(a.grid, "--grid", "key=v1,v2,...").items()}
     result = sweep(a.task, a.model, grid, a.seeds, a.out, a.variant, a.jobs, a.threads, resume=a.resume,
-                   protocol=a.protocol)
+                   protocol=a.protocol, validation_events=tuple(e for e in a.validation_events.split(",") if e))
     print(sweep_table(result))
     print("best (dev):", json.dumps(result["best"]))
     if a.promote:
@@ -311,9 +312,14 @@ def main(argv: list[str] | None = None) -> None:
                         "events on the fused representation, through gradient reversal; trainer/adversarial.py)")
     p.add_argument("--image-dropout", type=float, default=None, metavar="P",
                    help="replace each training post's image by the blank one with probability P (modality dropout)")
-    p.add_argument("--protocol", default="split", choices=["split", "loeo"],
+    p.add_argument("--protocol", default="split", choices=["split", "loeo", "all-events"],
                    help="split: the task's train / dev / test; loeo: leave one event out, every event in turn "
-                        "(trainer/loeo.py; writes loeo.json)")
+                        "(trainer/loeo.py; writes loeo.json); all-events: every event but the validation events, "
+                        "which choose the epoch, and no test part: the checkpoint to bundle with the loeo report of "
+                        "the same recipe (trainer bundle --calibration)")
+    p.add_argument("--validation-events", default="", metavar="E1,E2,...",
+                   help="loeo / all-events: the events that may validate, in order; a fold takes the first two it "
+                        "does not leave out (default: the task reader's, MediaEval: eclipse, garissa, boston)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: all cores); 1 is fastest for small heads")
     _encoder_args(p)
     p.set_defaults(fn=cmd_train, text_encoder=None, image_encoder=None)  # None: the preset's, else the default
@@ -364,6 +370,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--protocol", choices=("split", "loeo"), default="split",
                    help="split: each point x seed on the task's split, ranked by mean dev score; loeo: each point one "
                         "leave-one-event-out run over the seeds, ranked by its validation folds (never a left-out event)")
+    p.add_argument("--validation-events", default="", metavar="E1,E2,...",
+                   help="loeo: the events that may validate, in order (as for train)")
     p.set_defaults(fn=cmd_sweep)
 
     p = sub.add_parser("bundle", help="copy the best-on-dev seed into checkpoints/<task>/<model>")
@@ -378,8 +386,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="a leave-one-event-out report of the same recipe (train --protocol loeo): its temperature "
                         "and unseen-event scores go into the checkpoint, and the app shows them")
     p.add_argument("--checkpoint", type=Path, default=None, metavar="DIR",
-                   help="bundle this checkpoint instead of the best seed of --runs (it may be the bundled one "
-                        "itself: `--checkpoint checkpoints/TASK/MODEL --lora-rank R` shrinks it in place)")
+                   help="bundle this checkpoint, or the best seed of this run directory, instead of the best seed "
+                        "of --runs (it may be the bundled one itself: `--checkpoint checkpoints/TASK/MODEL --lora-rank "
+                        "R` shrinks it in place; without --lora-rank only its notes and card are made anew)")
     p.add_argument("--lora-rank", type=int, default=0, metavar="R",
                    help="a run that tuned whole text blocks is bundled as rank-R LoRA adapters on the pretrained "
                         "blocks: each weight's change cut to its top R singular directions (dev is re-measured)")

@@ -24,6 +24,7 @@ import hashlib
 import json
 import shutil
 import statistics
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -45,18 +46,28 @@ def fold_events(data: DatasetSplits) -> list[str]:
     return sorted(sizes, key=lambda e: (-sizes[e], e))
 
 
-def fold(task: str, event: str, data_dir: str | None = None) -> DatasetSplits:
-    """The reader's leave-one-event-out split for `event`, checked: the three parts share no event and no image."""
-    data = load_task_data(task, data_dir, leave_out=event)
+def fold(task: str, event: str, data_dir: str | None = None, validation: Sequence[str] = ()) -> DatasetSplits:
+    """The reader's leave-one-event-out split for `event`, checked: the three parts share no event and no image.
+    `event=""` leaves no event out (`all_events_split`). `validation`: the events that may validate, in order (the
+    first two that are not `event`); empty: the reader's own."""
+    data = load_task_data(task, data_dir, leave_out=event, **({"validation_events": tuple(validation)} if validation
+                                                               else {}))
     parts = data.splits()
     for a, b in (("train", "dev"), ("train", "test"), ("dev", "test")):
         events = {s.group for s in parts[a]} & {s.group for s in parts[b]}
         images = {s.image for s in parts[a]} & {s.image for s in parts[b]} - {None}
         if events or images:
             raise ValueError(f"fold {event}: {a} and {b} share events {sorted(events)} / {len(images)} images")
-    if {s.group for s in parts["test"]} != {event}:
+    if {s.group for s in parts["test"]} != ({event} if event else set()):
         raise ValueError(f"fold {event}: its test part is not exactly that event")
     return data
+
+
+def all_events_split(task: str, data_dir: str | None = None, validation: Sequence[str] = ()) -> DatasetSplits:
+    """What the checkpoint of a recipe measured by leave-one-event-out trains on (`--protocol all-events`): every
+    event but the validation events, which choose the epoch as in every fold; no test part, since the LOEO report
+    is this recipe's measure on events never seen."""
+    return fold(task, "", data_dir, validation)
 
 
 def cut(pool: CachedSplit, data: DatasetSplits) -> dict[str, CachedSplit]:
@@ -138,13 +149,14 @@ def _train_fold(spec: RunSpec, feats: dict[str, CachedSplit], data: DatasetSplit
 
 def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out: Path,
              data_dir: str | None = None, events: list[str] | None = None, progress: bool = False,
-             resume: bool = False) -> dict:
+             resume: bool = False, validation: Sequence[str] = ()) -> dict:
     """Train `spec` once per fold and seed; write and return the LOEO report: per seed the pooled test metrics
     over all folds (fused, text-only and image-only heads) and per event its test metrics, with mean ± std over
     seeds of the pooled accuracy / macro F1 / per-class F1 and of each event's accuracy. `resume`: the folds an
-    interrupted run finished are read back (module docstring)."""
+    interrupted run finished are read back (module docstring). `validation`: the events that may validate a fold
+    (`fold`); each fold's are recorded in the report."""
     events = events or fold_events(load_task_data(task, data_dir))
-    splits = {e: fold(task, e, data_dir) for e in events}  # read once; the features are cut per run (memory)
+    splits = {e: fold(task, e, data_dir, validation) for e in events}  # read once; the features are cut per run (memory)
     folds_dir = out / ".folds"
     per_seed, folds, calibration = {}, {}, {}
     for seed in seeds:
@@ -215,6 +227,12 @@ def calibration_entry(report: dict, config: dict, record: dict) -> dict:
             **{k: config["head"][k] for k in opts if k in config.get("head", {})}}
     theirs = {"model": report["model"], "variant": report["variant"], **opts}
     differ = {k: (mine[k], theirs.get(k)) for k in mine if theirs.get(k, mine[k]) != mine[k]}
+    groups = record.get("data", {}).get("groups", {})
+    if groups and not groups["test"]:  # trained on all events: validated on the events most of the folds validate on
+        folds = [tuple(e["dev_events"]) for e in report["per_event"].values()]
+        usual = max(set(folds), key=folds.count)
+        if tuple(groups["dev"]) != usual:
+            differ["validation events"] = (groups["dev"], list(usual))
     if differ:
         raise ValueError("the leave-one-event-out report measured another recipe than this checkpoint's: "
                          + ", ".join(f"{k} {a!r} here, {b!r} there" for k, (a, b) in differ.items()))
@@ -225,6 +243,18 @@ def calibration_entry(report: dict, config: dict, record: dict) -> dict:
             "fitted_on": "the validation events of every leave-one-event-out fold",
             "unseen": {"protocol": "leave-one-event-out", "events": len(report["events"]), "seeds": len(report["seeds"]),
                        "accuracy": fused["accuracy"]["mean"], "macro_f1": fused["macro_f1"]["mean"]}}
+
+
+def held_out_entry(metrics: dict, groups: dict[str, list[str]] | None) -> dict:
+    """What `trainer bundle` writes into config.json when no leave-one-event-out report of the recipe is given, for a
+    single-label checkpoint whose test part is whole events that training never saw (MediaEval's default split):
+    those events' scores, and no temperature (the probabilities stay as trained). {} for any other checkpoint."""
+    test, seen = set((groups or {}).get("test", [])), set((groups or {}).get("train", []))
+    if not test or test & seen or "test" not in metrics or metrics["test"]["fused"].get("macro_f1") is None:
+        return {}
+    fused = metrics["test"]["fused"]
+    return {"unseen": {"protocol": "the task's held-out test events, " + ", ".join(sorted(test)), "events": len(test),
+                       "seeds": 1, "accuracy": fused["accuracy"], "macro_f1": fused["macro_f1"]}}
 
 
 def pooled_features(feats: dict[str, CachedSplit], data: DatasetSplits) -> CachedSplit:

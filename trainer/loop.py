@@ -286,7 +286,7 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True,
         finetune_text_layers=spec.finetune_text_layers, data_version=spec.data_version, ordinal=spec.ordinal,
         prior_encoder=spec.prior_encoder, lora_rank=spec.lora_rank)
     cfg = model.head_config
-    for split in feats.values():  # fail before training, not at the first evaluation
+    for split in (s for s in feats.values() if len(s)):  # fail before training, not at the first evaluation
         require_captions(model, split)
         model_batch(model, split, torch.tensor([0]))
     model.head.fit(fit_data(model, feats["train"]))  # statistics fitted on train, saved with the head

@@ -57,6 +57,39 @@ def table(runs: Path | list[Path], split: str = "test", head: str = "fused", tas
     return "\n".join(lines) if lines else f"no metrics.json with dev and test under {', '.join(map(str, roots))}"
 
 
+def _split_groups(metrics: dict, config: dict) -> dict | None:
+    """The sample groups of each split the checkpoint was trained and tested on: recorded in its metrics.json, or,
+    for a run from before they were, read from the task's data when that is the version it was trained on."""
+    if "groups" in metrics.get("data", {}):
+        return metrics["data"]["groups"]
+    from .datasets import load_task_data
+    from .run import split_groups
+
+    try:
+        data = load_task_data(config["task"])
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
+    return split_groups(data).get("groups") if data.version == config.get("data_version") else None
+
+
+def _own_dev(model, metrics: dict):
+    """The dev features the checkpoint was selected on: the task's dev split, or, for a run that recorded its split's
+    groups (MediaEval events: a LOEO-style run validates on other events), the samples of its own dev groups."""
+    from .run import checkpoint_features
+
+    groups = metrics.get("data", {}).get("groups")
+    if not groups:
+        return checkpoint_features(model, splits=("dev",))["dev"]
+    import torch
+
+    from .datasets import load_task_data
+    from .loeo import pooled_features
+
+    pool = pooled_features(checkpoint_features(model), load_task_data(model.task))
+    wanted = set(groups["dev"])
+    return pool.subset(torch.tensor([i for i, g in enumerate(pool.groups) if g in wanted], dtype=torch.long))
+
+
 def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None, calibration: Path | None = None,
            lora_rank: int = 0) -> tuple[Path, str]:
     """Copy the best-on-dev seed of a run (or `run_dir` itself, when it is a checkpoint) into the bundled
@@ -65,7 +98,8 @@ def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None, calibratio
     (`compact_checkpoint`); the dev metrics of the compact copy are measured (on `dev`, a CachedSplit, else the
     task's cached dev features) and recorded in its metrics.json ("bundle"), beside the run's float32 ones.
     `calibration`: a leave-one-event-out report of this recipe (loeo.json), whose temperature and unseen-event
-    scores go into config.json, where the app reads them. `lora_rank` r > 0: a run
+    scores go into config.json, where the app reads them; without one, a checkpoint whose test part held out whole
+    events gets those events' scores there instead (`trainer.loeo.held_out_entry`). `lora_rank` r > 0: a run
     that tuned whole text blocks is bundled as rank-r LoRA adapters on the pretrained blocks instead
     (`MultimodalClassifier.as_lora`), a fraction of the size; its dev metrics are measured as for `compact`."""
     import torch
@@ -75,12 +109,25 @@ def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None, calibratio
     from mmdemo.hub import make_model_card
 
     from .loop import evaluate
-    from .run import best_seed_dir, checkpoint_features, checkpoint_selection_metric
+    from .run import best_seed_dir, checkpoint_selection_metric
 
     if (run_dir / CONFIG_FILE).is_file():  # a checkpoint itself (e.g. a bundled one, re-bundled in place)
         best, metric = run_dir, checkpoint_selection_metric(run_dir)
     else:
         best, metric = best_seed_dir(run_dir)
+    # A bundled checkpoint bundled again in place with no new adapters keeps its weights and their record; only its
+    # notes (calibration or held-out events' scores) and its card are made anew.
+    notes_only = best.resolve() == dest.resolve() and "bundle" in read_metrics(best) and not lora_rank
+    # the notes first: a report of another recipe is refused before anything at dest is replaced
+    from .loeo import calibration_entry, held_out_entry
+
+    config, metrics = read_config(best), read_metrics(best)
+    if calibration is not None:
+        config["calibration"] = calibration_entry(json.loads(Path(calibration).read_text()), config, metrics)
+    elif "temperature" not in config.get("calibration", {}):  # a LOEO note stays until another report replaces it
+        config["calibration"] = held_out_entry(metrics, _split_groups(metrics, config))
+        if not config["calibration"]:
+            del config["calibration"]
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))  # dest may be the source
     try:
@@ -88,23 +135,18 @@ def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None, calibratio
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(staging / "copy", dest)
-        metrics, copied = read_metrics(dest), (dest / WEIGHTS_FILE).stat().st_size
-        if calibration is not None:
-            from .loeo import calibration_entry
-
-            config = read_config(dest)
-            config["calibration"] = calibration_entry(json.loads(Path(calibration).read_text()), config, metrics)
-            (dest / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        copied = (dest / WEIGHTS_FILE).stat().st_size
+        (dest / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if lora_rank:  # the adapters' weights and config replace the whole blocks'; the plots and the rest stay
             small = save_checkpoint(load_checkpoint(dest).as_lora(lora_rank), staging / "lora")
             for name in (CONFIG_FILE, WEIGHTS_FILE):
                 os.replace(small / name, dest / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if compact:
+    if compact and not notes_only:
         _, after = compact_checkpoint(dest, torch.float16)
         model = load_checkpoint(dest)
-        split = dev if dev is not None else checkpoint_features(model, splits=("dev",))["dev"]
+        split = dev if dev is not None else _own_dev(model, metrics)
         fused = evaluate(model, split)["fused"]
         metrics["bundle"] = {"dtype": "float16", "bytes": {"run": copied, "bundled": after},
                              **({"lora_rank": lora_rank} if lora_rank else {}),

@@ -26,6 +26,9 @@ from .loop import RunSpec, evaluate, train
 from .metrics import plot_confusion, plot_curves, selection_metric
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# split: the task's train / dev / test; loeo: leave one event out, every event in turn; all-events: every event but
+# the validation events, nothing held out (the checkpoint of a recipe that loeo measured)
+PROTOCOLS = ("split", "loeo", "all-events")
 
 
 def run_name(model: str, variant: str = "") -> str:
@@ -67,13 +70,22 @@ def checkpoint_features(model: MultimodalClassifier, data_dir: str | None = None
     return feats
 
 
+def split_groups(data: DatasetSplits) -> dict:
+    """{"groups": {split: its sample groups}} for a task whose samples have groups (MediaEval: the events), else {}:
+    what tells later whether the test part held out whole events (`trainer.loeo.held_out_entry`)."""
+    groups = {k: sorted({s.group for s in v} - {None}) for k, v in data.splits().items()}
+    return {"groups": groups} if any(groups.values()) else {}
+
+
 def write_run(model: MultimodalClassifier, record: dict, feats: dict[str, CachedSplit], data: DatasetSplits,
               out_dir: Path, seed: int, command: str) -> dict:
-    """Evaluate on dev and test (the only place test is touched) and write the checkpoint directory."""
+    """Evaluate on dev and test (the only place test is touched) and write the checkpoint directory. A split with
+    no test part (`--protocol all-events`) records dev only."""
+    tested = len(feats["test"]) > 0
     metrics = {
         "task": model.task, "model": model.model_name, "variant": model.variant, "seed": seed,
-        "dev": evaluate(model, feats["dev"]), "test": evaluate(model, feats["test"]),
-        "data": {"version": data.version, "sizes": {k: len(v) for k, v in feats.items()},
+        "dev": evaluate(model, feats["dev"]), **({"test": evaluate(model, feats["test"])} if tested else {}),
+        "data": {"version": data.version, "sizes": {k: len(v) for k, v in feats.items()}, **split_groups(data),
                  "skipped_by_reader": data.skipped, "skipped_unreadable": {k: v.skipped for k, v in feats.items()}},
         "command": command, **{k: v for k, v in record.items()},
     }
@@ -82,7 +94,9 @@ def write_run(model: MultimodalClassifier, record: dict, feats: dict[str, Cached
     card.save(out_dir / "README.md")
     title = f"{model.task} / {run_name(model.model_name, model.variant)} / seed {seed}"
     if not model.multi_label:
-        plot_confusion(metrics["test"]["fused"]["confusion_matrix"], model.labels, out_dir / "confusion.png", f"{title} (test)")
+        shown = "test" if tested else "dev"
+        plot_confusion(metrics[shown]["fused"]["confusion_matrix"], model.labels, out_dir / "confusion.png",
+                       f"{title} ({shown})")
     plot_curves(record["history"], record["selected_on"].split()[1], out_dir / "curves.png", title)
     return metrics
 
@@ -93,14 +107,20 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
                overrides: dict | None = None, max_length: int = 64, cache_dir: Path | None = None,
                progress: bool = True, finetune_text_layers: int = 0, encoder_lr: float = 2e-5,
                lora_rank: int = 0, resume: bool = False, image_cap: int = 0, balance_groups: bool = False,
-               event_adversarial: float = 0.0, image_dropout: float = 0.0, protocol: str = "split") -> list[Path]:
+               event_adversarial: float = 0.0, image_dropout: float = 0.0, protocol: str = "split",
+               validation_events: tuple[str, ...] = ()) -> list[Path]:
     """Train one run per seed into <out>/<task>/<model>[-<variant>]/seed<k>/. Each run keeps its state beside that
     directory after every epoch (`.seed<k>.state.safetensors`); with `resume`, a run whose state is there continues
     from its last finished epoch (a finished run's state is removed). `protocol="loeo"`: leave-one-event-out
     instead (trainer/loeo.py), its report in <out>/<task>/<model>[-<variant>]/loeo/loeo.json (`resume`: the folds
-    an interrupted run finished are kept, and the fold it was training continues from its last finished epoch)."""
-    if protocol not in ("split", "loeo"):
-        raise ValueError(f"protocol {protocol!r}: 'split' (the task's train / dev / test) or 'loeo'")
+    an interrupted run finished are kept, and the fold it was training continues from its last finished epoch).
+    `protocol="all-events"`: the checkpoint of a recipe that LOEO measured, trained on every event but the
+    validation events (which choose the epoch) into <out>/<task>/<model>[-<variant>]/all-events/seed<k>/, with no
+    test part: `trainer bundle --calibration` then adds the LOEO report's temperature and unseen-event scores.
+    `validation_events` (loeo, all-events): the events that may validate, in order (a fold takes the first two that
+    it does not leave out); empty: the task reader's."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol {protocol!r}: one of {', '.join(PROTOCOLS)}")
     entry = get_model(model)
     needs = entry.head.needs(entry.config(overrides, variant))  # fails fast on unknown model / variant / field
     t = get_task(task)
@@ -127,16 +147,23 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
 
         out_dir = out / task / run_name(model, variant) / "loeo"
         report = run_loeo(task, base, pooled_features(feats, data), seeds, out_dir, data_dir, progress=progress,
-                          resume=resume)
+                          resume=resume, validation=validation_events)
         fused = report["pooled"]["fused"]
         print(f"{task} {run_name(model, variant)} leave-one-event-out, seeds {seeds}: pooled accuracy "
               f"{fused['accuracy']['mean']:.4f} ± {fused['accuracy']['std']:.4f}, macro F1 {fused['macro_f1']['mean']:.4f}"
               f" ± {fused['macro_f1']['std']:.4f} -> {out_dir / 'loeo.json'}", flush=True)
         return [out_dir]
+    root = out / task / run_name(model, variant)
+    if protocol == "all-events":
+        from .loeo import all_events_split, cut, pooled_features
+
+        everything = all_events_split(task, data_dir, validation_events)
+        feats, data = cut(pooled_features(feats, data), everything), everything
+        base, root = replace(base, data_version=data.version), root / "all-events"
     written = []
     for seed in seeds:
         spec = replace(base, seed=seed)
-        out_dir = out / task / run_name(model, variant) / f"seed{seed}"
+        out_dir = root / f"seed{seed}"
         state = out_dir.with_name(f".{out_dir.name}.state.safetensors")
         state.parent.mkdir(parents=True, exist_ok=True)
         if not resume:
@@ -146,10 +173,10 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
         clf, record = train(spec, feats, progress=progress, state_path=state)
         m = write_run(clf, record, feats, data, out_dir, seed, command)
         state.unlink(missing_ok=True)
-        fused = m["test"]["fused"]
         key = "accuracy" if not data.multi_label else "precision@1"
+        tested = f"test {key} {m['test']['fused'][key]:.4f}" if "test" in m else "no test part"
         print(f"{task} {run_name(model, variant)} seed {seed}: dev {metric} {m['dev']['fused'][metric]:.4f} | "
-              f"test {key} {fused[key]:.4f} | best epoch {record['best_epoch']}/{record['epochs_run']} | "
+              f"{tested} | best epoch {record['best_epoch']}/{record['epochs_run']} | "
               f"{record['train_seconds']:.0f}s -> {out_dir}", flush=True)
         written.append(out_dir)
     return written

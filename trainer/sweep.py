@@ -62,10 +62,11 @@ def best_args(sweep_json: Path) -> str:
 
 
 def _train_command(task: str, model: str, variant: str, point: dict, seeds: list[int], out: Path, threads: int,
-                   protocol: str = "split") -> list[str]:
+                   protocol: str = "split", validation_events: tuple[str, ...] = ()) -> list[str]:
     cmd = [sys.executable, "-m", "trainer", "train", "--task", task, "--model", model,
            "--seeds", *map(str, seeds), "--out", str(out), "--threads", str(threads), "--quiet", *point_args(point)]
-    return cmd + (["--variant", variant] if variant else []) + (["--protocol", protocol] if protocol != "split" else [])
+    return (cmd + (["--variant", variant] if variant else []) + (["--protocol", protocol] if protocol != "split" else [])
+            + (["--validation-events", ",".join(validation_events)] if validation_events else []))
 
 
 def point_scores(run_dir: Path, protocol: str = "split") -> tuple[list[float], str]:
@@ -78,23 +79,28 @@ def point_scores(run_dir: Path, protocol: str = "split") -> tuple[list[float], s
     return list(by_seed.values()), metric
 
 
-def _earlier_points(path: Path, seeds: list[int], tags: set[str], protocol: str = "split") -> tuple[list[dict], list[dict]]:
-    """(grids, rows) of an earlier sweep.json over the same seeds and protocol, minus the points being retrained."""
+def _earlier_points(path: Path, seeds: list[int], tags: set[str], protocol: str = "split",
+                    validation_events: tuple[str, ...] = ()) -> tuple[list[dict], list[dict]]:
+    """(grids, rows) of an earlier sweep.json over the same seeds, protocol and validation events, minus the points
+    being retrained."""
     if not path.is_file():
         return [], []
     old = json.loads(path.read_text())
-    if old["seeds"] != seeds or old.get("protocol", "split") != protocol:
+    if (old["seeds"] != seeds or old.get("protocol", "split") != protocol
+            or old.get("validation_events", []) != list(validation_events)):
         return [], []
     grids = old.get("grids") or [old["grid"]]
     return grids, [r for r in old["points"] if r["tag"] not in tags]
 
 
 def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: Path, variant: str = "",
-          jobs: int = 1, threads: int = 1, resume: bool = False, protocol: str = "split") -> dict:
+          jobs: int = 1, threads: int = 1, resume: bool = False, protocol: str = "split",
+          validation_events: tuple[str, ...] = ()) -> dict:
     """Train every (point, seed) and rank the points (with those of an earlier sweep of the same model, seeds and
     protocol) by mean dev score. Returns the sweep.json content. `resume`: runs that finished are kept, not trained
     again, and interrupted ones continue from their last finished epoch. protocol "loeo": one leave-one-event-out
-    run per point (all seeds), ranked by its validation folds."""
+    run per point (all seeds), ranked by its validation folds (`validation_events`: which events may validate, as
+    for `train --validation-events`)."""
     points = grid_points(grid)
     root = out / task / run_name(model, variant)
     # a leave-one-event-out run trains every seed on every fold; its report is written when all are done
@@ -108,7 +114,7 @@ def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: P
         if resume and finished.is_file():
             print(f"{tag} seed {name}: done before", flush=True)
             return 0
-        cmd = _train_command(task, model, variant, point, run_seeds, root / tag, threads, protocol)
+        cmd = _train_command(task, model, variant, point, run_seeds, root / tag, threads, protocol, validation_events)
         cmd += ["--resume"] if resume else []
         done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
         print(f"{tag} seed {name}: " + ("done" if done.returncode == 0 else done.stderr.strip()[-2000:]),
@@ -120,7 +126,8 @@ def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: P
     if any(codes):
         raise RuntimeError(f"{sum(c != 0 for c in codes)} of {len(codes)} sweep runs failed (output above)")
 
-    grids, rows = _earlier_points(root / "sweep.json", seeds, {point_tag(p) for p in points}, protocol)
+    grids, rows = _earlier_points(root / "sweep.json", seeds, {point_tag(p) for p in points}, protocol,
+                                  validation_events)
     for point in points:
         tag = point_tag(point)
         scores, metric = point_scores(root / tag / task / run_name(model, variant), protocol)
@@ -131,6 +138,7 @@ def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: P
     selected_on = (f"mean over seeds of the validation events' {rows[0]['metric']} (fused), averaged over the "
                    f"leave-one-event-out folds" if protocol == "loeo" else f"mean dev {rows[0]['metric']} (fused) over seeds")
     result = {"task": task, "model": model, "variant": variant, "seeds": seeds, "protocol": protocol,
+              **({"validation_events": list(validation_events)} if validation_events else {}),
               "grids": grids + [grid], "points": rows, "best": rows[0]["point"], "selected_on": selected_on}
     (root / "sweep.json").write_text(json.dumps(result, indent=2))
     return result

@@ -118,7 +118,12 @@ def _register() -> None:
                               defaults={"fusion": "concat"},
                               presets={"best": {
                                   "mvsa-single": {"unfreeze_text_layers": 2, "encoder_lr": 5e-5, "epochs": 8},
-                                  "mediaeval2016": {"unfreeze_text_layers": 2, "encoder_lr": 5e-5},
+                                  # MediaEval is judged on events never seen: the recipe the leave-one-event-out
+                                  # validation folds chose (largest events validating; scripts/loeo.sh), frozen text;
+                                  # the bundle adds `--protocol all-events --validation-events nepal,boston,eclipse`.
+                                  # The task-split row in docs/RESULTS.md is the earlier dev point (2 tuned layers,
+                                  # encoder lr 5e-5), its command in its metrics.json.
+                                  "mediaeval2016": {"image_dropout": 0.9},
                                   "hashtags": hashtags}}))
     register_model(ModelEntry("prior", LabelPrior, "The labels' training frequencies, whatever the input (the "
                               "tag-popularity / class-prior baseline)",

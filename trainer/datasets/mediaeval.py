@@ -17,7 +17,8 @@ no event and hence no image occurs in two splits. Defaults on the shared copy (p
 Both classes occur in every split; the two held-out sets are events with both classes, plus one
 fake-only event in test (malaysia), like the task's own held-out events. `leave_out="nepal"`
 gives leave-one-event-out: that event is test, dev is the first two of LEAVE_OUT_DEV_EVENTS that
-differ from it, train is the rest.
+differ from it (or of `validation_events`), train is the rest. `leave_out=""` leaves no event out: dev is those validation events, test is
+empty and train is every other event (what a checkpoint measured by leave-one-event-out is trained on).
 """
 
 from __future__ import annotations
@@ -54,13 +55,14 @@ def event_of(image_id: str) -> str:
 
 @register_reader("mediaeval2016", LAYOUT)
 def read_mediaeval(root: Path, dev_events: Sequence[str] | None = None, test_events: Sequence[str] | None = None,
-                   leave_out: str | None = None) -> DatasetSplits:
+                   leave_out: str | None = None, validation_events: Sequence[str] | None = None) -> DatasetSplits:
     root = Path(root)
     if leave_out is not None:
-        test_events = test_events or (leave_out,)
-        dev_events = dev_events or tuple(e for e in LEAVE_OUT_DEV_EVENTS if e != leave_out)[:2]
+        test_events = test_events or ((leave_out,) if leave_out else ())
+        candidates = tuple(validation_events or LEAVE_OUT_DEV_EVENTS)
+        dev_events = dev_events or tuple(e for e in candidates if e != leave_out)[:2]
     dev_events = tuple(dev_events or DEFAULT_DEV_EVENTS)
-    test_events = tuple(test_events or DEFAULT_TEST_EVENTS)
+    test_events = tuple(DEFAULT_TEST_EVENTS if test_events is None else test_events)
     if set(dev_events) & set(test_events):
         raise ValueError(f"events {sorted(set(dev_events) & set(test_events))} are both dev and test events")
 
