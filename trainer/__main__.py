@@ -59,6 +59,11 @@ def _encoder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default: .cache/features)")
 
 
+def _events(names: str) -> tuple[str, ...]:
+    """--validation-events "nepal,boston" -> ("nepal", "boston"); "" -> () (the task reader's own)."""
+    return tuple(e for e in names.split(",") if e)
+
+
 def cmd_train(a) -> None:
     from mmdemo.hub import check_hub_ready, push_checkpoint
 
@@ -84,7 +89,7 @@ def cmd_train(a) -> None:
                if v is not None}
     dirs = train_task(a.task, a.model, a.seeds, a.variant, a.data_dir, a.out, overrides=overrides,
                       max_length=a.max_length, cache_dir=a.cache_dir, progress=not a.quiet, resume=a.resume,
-                      protocol=a.protocol, validation_events=tuple(e for e in a.validation_events.split(",") if e),
+                      protocol=a.protocol, validation_events=_events(a.validation_events),
                       **options)
     if a.push_to_hub:
         from .run import best_seed_dir
@@ -128,7 +133,7 @@ def cmd_sweep(a) -> None:
 
     grid = {k: [_value(v) for v in values.split(",")] for k, values in _pairs(a.grid, "--grid", "key=v1,v2,...").items()}
     result = sweep(a.task, a.model, grid, a.seeds, a.out, a.variant, a.jobs, a.threads, resume=a.resume,
-                   protocol=a.protocol, validation_events=tuple(e for e in a.validation_events.split(",") if e))
+                   protocol=a.protocol, validation_events=_events(a.validation_events))
     print(sweep_table(result))
     print("best (dev):", json.dumps(result["best"]))
     if a.promote:

@@ -73,21 +73,24 @@ def _split_groups(metrics: dict, config: dict) -> dict | None:
 
 
 def _own_dev(model, metrics: dict):
-    """The dev features the checkpoint was selected on: the task's dev split, or, for a run that recorded its split's
-    groups (MediaEval events: a LOEO-style run validates on other events), the samples of its own dev groups."""
+    """The dev features the checkpoint was selected on: the task's dev split, or, for a run whose recorded dev groups
+    are not that split's (MediaEval: a run validated on other events), the samples of its own dev groups."""
     from .run import checkpoint_features
 
     groups = metrics.get("data", {}).get("groups")
-    if not groups:
-        return checkpoint_features(model, splits=("dev",))["dev"]
-    import torch
+    if groups:
+        from .datasets import load_task_data
 
-    from .datasets import load_task_data
-    from .loeo import pooled_features
+        data = load_task_data(model.task)
+        if sorted({s.group for s in data.dev}) != groups["dev"]:  # only then are train and test features read
+            import torch
 
-    pool = pooled_features(checkpoint_features(model), load_task_data(model.task))
-    wanted = set(groups["dev"])
-    return pool.subset(torch.tensor([i for i, g in enumerate(pool.groups) if g in wanted], dtype=torch.long))
+            from .loeo import pooled_features
+
+            pool = pooled_features(checkpoint_features(model), data)
+            wanted = set(groups["dev"])
+            return pool.subset(torch.tensor([i for i, g in enumerate(pool.groups) if g in wanted], dtype=torch.long))
+    return checkpoint_features(model, splits=("dev",))["dev"]
 
 
 def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None, calibration: Path | None = None,
@@ -117,11 +120,11 @@ def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None, calibratio
         best, metric = best_seed_dir(run_dir)
     # A bundled checkpoint bundled again in place with no new adapters keeps its weights and their record; only its
     # notes (calibration or held-out events' scores) and its card are made anew.
-    notes_only = best.resolve() == dest.resolve() and "bundle" in read_metrics(best) and not lora_rank
+    config, metrics = read_config(best), read_metrics(best)
+    notes_only = best.resolve() == dest.resolve() and "bundle" in metrics and not lora_rank
     # the notes first: a report of another recipe is refused before anything at dest is replaced
     from .loeo import calibration_entry, held_out_entry
 
-    config, metrics = read_config(best), read_metrics(best)
     if calibration is not None:
         config["calibration"] = calibration_entry(json.loads(Path(calibration).read_text()), config, metrics)
     elif "temperature" not in config.get("calibration", {}):  # a LOEO note stays until another report replaces it
