@@ -269,7 +269,7 @@ class Predictor:
         if not unseen:
             return ""
         trust = (f"its fused probabilities are calibrated (temperature {self.temperature:.2f}, fitted on held-out "
-                 f"validation events)" if "temperature" in c else
+                 f"validation events); its text-only and image-only ones are not" if "temperature" in c else
                  "its probabilities are not calibrated: read them as scores, not chances")
         return (f"On events it never saw ({unseen['protocol']}: {unseen['events']} events) this network scores "
                 f"{unseen['accuracy']:.0%} accuracy, macro F1 {unseen['macro_f1']:.2f}; {trust}.")

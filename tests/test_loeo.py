@@ -84,6 +84,23 @@ def test_image_cap_and_group_balance_weigh_what_they_say(tmp_path, tiny_encoders
         sample_weights(split, balance_groups=True)
 
 
+def test_class_balance_weighs_every_class_the_same_after_the_image_cap(tmp_path, tiny_encoders):
+    _, feats, _ = synthetic_features(tmp_path, tiny_encoders)
+    split = feats["train"].subset(torch.arange(10))
+    split.labels = torch.tensor([0] * 8 + [1] * 2)  # 8 fakes, 2 reals
+    split.image_index = torch.tensor([0] * 6 + [1, 2] + [3, 4])  # one fake image shared by 6 posts
+    even = sample_weights(split, balance_classes=True)
+    assert torch.allclose(even, torch.tensor([1 / 16] * 8 + [1 / 4] * 2, dtype=torch.float64))
+    # with the image cap first: the fakes count 3 images' worth (1 + 1 + 1), each real post 1, then halves
+    capped = sample_weights(split, image_cap=1, balance_classes=True)
+    assert torch.allclose(capped, torch.tensor([1 / 36] * 6 + [1 / 6] * 2 + [1 / 4] * 2, dtype=torch.float64))
+    draws = torch.tensor(list(WeightedRandomSampler(even, 20_000, generator=torch.Generator().manual_seed(0))))
+    assert (split.labels[draws] == 1).double().mean().item() == pytest.approx(0.5, abs=0.015)
+    split.labels = torch.zeros(10, 2)
+    with pytest.raises(ValueError, match="single-label"):
+        sample_weights(split, balance_classes=True)
+
+
 def make_events(root):
     """A MediaEval-shaped folder: six events (five with both classes), several posts per image; red images are
     fake, blue ones real, and the words say it too."""
@@ -108,7 +125,7 @@ def test_loeo_trains_every_fold_and_pools_each_post_once(tmp_path):
     train_task("mediaeval2016", "concat", [0, 1], data_dir=str(root), out=tmp_path / "runs",
                text_encoder="tiny-bert", image_encoder="tiny-resnet", cache_dir=tmp_path / "cache", max_length=16,
                overrides={"epochs": 2, "batch_size": 8}, progress=False, protocol="loeo", image_cap=2,
-               balance_groups=True)
+               balance_groups=True, balance_classes=True)
     report = json.loads((tmp_path / "runs" / "mediaeval2016" / "concat" / "loeo" / "loeo.json").read_text())
     assert report["events"] == ["sandy", "boston", "eclipse", "garissa", "nepal", "malaysia"]
     assert sum(e["n"] for e in report["per_event"].values()) == 39  # every post predicted once, as unseen
@@ -120,6 +137,7 @@ def test_loeo_trains_every_fold_and_pools_each_post_once(tmp_path):
     assert report["per_event"]["malaysia"]["classes"] == ["fake"]
     assert report["per_event"]["sandy"]["dev_events"] == ["eclipse", "garissa"]
     assert report["options"]["image_cap"] == 2 and report["options"]["balance_groups"] is True
+    assert report["options"]["balance_classes"] is True
     assert 0 <= report["validation"]["mean"] <= 1
     assert report["calibration"]["temperature"]["mean"] > 0 and len(report["calibration"]["ece"]["values"]) == 2
     table = render("{{loeo runs mediaeval2016 concat}}", base=tmp_path)  # the RESULTS.md placeholder
@@ -259,11 +277,22 @@ def test_bundle_carries_the_loeo_calibration_into_the_app(tmp_path):
     image = Image.new("RGB", (64, 64), (200, 30, 30))
     pred = p.predict(image, "hoax fake photoshop")
     assert "never saw" in pred.reliability and "6 events" in pred.reliability
+    assert "text-only and image-only ones are not" in pred.reliability  # only the fused logits are scaled
     scaled = torch.tensor(list(pred.probs["fused"].values())).log()
     p.classifier.calibration = {}  # the same input, uncalibrated
     raw = torch.tensor([p.predict(image, "hoax fake photoshop").probs["fused"][k] for k in pred.probs["fused"]]).log()
     t = calibration["temperature"]
     assert torch.allclose(scaled[0] - scaled[1], (raw[0] - raw[1]) / t, atol=1e-4)  # logit gap divided by T
+
+    # The probe would measure it on its own training events: it skips it, and drops an older report of that name.
+    from trainer.__main__ import main
+    from trainer.probe import trained_on_every_split
+
+    assert trained_on_every_split(dest) and not trained_on_every_split(tmp_path / "plain")
+    probed = tmp_path / "probe.json"
+    probed.write_text(json.dumps({"mediaeval2016/concat": {"dev": {"n": 1}}, "mvsa-single/concat": {"dev": {"n": 2}}}))
+    main(["probe", "--checkpoint", str(dest), "--splits", "dev", "--json", str(probed)])
+    assert json.loads(probed.read_text()) == {"mvsa-single/concat": {"dev": {"n": 2}}}
 
 
 def test_image_dropout_blanks_exactly_the_chosen_rows():
@@ -322,3 +351,30 @@ def test_loeo_sweep_chooses_options_by_the_validation_folds_never_the_left_out_e
     assert other["validation_events"] == ["nepal", "boston"]
     assert sweep_mod._earlier_points(out / "mediaeval2016" / "concat" / "sweep.json", [0, 1], set(), "loeo",
                                      ("nepal", "boston")) == ([], [])
+
+
+def test_target_pairs_seeds_against_text_only_and_names_events_at_a_coin(tmp_path):
+    def report(path, by_seed, events):
+        (tmp_path / path).mkdir(parents=True)
+        (tmp_path / path / "loeo.json").write_text(json.dumps({
+            "seeds": [0, 1], "pooled": {"fused": {"macro_f1": {"values": by_seed}}},
+            "pooled_by_seed": {str(s): {"fused": {"macro_f1": v}} for s, v in enumerate(by_seed)},
+            "per_event": {e: {"classes": c, "macro_f1": {"mean": m}} for e, (c, m) in events.items()}}))
+
+    both = ["fake", "real"]
+    report("text", [0.50, 0.52], {"nepal": (both, 0.8)})
+    report("a", [0.55, 0.49], {"nepal": (both, 0.51), "sochi": (["fake"], 0.1)})  # +0.01 on average, no event lost
+    report("b", [0.60, 0.60], {"nepal": (both, 0.5), "boston": (both, 0.7)})  # ahead, but nepal at a coin
+    rows = render("{{target text A=a,B=b}}", base=tmp_path).splitlines()[-2:]
+    assert rows[0] == "| A | 2 | 52.00 ± 4.24 | 1.00 ± 5.66 | none | yes |"
+    assert rows[1] == "| B | 2 | 60.00 ± 0.00 | 9.00 ± 1.41 | nepal 50.0 | no |"
+    report("c", [0.6, 0.7], {})  # seeds 0 and 2: paired with text-only's seed 0 only
+    c = json.loads((tmp_path / "c" / "loeo.json").read_text())
+    c["seeds"], c["pooled_by_seed"] = [0, 2], {"0": c["pooled_by_seed"]["0"], "2": c["pooled_by_seed"]["1"]}
+    (tmp_path / "c" / "loeo.json").write_text(json.dumps(c))
+    assert render("{{target text C=c}}", base=tmp_path).splitlines()[-1] == ("| C | 2 | 65.00 ± 7.07 | 10.00 | none "
+                                                                            "| yes |")
+    c["seeds"], c["pooled_by_seed"] = [2], {"2": c["pooled_by_seed"]["2"]}
+    (tmp_path / "c" / "loeo.json").write_text(json.dumps(c))
+    with pytest.raises(ValueError, match="none paired"):
+        render("{{target text C=c}}", base=tmp_path)

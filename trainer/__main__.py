@@ -187,7 +187,7 @@ def cmd_probe(a) -> None:
     from mmdemo.checkpoint import load_checkpoint
     from mmdemo.hub import bundled_checkpoints
 
-    from .probe import modality_report, reference_of, text_shares
+    from .probe import modality_report, reference_of, text_shares, trained_on_every_split
     from .run import checkpoint_features
 
     paths = ([p for models in bundled_checkpoints().values() for p in models.values()] if a.bundled
@@ -211,8 +211,14 @@ def cmd_probe(a) -> None:
             print(f"| {kind} | {sum(rhos) / len(rhos):.3f} | {' '.join(f'{r:.3f}' for r in rhos)} | mean share "
                   f"{torch.stack(shares).mean():.3f} |")
         return
-    results = {}
+    results, unprobed = {}, []
     for path in paths:
+        if trained_on_every_split(path):
+            print(f"{path}: trained on every event of its task but its validation events, so every split of the task "
+                  "is its training data: not probed (its measure on unseen events is its leave-one-event-out report)")
+            config = json.loads((path / "config.json").read_text())
+            unprobed.append(f"{config['task']}/{config['model']}")
+            continue
         model = load_checkpoint(path)
         train = ("train",) if a.reference == "mean" else ()
         feats = checkpoint_features(model, a.data_dir, a.cache_dir, splits=tuple(dict.fromkeys(train + tuple(a.splits))))
@@ -236,6 +242,8 @@ def cmd_probe(a) -> None:
         merged = json.loads(a.json.read_text()) if a.json.is_file() else {}
         for name, splits in results.items():
             merged.setdefault(name, {}).update(splits)
+        for name in unprobed:  # an earlier report of that name was another checkpoint's
+            merged.pop(name, None)
         a.json.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
 
 
@@ -312,6 +320,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="draw training posts so that an image shared by n posts counts min(n, K) times per epoch")
     p.add_argument("--balance-groups", action="store_true", default=None,
                    help="draw training posts so that every group (MediaEval: event) weighs the same in total")
+    p.add_argument("--balance-classes", action="store_true", default=None,
+                   help="draw training posts so that every class weighs the same in total (after --image-cap and "
+                        "--balance-groups): the head learns no class prior")
     p.add_argument("--event-adversarial", type=float, default=None, metavar="LAMBDA",
                    help="> 0: EANN-style event-adversarial training with this lambda (a discriminator of the training "
                         "events on the fused representation, through gradient reversal; trainer/adversarial.py)")

@@ -108,10 +108,14 @@ def _summary(values: list[float]) -> dict:
             "values": values}
 
 
+# RunSpec fields added after folds were first kept: left out of the digest while off, so those folds still resume.
+_LATER_FIELDS = ("balance_classes",)
+
+
 def _recipe(spec: RunSpec) -> str:
     """A digest of everything a fold's training depends on (the seed and the fold's data version included)."""
-    return hashlib.blake2b(json.dumps(dataclasses.asdict(spec), sort_keys=True, default=str).encode(),
-                           digest_size=8).hexdigest()
+    fields = {k: v for k, v in dataclasses.asdict(spec).items() if k not in _LATER_FIELDS or v}
+    return hashlib.blake2b(json.dumps(fields, sort_keys=True, default=str).encode(), digest_size=8).hexdigest()
 
 
 def _train_fold(spec: RunSpec, feats: dict[str, CachedSplit], data: DatasetSplits, folds_dir: Path, name: str,
@@ -193,6 +197,7 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
               "validation": {"metric": spec.select_metric, **validation},
               "options": {"text_encoder": spec.text_encoder, "image_encoder": spec.image_encoder,
                           "image_cap": spec.image_cap, "balance_groups": spec.balance_groups,
+                          "balance_classes": spec.balance_classes,
                           "event_adversarial": spec.event_adversarial, "image_dropout": spec.image_dropout,
                           **spec.overrides,
                           "finetune_text_layers": spec.finetune_text_layers, "lora_rank": spec.lora_rank},
@@ -222,8 +227,9 @@ def calibration_entry(report: dict, config: dict, record: dict) -> dict:
     mine = {"model": config["model"], "variant": config.get("variant", ""), "text_encoder": config["text_encoder"],
             "image_encoder": config["image_encoder"], "finetune_text_layers": config.get("finetune_text_layers", 0),
             "lora_rank": config.get("lora_rank", 0), "image_cap": drawn.get("image_cap", 0),
-            "balance_groups": drawn.get("balance_groups", False), "event_adversarial": drawn.get("event_adversarial", 0.0),
-            "image_dropout": drawn.get("image_dropout", 0.0),
+            "balance_groups": drawn.get("balance_groups", False),
+            "balance_classes": drawn.get("balance_classes", False),
+            "event_adversarial": drawn.get("event_adversarial", 0.0), "image_dropout": drawn.get("image_dropout", 0.0),
             **{k: config["head"][k] for k in opts if k in config.get("head", {})}}
     theirs = {"model": report["model"], "variant": report["variant"], **opts}
     differ = {k: (mine[k], theirs.get(k)) for k in mine if theirs.get(k, mine[k]) != mine[k]}

@@ -51,9 +51,12 @@ class RunSpec:
     # How training samples are drawn (default: every post once per epoch, shuffled). image_cap k > 0: an image
     # shared by n posts counts min(n, k) times per epoch however large n is; balance_groups: every group (a
     # MediaEval event) weighs the same in total, so one large event does not dominate. Both need `groups` / images
-    # on the training split and draw with replacement (`sample_weights`).
+    # on the training split and draw with replacement (`sample_weights`). balance_classes: every class weighs the
+    # same in total (after the two above), so the head learns no class prior: a new event's share of fakes is
+    # unknown (MediaEval's range from 8% to 100%), and the training events' share would be a guess about it.
     image_cap: int = 0
     balance_groups: bool = False
+    balance_classes: bool = False
     # > 0: event-adversarial training with this lambda (trainer/adversarial.py): a discriminator of the training
     # split's groups (events) on the head's fused representation, through a gradient-reversal layer.
     event_adversarial: float = 0.0
@@ -76,11 +79,12 @@ def model_batch(model: MultimodalClassifier, split: CachedSplit, idx: torch.Tens
     return split.batch(idx, model.needs)
 
 
-def sample_weights(split: CachedSplit, image_cap: int = 0, balance_groups: bool = False) -> torch.Tensor | None:
+def sample_weights(split: CachedSplit, image_cap: int = 0, balance_groups: bool = False,
+                   balance_classes: bool = False) -> torch.Tensor | None:
     """Per-sample draw weights (None: draw every sample once). image_cap k: the posts of an image shared by n posts
     weigh min(n, k) / n each, so the image counts min(n, k) times; balance_groups: rescaled so that every group
-    carries the same total weight."""
-    if not image_cap and not balance_groups:
+    carries the same total weight; balance_classes: then rescaled so that every class does."""
+    if not image_cap and not balance_groups and not balance_classes:
         return None
     weights = torch.ones(len(split), dtype=torch.float64)
     if image_cap:
@@ -93,6 +97,11 @@ def sample_weights(split: CachedSplit, image_cap: int = 0, balance_groups: bool 
         for g, w in zip(split.groups, weights.tolist()):
             totals[g] = totals.get(g, 0.0) + w
         weights = weights / torch.tensor([totals[g] for g in split.groups], dtype=torch.float64)
+    if balance_classes:
+        if split.labels.dim() != 1:
+            raise ValueError("balance_classes needs single-label data (one class per sample)")
+        per_class = torch.zeros(int(split.labels.max()) + 1, dtype=torch.float64).index_add_(0, split.labels, weights)
+        weights = weights / per_class[split.labels]
     return weights / weights.sum()
 
 
@@ -291,7 +300,8 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True,
         model_batch(model, split, torch.tensor([0]))
     model.head.fit(fit_data(model, feats["train"]))  # statistics fitted on train, saved with the head
     train_loader = _loader(feats["train"], cfg.batch_size, model, shuffle=True, seed=spec.seed,
-                           weights=sample_weights(feats["train"], spec.image_cap, spec.balance_groups), with_index=True)
+                           weights=sample_weights(feats["train"], spec.image_cap, spec.balance_groups,
+                                                   spec.balance_classes), with_index=True)
     generator = train_loader.generator
     adversary, event_ids = _event_adversary(spec, model, feats["train"])
     if spec.image_dropout:
@@ -373,7 +383,8 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True,
               "train_seconds": round(time.perf_counter() - start, 2), "device": str(accelerator.device),
               "selected_on": f"dev {spec.select_metric} (fused)"}
     drawn = {"image_cap": spec.image_cap, "balance_groups": spec.balance_groups,
-             "event_adversarial": spec.event_adversarial, "image_dropout": spec.image_dropout}
+             "balance_classes": spec.balance_classes, "event_adversarial": spec.event_adversarial,
+             "image_dropout": spec.image_dropout}
     if any(drawn.values()):
         record["training_for_unseen_events"] = drawn
     return raw, record

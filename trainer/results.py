@@ -15,6 +15,8 @@ Placeholders (ROOTS: one or more run directories joined by commas, whose seeds p
     {{modalities PATH}}                                    the probe's modality report (`trainer probe --json PATH`)
     {{bundles ROOT,...}}                                   each checkpoint's storage, size and dev (run, stored copy)
     {{loeo ROOT TASK MODEL,...}}                           leave-one-event-out: pooled and per-event tables
+    {{target REF LABEL=DIR,...}}                           LOEO recipes (DIR/loeo.json) against the text-only REF
+                                                           (a label's underscores print as spaces)
     {{last ROOTS TASK MODEL KEY}}                          the last epoch's logged KEY, mean ± std over seeds
 """
 
@@ -176,6 +178,31 @@ def loeo(root: str, task: str, models: str, base: Path) -> str:
     return "\n".join(lines)
 
 
+def target(reference: str, recipes: str, base: Path) -> str:
+    """The unseen-events target of each LOEO recipe (DIR holds its loeo.json), against text-only's report REF: its
+    fused pooled macro F1 at least text-only's (the difference per seed, over the seeds both have), and above a fair
+    coin on every event with both classes (a coin's macro F1 is at most 50% whatever the event's mix of classes)."""
+    read = lambda d: json.loads((base / d / "loeo.json").read_text())  # noqa: E731
+    ref = read(reference)
+    lines = ["| recipe | seeds | pooled macro F1 | minus text-only's | events with both classes at or under a coin "
+             "(macro F1) | target met |", "|---|---|---|---|---|---|"]
+    for item in recipes.split(","):
+        label, _, path = item.partition("=")
+        label = label.replace("_", " ")
+        r = read(path)
+        seeds = [s for s in r["seeds"] if s in ref["seeds"]]  # paired: the same seed, the same folds
+        if not seeds:
+            raise ValueError(f"{path}: seeds {r['seeds']}, text-only's report has {ref['seeds']}: none paired")
+        f1 = lambda rep, s: rep["pooled_by_seed"][str(s)]["fused"]["macro_f1"]  # noqa: E731
+        diff = [f1(r, s) - f1(ref, s) for s in seeds]
+        low = [f"{e} {v['macro_f1']['mean'] * 100:.1f}" for e, v in r["per_event"].items()
+               if len(v["classes"]) > 1 and v["macro_f1"]["mean"] <= 0.5]
+        met = statistics.mean(diff) >= 0 and not low
+        lines.append(f"| {label} | {len(r['seeds'])} | {mean_std(r['pooled']['fused']['macro_f1']['values'])} | "
+                     f"{mean_std(diff)} | {', '.join(low) or 'none'} | {'yes' if met else 'no'} |")
+    return "\n".join(lines)
+
+
 def render(template: str, base: Path = REPO_ROOT) -> str:
     def fill(match: re.Match) -> str:
         kind, args = match.group(1), match.group(2).split()
@@ -193,6 +220,8 @@ def render(template: str, base: Path = REPO_ROOT) -> str:
             return bundles(*args, base=base)
         if kind == "loeo":
             return loeo(*args, base=base)
+        if kind == "target":
+            return target(*args, base=base)
         if kind == "cost":  # a figure scripts/encoders_table.py measured: {{cost ROOT KEY FIELD}}
             root, key, field = args
             return f"{json.loads((base / root / 'costs.json').read_text())['points'][key][field]:g}"

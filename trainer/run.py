@@ -107,8 +107,8 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
                overrides: dict | None = None, max_length: int = 64, cache_dir: Path | None = None,
                progress: bool = True, finetune_text_layers: int = 0, encoder_lr: float = 2e-5,
                lora_rank: int = 0, resume: bool = False, image_cap: int = 0, balance_groups: bool = False,
-               event_adversarial: float = 0.0, image_dropout: float = 0.0, protocol: str = "split",
-               validation_events: tuple[str, ...] = ()) -> list[Path]:
+               balance_classes: bool = False, event_adversarial: float = 0.0, image_dropout: float = 0.0,
+               protocol: str = "split", validation_events: tuple[str, ...] = ()) -> list[Path]:
     """Train one run per seed into <out>/<task>/<model>[-<variant>]/seed<k>/. Each run keeps its state beside that
     directory after every epoch (`.seed<k>.state.safetensors`); with `resume`, a run whose state is there continues
     from its last finished epoch (a finished run's state is removed). `protocol="loeo"`: leave-one-event-out
@@ -141,7 +141,7 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
                    max_length=max_length, data_version=data.version, select_metric=metric,
                    finetune_text_layers=finetune_text_layers, encoder_lr=encoder_lr, ordinal=t.ordinal,
                    prior_encoder=prior, lora_rank=lora_rank, image_cap=image_cap, balance_groups=balance_groups,
-                   event_adversarial=event_adversarial, image_dropout=image_dropout)
+                   balance_classes=balance_classes, event_adversarial=event_adversarial, image_dropout=image_dropout)
     if protocol == "loeo":
         from .loeo import pooled_features, run_loeo
 

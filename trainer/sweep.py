@@ -37,6 +37,7 @@ def grid_points(grid: dict[str, list]) -> list[dict]:
 TRAIN_OPTIONS = {"unfreeze_text_layers": "--unfreeze-text-layers", "encoder_lr": "--encoder-lr",
                  "lora_rank": "--lora-rank", "text_encoder": "--text-encoder", "image_encoder": "--image-encoder",
                  "image_cap": "--image-cap", "balance_groups": "--balance-groups",
+                 "balance_classes": "--balance-classes",
                  "event_adversarial": "--event-adversarial", "image_dropout": "--image-dropout"}
 
 
