@@ -286,9 +286,10 @@ def test_bundle_carries_the_loeo_calibration_into_the_app(tmp_path):
 
     # The probe would measure it on its own training events: it skips it, and drops an older report of that name.
     from trainer.__main__ import main
-    from trainer.probe import trained_on_every_split
+    from mmdemo.checkpoint import read_metrics
+    from trainer.loeo import trained_on_every_event
 
-    assert trained_on_every_split(dest) and not trained_on_every_split(tmp_path / "plain")
+    assert trained_on_every_event(read_metrics(dest)) and not trained_on_every_event(read_metrics(tmp_path / "plain"))
     probed = tmp_path / "probe.json"
     probed.write_text(json.dumps({"mediaeval2016/concat": {"dev": {"n": 1}}, "mvsa-single/concat": {"dev": {"n": 2}}}))
     main(["probe", "--checkpoint", str(dest), "--splits", "dev", "--json", str(probed)])

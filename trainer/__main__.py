@@ -184,10 +184,11 @@ def cmd_bench(a) -> None:
 
 
 def cmd_probe(a) -> None:
-    from mmdemo.checkpoint import load_checkpoint
+    from mmdemo.checkpoint import load_checkpoint, read_config, read_metrics
     from mmdemo.hub import bundled_checkpoints
 
-    from .probe import modality_report, reference_of, text_shares, trained_on_every_split
+    from .loeo import trained_on_every_event
+    from .probe import modality_report, reference_of, text_shares
     from .run import checkpoint_features
 
     paths = ([p for models in bundled_checkpoints().values() for p in models.values()] if a.bundled
@@ -213,10 +214,10 @@ def cmd_probe(a) -> None:
         return
     results, unprobed = {}, []
     for path in paths:
-        if trained_on_every_split(path):
+        if trained_on_every_event(read_metrics(path)):
             print(f"{path}: trained on every event of its task but its validation events, so every split of the task "
                   "is its training data: not probed (its measure on unseen events is its leave-one-event-out report)")
-            config = json.loads((path / "config.json").read_text())
+            config = read_config(path)
             unprobed.append(f"{config['task']}/{config['model']}")
             continue
         model = load_checkpoint(path)

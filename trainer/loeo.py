@@ -218,6 +218,13 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
     return report
 
 
+def trained_on_every_event(metrics: dict) -> bool:
+    """True for a run of `--protocol all-events` (its metrics record its splits' events, and no test events): the
+    task's dev and test splits are its own training and validation events."""
+    groups = metrics.get("data", {}).get("groups")
+    return bool(groups) and not groups["test"]
+
+
 def calibration_entry(report: dict, config: dict, record: dict) -> dict:
     """What `trainer bundle --calibration` writes into a checkpoint's config.json from a LOEO report: the temperature
     and the unseen-event scores, after checking that the report measured this checkpoint's recipe (model, variant,
@@ -233,12 +240,12 @@ def calibration_entry(report: dict, config: dict, record: dict) -> dict:
             **{k: config["head"][k] for k in opts if k in config.get("head", {})}}
     theirs = {"model": report["model"], "variant": report["variant"], **opts}
     differ = {k: (mine[k], theirs.get(k)) for k in mine if theirs.get(k, mine[k]) != mine[k]}
-    groups = record.get("data", {}).get("groups", {})
-    if groups and not groups["test"]:  # trained on all events: validated on the events most of the folds validate on
+    if trained_on_every_event(record):  # validated on the events most of the folds validate on
+        dev = record["data"]["groups"]["dev"]
         folds = [tuple(e["dev_events"]) for e in report["per_event"].values()]
         usual = max(set(folds), key=folds.count)
-        if tuple(groups["dev"]) != usual:
-            differ["validation events"] = (groups["dev"], list(usual))
+        if tuple(dev) != usual:
+            differ["validation events"] = (dev, list(usual))
     if differ:
         raise ValueError("the leave-one-event-out report measured another recipe than this checkpoint's: "
                          + ", ".join(f"{k} {a!r} here, {b!r} there" for k, (a, b) in differ.items()))

@@ -15,9 +15,7 @@
 
 from __future__ import annotations
 
-import json
 import statistics
-from pathlib import Path
 
 import torch
 from torchmetrics.functional import spearman_corrcoef
@@ -55,14 +53,6 @@ def reference_of(model: MultimodalClassifier, kind: str, train: CachedSplit | No
     prior = prior_encoders(model.prior_encoder) if model.prior_encoder else None
     return blank_reference(shared_text_encoder(model.text_encoder_name), shared_image_encoder(model.image_encoder_name),
                            model.text_layers, model.max_length, prior)
-
-
-def trained_on_every_split(checkpoint: Path) -> bool:
-    """True for a checkpoint trained with `--protocol all-events`: it has no held-out events, so the task's dev and
-    test splits are its own training and validation events, and a probe there would measure memory."""
-    metrics = Path(checkpoint) / "metrics.json"
-    groups = json.loads(metrics.read_text()).get("data", {}).get("groups") if metrics.is_file() else None
-    return bool(groups) and not groups["test"]
 
 
 def derangements(n: int, shuffles: int, seed: int) -> list[torch.Tensor]:

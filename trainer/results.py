@@ -183,6 +183,7 @@ def target(reference: str, recipes: str, base: Path) -> str:
     fused pooled macro F1 at least text-only's (the difference per seed, over the seeds both have), and above a fair
     coin on every event with both classes (a coin's macro F1 is at most 50% whatever the event's mix of classes)."""
     read = lambda d: json.loads((base / d / "loeo.json").read_text())  # noqa: E731
+    f1 = lambda rep, s: rep["pooled_by_seed"][str(s)]["fused"]["macro_f1"]  # noqa: E731
     ref = read(reference)
     lines = ["| recipe | seeds | pooled macro F1 | minus text-only's | events with both classes at or under a coin "
              "(macro F1) | target met |", "|---|---|---|---|---|---|"]
@@ -193,7 +194,6 @@ def target(reference: str, recipes: str, base: Path) -> str:
         seeds = [s for s in r["seeds"] if s in ref["seeds"]]  # paired: the same seed, the same folds
         if not seeds:
             raise ValueError(f"{path}: seeds {r['seeds']}, text-only's report has {ref['seeds']}: none paired")
-        f1 = lambda rep, s: rep["pooled_by_seed"][str(s)]["fused"]["macro_f1"]  # noqa: E731
         diff = [f1(r, s) - f1(ref, s) for s in seeds]
         low = [f"{e} {v['macro_f1']['mean'] * 100:.1f}" for e, v in r["per_event"].items()
                if len(v["classes"]) > 1 and v["macro_f1"]["mean"] <= 0.5]
