@@ -268,7 +268,7 @@ class Predictor:
         unseen = c.get("unseen")
         if not unseen:
             return ""
-        trust = (f"its fused probabilities are calibrated (temperature {self.temperature:.2f}, fitted on held-out "
+        trust = (f"its fused probabilities are calibrated (temperature {self.temperature:.3g}, fitted on held-out "
                  f"validation events); its text-only and image-only ones are not" if "temperature" in c else
                  "its probabilities are not calibrated: read them as scores, not chances")
         return (f"On events it never saw ({unseen['protocol']}: {unseen['events']} events) this network scores "

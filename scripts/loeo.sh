@@ -61,6 +61,7 @@ python -m trainer train --task mediaeval2016 --model concat --seeds 0 1 2 --prot
   $(python -c "from trainer.sweep import best_args; print(best_args('$SWEEP'))")
 python -m trainer bundle --task mediaeval2016 --model concat --checkpoint "$P/mediaeval2016/concat/all-events" \
   --calibration "$P/mediaeval2016/concat/loeo/loeo.json"
+python -m trainer probe --checkpoint checkpoints/mediaeval2016/concat --splits dev test --json runs-probe/bundled.json
 for model in hglnet mggf cacnet mahfnet infig; do
   python -m trainer bundle --task mediaeval2016 --model $model --checkpoint checkpoints/mediaeval2016/$model
 done
@@ -68,14 +69,16 @@ done
 # The networks' rows, on the same frozen features, default sampling and largest-events validation as the baselines
 # above, each with its MediaEval head settings (`--preset best`, its text layers left frozen). 45 trainings each: on
 # this 2-core CPU a CACNet fold takes up to 6 minutes on one core (40 epochs of about 9 s, no early stop), about 3
-# hours for its 45 (a second process, `--seeds 2 1` writing into the same loeo/.folds through a link, halves that);
-# an HGLNet fold took 7 minutes with Sandy left out and over 20 with Nepal left out (every other event in training,
+# hours for its 45 (a second process, `--seeds 2` writing into the same loeo/.folds through a link, takes a third of
+# them; given `--seeds 2 1` it meets the first on seed 1 and the two then train the same folds in step);
+# an MGGF fold 1.5-5 minutes (its 45 took about 100 minutes with the two processes); an HGLNet fold took 7 minutes
+# with Sandy left out and over 20 with Nepal left out (every other event in training,
 # about 75 s an epoch, up to 30 epochs); a run on the task's split takes 13 minutes for MAHFNet and 30 for INFIG,
-# and a fold trains on more. So the other four are a day or more here and an hour or so on a GPU.
+# and a fold trains on more. So each of the other three is a day or more here and an hour or so on a GPU.
 # `--resume` keeps every finished fold (loeo/.folds/) and the fold in training's last epoch, so a run continues
 # across interruptions.
 # Each network's bundle is then its recipe trained on every event but the validation ones and calibrated from its
-# report, as concat's above (so far CACNet's: docs/RESULTS.md).
+# report, as concat's above (so far CACNet's and MGGF's: docs/RESULTS.md).
 for model in hglnet mggf cacnet mahfnet infig; do
   $L --model $model --preset best --unfreeze-text-layers 0 $V --out runs-loeo-largest-val --resume
   python -m trainer train --task mediaeval2016 --model $model --preset best --unfreeze-text-layers 0 --seeds 0 1 2 \
@@ -83,4 +86,6 @@ for model in hglnet mggf cacnet mahfnet infig; do
   python -m trainer bundle --task mediaeval2016 --model $model \
     --checkpoint runs-loeo-largest-val/mediaeval2016/$model/all-events \
     --calibration runs-loeo-largest-val/mediaeval2016/$model/loeo/loeo.json
+  # an all-events bundle has no unseen dev or test events left to probe: its stale entry is dropped
+  python -m trainer probe --checkpoint checkpoints/mediaeval2016/$model --splits dev test --json runs-probe/bundled.json
 done
