@@ -67,8 +67,8 @@ def _encoders_line(config: dict, metrics: dict) -> str:
     if n:
         return (f"{text} with its last {n} layers fine-tuned, {image}; `model.safetensors` holds the fusion head and "
                 f"the {n} tuned layers (the frozen rest is rebuilt from the encoder's package on load).")
-    return (f"text `{config['text_encoder']}` and image `{config['image_encoder']}`, both frozen; only the fusion "
-            f"head's weights are in `model.safetensors`.")
+    return (f"{text} and image `{config['image_encoder']}`, both frozen; only the fusion head's weights are in "
+            f"`model.safetensors`.")
 
 
 def _aux_line(head: dict) -> str:

@@ -33,7 +33,7 @@ from safetensors.torch import load_file
 
 from .datasets import DatasetSplits, load_task_data
 from .features import CachedSplit, concat_splits
-from .loop import RunSpec, predict_split, save_atomically, train
+from .loop import UNSEEN_EVENT_OPTIONS, RunSpec, predict_split, save_atomically, train
 from .metrics import compute_metrics
 
 
@@ -196,10 +196,7 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
     report = {"task": task, "model": spec.model, "variant": spec.variant, "seeds": seeds, "events": events,
               "validation": {"metric": spec.select_metric, **validation},
               "options": {"text_encoder": spec.text_encoder, "image_encoder": spec.image_encoder,
-                          "image_cap": spec.image_cap, "balance_groups": spec.balance_groups,
-                          "balance_classes": spec.balance_classes,
-                          "event_adversarial": spec.event_adversarial, "image_dropout": spec.image_dropout,
-                          **spec.overrides,
+                          **spec.unseen_event_options(), **spec.overrides,
                           "finetune_text_layers": spec.finetune_text_layers, "lora_rank": spec.lora_rank},
               "pooled": pooled, "pooled_by_seed": {str(s): per_seed[s] for s in seeds},
               "calibration": {k: _summary([calibration[s][k] for s in seeds]) for k in ("temperature", "ece",
@@ -233,10 +230,7 @@ def calibration_entry(report: dict, config: dict, record: dict) -> dict:
     drawn = record.get("training_for_unseen_events", {})
     mine = {"model": config["model"], "variant": config.get("variant", ""), "text_encoder": config["text_encoder"],
             "image_encoder": config["image_encoder"], "finetune_text_layers": config.get("finetune_text_layers", 0),
-            "lora_rank": config.get("lora_rank", 0), "image_cap": drawn.get("image_cap", 0),
-            "balance_groups": drawn.get("balance_groups", False),
-            "balance_classes": drawn.get("balance_classes", False),
-            "event_adversarial": drawn.get("event_adversarial", 0.0), "image_dropout": drawn.get("image_dropout", 0.0),
+            "lora_rank": config.get("lora_rank", 0), **{k: drawn.get(k, d) for k, d in UNSEEN_EVENT_OPTIONS.items()},
             **{k: config["head"][k] for k in opts if k in config.get("head", {})}}
     theirs = {"model": report["model"], "variant": report["variant"], **opts}
     differ = {k: (mine[k], theirs.get(k)) for k in mine if theirs.get(k, mine[k]) != mine[k]}

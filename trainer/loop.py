@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -64,6 +64,17 @@ class RunSpec:
     # probability, by the blank image the app's contributions stand in for a missing one, so the network learns to
     # answer from the caption when the image says nothing it knows.
     image_dropout: float = 0.0
+
+    def unseen_event_options(self) -> dict:
+        """The fields above made for events never seen in training (sampling, adversary, image dropout)."""
+        return {k: getattr(self, k) for k in UNSEEN_EVENT_OPTIONS}
+
+
+# Those fields with their defaults: a run records them (metrics' "training_for_unseen_events"), a LOEO report its
+# options, and `trainer bundle --calibration` checks one against the other.
+UNSEEN_EVENT_OPTIONS = {f.name: f.default for f in fields(RunSpec)
+                        if f.name in ("image_cap", "balance_groups", "balance_classes", "event_adversarial",
+                                      "image_dropout")}
 
 
 def require_captions(model: MultimodalClassifier, split: CachedSplit) -> None:
@@ -382,9 +393,7 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True,
     record = {"best_epoch": best_epoch, "epochs_run": len(history), "history": history,
               "train_seconds": round(time.perf_counter() - start, 2), "device": str(accelerator.device),
               "selected_on": f"dev {spec.select_metric} (fused)"}
-    drawn = {"image_cap": spec.image_cap, "balance_groups": spec.balance_groups,
-             "balance_classes": spec.balance_classes, "event_adversarial": spec.event_adversarial,
-             "image_dropout": spec.image_dropout}
+    drawn = spec.unseen_event_options()
     if any(drawn.values()):
         record["training_for_unseen_events"] = drawn
     return raw, record
