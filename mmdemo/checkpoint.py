@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -137,3 +138,131 @@ def load_checkpoint(ckpt_dir: str | Path, **expect) -> MultimodalClassifier:
     except (RuntimeError, KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {ckpt_dir} does not match its config.json "
                               f"(model {config.get('model')!r}): {e}") from e
+
+
+# A fused answer whose every class probability varies by less than this (one standard deviation over the inputs
+# that selected the checkpoint) does not move with the input: `trainer measure` stores informative=False.
+UNINFORMATIVE_STD = 1e-3
+
+
+@dataclass(frozen=True)
+class Trust:
+    """How far to trust a checkpoint's answers, measured from data (`python -m trainer measure --checkpoint DIR`,
+    also run by `trainer bundle`) and stored in its config.json under "trust" (the temperature under
+    "calibration"). Torch-free: the page reads it before any network loads (`read_trust(read_config(dir))`).
+    A field that is None was not measured; say nothing about it rather than guess.
+
+    informative: False when the fused answer does not move with the input: over `spread`'s inputs no class's fused
+        probability has a standard deviation of UNINFORMATIVE_STD or more (e.g. a temperature of 1e6 makes every
+        answer 50/50). Then draw no share bar, heatmap or probability as if it meant something.
+    spread: over the inputs that selected the checkpoint (its dev split; for an all-events MediaEval bundle its
+        validation events), calibration applied:
+          n          number of inputs
+          std        the standard deviation over inputs of each class's fused probability, the largest over classes
+          top_low, top_high   the 5th and 95th percentiles of the top class's probability
+          top_share  {label: fraction of those inputs whose top class it is}
+          on         plain words: which inputs ("the validation events boston, nepal (1,892 posts)")
+    judged: the measure the task is judged on (MediaEval: events training never saw; hashtags: test P@1;
+        MVSA-Single: its paper metric on test):
+          metric     the metric key ("macro_f1", "precision@1", "weighted_f1")
+          value      the score (a recipe's: the mean over its seeds, `std` their standard deviation)
+          floor      the same metric for a guess that ignores the input, on the same inputs: always the commonest
+                     class there (single-label), or the training split's most popular tags (hashtags)
+          floor_name plain words for the floor ("always answering fake")
+          on         plain words: which inputs
+          whose      "checkpoint": this checkpoint's own held-out inputs; "recipe": a leave-one-event-out run of the
+                     same recipe (other models, one per left-out event), pooled over its seeds
+          optimistic True when the held-out score was read more than once while the settings were being chosen, so
+                     it overstates what to expect; `why` (plain words) says which search
+          source     (a recipe's) the leave-one-event-out report, relative to the repository
+    calibration: None where the fused probabilities are not calibrated; else
+          temperature  what divides the fused logits
+          fitted_on    plain words: which predictions it was fitted on
+          whose        "recipe" or "checkpoint", as for judged
+          ece_before, ece_after   expected calibration error (15 bins) of those predictions without and with it
+          ece_after_unseen        (a recipe's) the same, each event scaled by a temperature fitted without it
+    selected_on: plain words: which inputs chose the epoch (and seed) of this checkpoint.
+    splits: {"dev" | "test": its name by what it is}, e.g. {"dev": "validation events (boston, nepal)"} for a
+        checkpoint trained on every other event (no "test"), {"dev": "dev", "test": "test"} for MVSA-Single.
+    """
+
+    informative: bool | None = None
+    spread: dict | None = None
+    judged: dict | None = None
+    calibration: dict | None = None
+    selected_on: str = ""
+    splits: dict | None = None
+
+    @property
+    def below_floor(self) -> bool:
+        """True when the judged score is below what a guess that ignores the input scores on the same inputs."""
+        return bool(self.judged) and self.judged["value"] < self.judged["floor"]
+
+    @property
+    def carries_over(self) -> bool:
+        """The temperature lowers the calibration error on inputs it was not fitted on (for a recipe's: on each event
+        scaled by a temperature fitted without it); True where that was not measured."""
+        c = self.calibration or {}
+        return "ece_after_unseen" not in c or c["ece_after_unseen"] < c["ece_before"]
+
+    @property
+    def calibrated(self) -> bool:
+        """The fused probabilities are temperature-scaled, the scaling carries over to inputs it was not fitted on,
+        and the answer still moves with the input (a temperature that made every answer the same is no calibration
+        to speak of)."""
+        return bool(self.calibration) and self.informative is not False and self.carries_over
+
+
+def read_trust(config: dict) -> Trust:
+    """The Trust recorded in a checkpoint's config.json (a dict, as `read_config` returns it); every field None for a
+    checkpoint never measured."""
+    t = config.get("trust") or {}
+    cal = config.get("calibration") or {}
+    return Trust(informative=t.get("informative"), spread=t.get("spread"), judged=t.get("judged"),
+                 calibration=cal if "temperature" in cal else None, selected_on=t.get("selected_on", ""),
+                 splits=t.get("splits"))
+
+
+def _num(x: float) -> str:
+    return f"{x:.2f}" if abs(x) >= 0.1 else f"{x:.3f}"
+
+
+def _metric_name(metric: str) -> str:
+    return {"macro_f1": "macro F1", "weighted_f1": "weighted F1", "accuracy": "accuracy",
+            "precision@1": "P@1 (the top tag is one of the post's tags)"}.get(metric, metric)
+
+
+def reliability_line(trust: Trust) -> str:
+    """One true sentence on how far to trust the fused answer ("" when nothing was measured): the judged score
+    against its floor, whose figure it is, whether it is optimistic, and whether the probabilities are calibrated or
+    carry no information at all."""
+    parts = []
+    j = trust.judged
+    if j:
+        who = ("this recipe (a leave-one-event-out run of the same settings, not this checkpoint itself)"
+               if j["whose"] == "recipe" else "this checkpoint")
+        verdict = "below" if trust.below_floor else "level with" if j["value"] == j["floor"] else "above"
+        parts.append(f"On {j['on']} {who} scores {_metric_name(j['metric'])} {_num(j['value'])}, {verdict} the "
+                     f"{_num(j['floor'])} of {j['floor_name']}")
+        if j.get("optimistic"):
+            parts[-1] += (" (optimistic: that score was read more than once while the settings were chosen"
+                          + (f", {j['why']}" if j.get("why") else "") + ")")
+    if trust.informative is False:
+        parts.append("its answer does not change with the input (the same probabilities for every post), "
+                     "so it tells you nothing about this one")
+    elif trust.calibrated:
+        c = trust.calibration
+        parts.append(f"its fused probabilities are calibrated (temperature {c['temperature']:.3g}, fitted on "
+                     f"{c['fitted_on']}); its text-only and image-only ones are not")
+    elif trust.calibration:
+        c = trust.calibration
+        parts.append(f"its fused probabilities are divided by a temperature of {c['temperature']:.3g} fitted on "
+                     f"{c['fitted_on']}, which does not carry over to a new event (calibration error "
+                     f"{c['ece_after_unseen']:.2f} on an event left out of the fit, {c['ece_before']:.2f} unscaled): "
+                     f"read them as rough scores, not chances")
+    elif j or trust.spread:
+        parts.append("its probabilities are not calibrated: read them as scores, not chances")
+    if not parts:
+        return ""
+    line = "; ".join(parts) + "."
+    return line[0].upper() + line[1:]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .checkpoint import (CARD_FILE, CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, CheckpointError, check_compatible,
-                         missing_prior, read_config)
+from .checkpoint import (CARD_FILE, CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, CheckpointError, Trust, check_compatible,
+                         missing_prior, read_config, read_trust, reliability_line)
 from .tasks import TASKS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -79,26 +79,67 @@ def _aux_line(head: dict) -> str:
     return f"trained jointly with weight `aux_weight={w}` on their cross-entropy"
 
 
-def _bundle_line(metrics: dict) -> str:
+def _bundle_line(metrics: dict, dev: str = "dev") -> str:
     """The weights' storage when `trainer bundle` compacted them, with the dev metrics measured on that copy."""
     b = metrics.get("bundle")
     if not b:
         return ""
-    dev = ", ".join(f"{k} {v:.4f}" for k, v in sorted(b["dev"].items()))
+    name, dev = dev, ", ".join(f"{k} {v:.4f}" for k, v in sorted(b["dev"].items()))
     return (f"\n- **Weights:** stored in {b['dtype']} ({b['bytes']['bundled'] / 2**20:.1f} MiB, from "
-            f"{b['bytes']['run'] / 2**20:.1f}), without training-only state; dev measured on this copy: {dev}.")
+            f"{b['bytes']['run'] / 2**20:.1f}), without training-only state; {name} measured on this copy: {dev}.")
 
 
-def _unseen_line(config: dict) -> str:
-    """The scores on events training never saw and the temperature, when `trainer bundle` recorded them."""
-    c = config.get("calibration", {})
-    u = c.get("unseen")
-    if not u:
+def _selection(config: dict, metrics: dict) -> str:
+    """Which inputs chose the epoch and the seed."""
+    chosen = (config.get("trust") or {}).get("selected_on")
+    seed = f"seed {metrics.get('seed', '?')}"
+    if chosen:
+        return f"chosen on {chosen} ({seed})."
+    return f"best epoch on {split_name(config, metrics, 'dev')} ({metrics.get('selected_on', 'dev')}); {seed}."
+
+
+def split_name(config: dict, metrics: dict, split: str) -> str:
+    """A split named by what it is: "validation events (boston, nepal)" / "held-out events (malaysia, nepal)" where
+    the checkpoint recorded events, else "dev" / "test"."""
+    named = ((config.get("trust") or {}).get("splits") or {}).get(split)
+    if named:
+        return named
+    events = (metrics.get("data", {}).get("groups") or {}).get(split)
+    if events:
+        return f"{'validation' if split == 'dev' else 'held-out'} events ({', '.join(events)})"
+    return split
+
+
+def _trust_lines(config: dict) -> str:
+    """How far to trust the checkpoint, as `trainer measure` recorded it: the app's one line, then the figures."""
+    trust = read_trust(config)
+    if trust == Trust():
         return ""
-    t = (f" Temperature {c['temperature']:.3f} ({c['fitted_on']}) divides the fused logits." if "temperature" in c
-         else " The probabilities are not calibrated.")
-    return (f"\n- **On unseen events:** {u['protocol']} ({u['events']} events, {u['seeds']} seed(s)): accuracy "
-            f"{u['accuracy']:.4f}, macro F1 {u['macro_f1']:.4f}.{t}")
+    lines = [f"\n- **How far to trust it:** {reliability_line(trust)}"]
+    s, j, c = trust.spread, trust.judged, trust.calibration
+    if s:
+        lines.append(f"\n- **Spread of its answer:** over {s['on']}, the fused probability of a class varies by at "
+                     f"most {s['std']:.3g} (standard deviation); the top class's probability lies between "
+                     f"{s['top_low']:.3f} and {s['top_high']:.3f} for 90% of them"
+                     + ("; the answer does not move with the input" if trust.informative is False else "") + ".")
+    if j:
+        whose = ("the recipe's (a leave-one-event-out run of the same settings, pooled over seeds), not this "
+                 "checkpoint's" if j["whose"] == "recipe" else "this checkpoint's own, measured on the bundled copy")
+        lines.append(f"\n- **Judged on:** {j['metric']} {j['value']:.4f}"
+                     + (f" ± {j['std']:.4f}" if "std" in j else "")
+                     + f" on {j['on']}: {whose}; {j['floor_name']} scores {j['floor']:.4f} there"
+                     + (f". Optimistic: {j['why']}." if j.get("optimistic") else "."))
+    if c:
+        lines.append(f"\n- **Calibration:** temperature {c['temperature']:.4g} divides the fused logits, fitted on "
+                     f"{c['fitted_on']} ({c['whose']}'s); expected calibration error there {c['ece_before']:.4f} "
+                     f"before, {c['ece_after']:.4f} after"
+                     + (f", {c['ece_after_unseen']:.4f} on each event when its temperature is fitted without it"
+                        if "ece_after_unseen" in c else "") + "."
+                     + ("" if trust.carries_over else " It does not carry over to a new event: the probabilities are "
+                        "rough scores, not chances."))
+    elif j or s:
+        lines.append("\n- **Calibration:** none; the probabilities are scores, not chances.")
+    return "".join(lines)
 
 
 def make_model_card(config: dict, metrics: dict, command: str = "") -> ModelCard:
@@ -113,7 +154,8 @@ def make_model_card(config: dict, metrics: dict, command: str = "") -> ModelCard
     for split in ("dev", "test"):
         for name, value in _metric_values(metrics.get(split, {})).items():
             evals.append(EvalResult(task_type="image-text-classification", dataset_type=dataset, dataset_name=dataset,
-                                    dataset_split=split, metric_type=name, metric_value=round(float(value), 4)))
+                                    dataset_split=split_name(config, metrics, split), metric_type=name,
+                                    metric_value=round(float(value), 4)))
     base = [BASE_MODELS.get(config["text_encoder"]), BASE_MODELS.get(config["image_encoder"])]
     data = ModelCardData(
         license="apache-2.0", library_name="mmdemo", tags=["multimodal", "image-text-classification", config["model"]],
@@ -128,11 +170,12 @@ def make_model_card(config: dict, metrics: dict, command: str = "") -> ModelCard
             m = metrics.get(split, {}).get(head)
             if m:
                 vals = " | ".join(f"{m[k]:.4f}" if k in m else "–" for k in columns)
-                rows.append(f"| {split} | {head} | {vals} |")
+                rows.append(f"| {split_name(config, metrics, split)} | {head} | {vals} |")
     table = "\n".join(["| split | head | " + " | ".join(columns.values()) + " |",
                        "|---|---|" + "---|" * len(columns), *rows])
     signals = entry.head.signals
-    outputs = "".join(f"\n  - `{key}` ({sig.kind}): {sig.title}: {sig.meaning}." for key, sig in signals.items())
+    outputs = "".join(f"\n  - `{key}` ({sig.kind}): {sig.title}: {sig.plain} ({sig.meaning})."
+                      for key, sig in signals.items())  # the plain reading first, as the app shows it
     prior, wanted = config.get("prior_encoder", ""), missing_prior(config)
     prior_line = (f"\n- **Prior encoder:** `{prior}`." if prior else
                   f"\n- **Prior encoder:** none: `{wanted}` was not available, so this is the paper's w/o-prior "
@@ -147,7 +190,7 @@ def make_model_card(config: dict, metrics: dict, command: str = "") -> ModelCard
 - **Interpretable outputs:** {outputs or 'none (a baseline)'}
 - **Unimodal predictions:** every mmdemo network also predicts from each modality alone through small auxiliary
   classifiers on its own unimodal representations, {_aux_line(config['head'])}.
-- **Selection:** best epoch on dev ({metrics.get('selected_on', 'dev')}); seed {metrics.get('seed', '?')}.{_bundle_line(metrics)}{_unseen_line(config)}
+- **Selection:** {_selection(config, metrics)}{_bundle_line(metrics, split_name(config, metrics, 'dev'))}{_trust_lines(config)}
 
 ## Evaluation
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import Trust, read_trust, reliability_line
 from .contrib import Contribution, Reference, blank_reference, contribution, with_reference
 from .encoders import (ImageEncoder, ImageFeatures, TextEncoder, TextFeatures, prior_encoders, shared_image_encoder,
                        shared_text_encoder)
@@ -262,17 +263,14 @@ class Predictor:
         return 1.0 if self.classifier.multi_label else float(self.classifier.calibration.get("temperature", 1.0))
 
     @property
+    def trust(self) -> Trust:
+        """How far to trust this checkpoint's answers, as `trainer measure` recorded it (mmdemo.checkpoint.Trust)."""
+        return read_trust({"trust": self.classifier.trust, "calibration": self.classifier.calibration})
+
+    @property
     def reliability(self) -> str:
-        """One line on how far to trust the fused prediction, from the checkpoint's measured calibration."""
-        c = self.classifier.calibration
-        unseen = c.get("unseen")
-        if not unseen:
-            return ""
-        trust = (f"its fused probabilities are calibrated (temperature {self.temperature:.3g}, fitted on held-out "
-                 f"validation events); its text-only and image-only ones are not" if "temperature" in c else
-                 "its probabilities are not calibrated: read them as scores, not chances")
-        return (f"On events it never saw ({unseen['protocol']}: {unseen['events']} events) this network scores "
-                f"{unseen['accuracy']:.0%} accuracy, macro F1 {unseen['macro_f1']:.2f}; {trust}.")
+        """One true sentence on how far to trust the fused prediction ("" when nothing was measured)."""
+        return reliability_line(self.trust)
 
     @exclusive
     def prepare(self, image, caption, memo: dict | None = None) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -286,9 +284,11 @@ class Predictor:
         rgb = memo["rgb", source]
         text, notes = clean_caption(caption)
         batch = self.text_encoder.tokenize([text], max_length=self.classifier.max_length)
+        ids = batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist()
         if int(batch["attention_mask"].sum()) >= batch["attention_mask"].shape[1] == self.classifier.max_length:
-            notes.append(f"The caption was cut to the first {self.classifier.max_length} tokens the model reads.")
-        unknown = self._unknown_note(batch["input_ids"][0][batch["attention_mask"][0].bool()].tolist())
+            notes.append(f"The caption was cut to the first {self.classifier.max_length} tokens the model reads"
+                         f"{self._last_words(ids)}.")
+        unknown = self._spelled_note(ids) or self._unknown_note(ids)
         if unknown:
             notes.append(unknown)
         if ("pixels", source, self.image_encoder) not in memo:
@@ -329,8 +329,37 @@ class Predictor:
             return ("The text encoder knows none of the caption's characters (emoji, or a script it was not trained "
                     "on): it reads only [UNK], so the text-only prediction and the word attributions say nothing "
                     "about this caption.")
-        return (f"{n} of the caption's {len(pieces)} word pieces are unknown to the text encoder (emoji, or a script "
+        return (f"{n} of the caption's {len(pieces)} word pieces {'is' if n == 1 else 'are'} unknown to the text encoder (emoji, or a script "
                 f"it was not trained on) and read as [UNK].")
+
+    def _pieces(self, ids: list[int]) -> list[str]:
+        """The caption's word pieces, without the tokenizer's special tokens ([] without a wordpiece tokenizer)."""
+        tokenizer = getattr(self.text_encoder, "tokenizer", None)
+        if tokenizer is None or not hasattr(tokenizer, "all_special_ids") or not hasattr(tokenizer, "unk_token_id"):
+            return []
+        special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+        return tokenizer.convert_ids_to_tokens([i for i in ids if i not in special])
+
+    def _last_words(self, ids: list[int]) -> str:
+        """', so it stops at “…the last words read”' for a cut caption ('' without a tokenizer)."""
+        pieces = self._pieces(ids)
+        if not pieces:
+            return ""
+        text = self.text_encoder.tokenizer.convert_tokens_to_string(pieces[-6:]).strip()
+        return f", so it stops at “…{text}”"
+
+    def _spelled_note(self, ids: list[int]) -> str:
+        """A note when most of the caption lies outside the text encoder's vocabulary: a wordpiece tokenizer spells
+        words it does not know letter by letter (Cyrillic, Arabic, CJK for an English vocabulary), and the encoder
+        then reads letters, not words. Counted over the pieces that hold a letter (punctuation aside)."""
+        pieces = [p.removeprefix("##") for p in self._pieces(ids)]
+        lettered = [p for p in pieces if any(ch.isalpha() for ch in p) or p == "[UNK]"]
+        spelled = sum(len(p) == 1 or p == "[UNK]" for p in lettered)
+        if len(lettered) < 4 or spelled * 2 < len(lettered):
+            return ""
+        return (f"Most of this caption is outside the text encoder's vocabulary (it was trained on English): it reads "
+                f"{spelled} of its {len(lettered)} word pieces as single letters or unknown symbols, not words, so "
+                f"the text-only prediction and the word attributions say little about this caption.")
 
     def tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[str]:
         ids = input_ids[0][attention_mask[0].bool()].tolist()

@@ -89,3 +89,21 @@ for model in hglnet mggf cacnet mahfnet infig; do
   # an all-events bundle has no unseen dev or test events left to probe: its stale entry is dropped
   python -m trainer probe --checkpoint checkpoints/mediaeval2016/$model --splits dev test --json runs-probe/bundled.json
 done
+
+# The chosen concat recipe's leave-one-event-out run again, now keeping every post's held-out predictions
+# (loeo/predictions.safetensors): the bundle's one temperature is fitted on them, labelled as the recipe's, never a
+# mean of per-seed temperatures (issue 49.1). 28 minutes with three processes sharing .folds (one per seed, the first
+# writing the report) on this loaded 2-core CPU; seed 0 reproduces the sweep's run exactly, seeds 1-2 to 3e-4.
+P=runs-loeo-calibration/mediaeval2016/concat/loeo
+R="--task mediaeval2016 --model concat --protocol loeo --quiet --threads 1 $V --image-cap 0 --event-adversarial 1 --image-dropout 1"
+python -m trainer train $R --seeds 0 1 2 --out outputs/loeo-concat --resume
+mkdir -p $P && cp outputs/loeo-concat/mediaeval2016/concat/loeo/{loeo.json,predictions.safetensors} $P/
+# How far to trust every bundle, measured without touching its weights (config.json "trust", cards; the concat
+# recipe's temperature and reliability diagram). MGGF's and CACNet's runs kept no predictions: no temperature.
+python -m trainer measure --checkpoint checkpoints/hashtags/* checkpoints/mvsa-single/* \
+  checkpoints/mediaeval2016/{hglnet,infig,mahfnet}
+python -m trainer measure --checkpoint checkpoints/mediaeval2016/concat --loeo $P/loeo.json
+for model in mggf cacnet; do
+  python -m trainer measure --checkpoint checkpoints/mediaeval2016/$model \
+    --loeo runs-loeo-largest-val/mediaeval2016/$model/loeo/loeo.json
+done

@@ -160,3 +160,35 @@ def test_bundled_checkpoints_are_what_push_uploads():
             assert path.joinpath("model.safetensors").stat().st_size < 25 * 2**20
             card = ModelCard.load(path / "README.md")
             assert card.data.eval_results, path
+
+
+def test_model_card_names_its_splits_says_what_chose_it_and_how_far_to_trust_it(ckpt):
+    """Issue 49.2 and 49.5: a checkpoint trained on every event but its validation events names them (card table and
+    model-index), says they chose it, gives the recipe's figure as the recipe's, and marks it optimistic."""
+    config = json.loads((ckpt / "config.json").read_text())
+    metrics = {**METRICS, "data": {"groups": {"train": ["sandy"], "dev": ["boston", "nepal"], "test": []}}}
+    metrics.pop("test")
+    trust = {"informative": True,
+             "spread": {"n": 1892, "std": 0.21, "top_low": 0.52, "top_high": 0.97, "top_share": {"a": 1.0},
+                        "on": "the validation events boston, nepal (1,892 posts)"},
+             "judged": {"metric": "macro_f1", "value": 0.5306, "std": 0.0101, "floor": 0.4141,
+                        "floor_name": "always answering fake", "on": "events training never saw", "whose": "recipe",
+                        "optimistic": True, "why": "the unseen-event recipe search read them twice"},
+             "selected_on": "the validation events boston, nepal (1,892 posts): the epoch with the best macro_f1",
+             "splits": {"dev": "validation events (boston, nepal)"}}
+    calibration = {"temperature": 1.61, "fitted_on": "the recipe's pooled predictions", "whose": "recipe",
+                   "ece_before": 0.2, "ece_after": 0.1}
+    card = hub.make_model_card({**config, "trust": trust, "calibration": calibration}, metrics)
+    text = card.text
+    assert "**Selection:** chosen on the validation events boston, nepal (1,892 posts)" in text
+    assert "| validation events (boston, nepal) | fused |" in text and "| dev |" not in text
+    assert {r.dataset_split for r in card.data.eval_results} == {"validation events (boston, nepal)"}
+    assert "macro_f1 0.5306 ± 0.0101 on events training never saw: the recipe's" in text
+    assert "not this checkpoint's" in text and "Optimistic: the unseen-event recipe search read them twice." in text
+    assert "always answering fake scores 0.4141" in text
+    assert "temperature 1.61 divides the fused logits" in text and "0.2000 before, 0.1000 after" in text
+    # the same trust with a flattening temperature: never called calibrated in the trust line
+    flat = hub.make_model_card({**config, "trust": {**trust, "informative": False},
+                                "calibration": {**calibration, "temperature": 1.7e6}}, metrics).text
+    line = next(x for x in flat.splitlines() if x.startswith("- **How far to trust it:**"))
+    assert "does not change with the input" in line and "calibrated" not in line

@@ -7,13 +7,14 @@ import json
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 from torch.utils.data import WeightedRandomSampler
 
 from mmdemo.encoders import ImageFeatures
 from trainer.adversarial import reverse_gradient
 from trainer.datasets import load_task_data
 from trainer.features import concat_splits
-from trainer.loeo import all_events_split, calibration_error, fit_temperature, fold, fold_events
+from trainer.loeo import PREDICTIONS_FILE, all_events_split, calibration_error, fit_temperature, fold, fold_events
 from trainer.loop import blank_images, sample_weights
 from trainer.results import render
 from trainer.run import train_task
@@ -132,14 +133,28 @@ def test_loeo_trains_every_fold_and_pools_each_post_once(tmp_path):
     for seed in ("0", "1"):
         assert report["pooled_by_seed"][seed]["fused"]["n"] == 39
     fused = report["pooled"]["fused"]
-    assert 0 <= fused["accuracy"]["mean"] <= 1 and len(fused["macro_f1"]["values"]) == 2
-    assert set(fused) >= {"f1_fake", "f1_real"}
+    assert len(fused["macro_f1"]["values"]) == 2 and set(fused) >= {"f1_fake", "f1_real"}
+    # every post's held-out prediction is kept beside the report, in the order of the events
+    kept = load_file(tmp_path / "runs" / "mediaeval2016" / "concat" / "loeo" / PREDICTIONS_FILE)
+    assert kept["fused.seed0"].shape == kept["fused.seed1"].shape == (39, 2)
+    counts = torch.bincount(kept["event"].long()).tolist()
+    assert counts == [report["per_event"][e]["n"] for e in report["events"]]
+    labels = kept["labels"].long()
+    for seed in (0, 1):  # the pooled scores are those of the kept predictions
+        right = (kept[f"fused.seed{seed}"].argmax(-1) == labels).float().mean().item()
+        assert right == pytest.approx(report["pooled_by_seed"][str(seed)]["fused"]["accuracy"])
+        assert right == pytest.approx(fused["accuracy"]["values"][seed])
+    # the recipe's one temperature minimises the cross-entropy of both seeds' held-out predictions together
+    t = report["recipe_calibration"]["temperature"]
+    both, target = torch.cat([kept["fused.seed0"], kept["fused.seed1"]]), labels.repeat(2)
+    nll = lambda temp: torch.nn.functional.cross_entropy(both / temp, target).item()  # noqa: E731
+    assert nll(t) <= min(nll(t * 1.2), nll(t / 1.2)) and report["recipe_calibration"]["n"] == 78
     assert report["per_event"]["malaysia"]["classes"] == ["fake"]
     assert report["per_event"]["sandy"]["dev_events"] == ["eclipse", "garissa"]
     assert report["options"]["image_cap"] == 2 and report["options"]["balance_groups"] is True
     assert report["options"]["balance_classes"] is True
-    assert 0 <= report["validation"]["mean"] <= 1
-    assert report["calibration"]["temperature"]["mean"] > 0 and len(report["calibration"]["ece"]["values"]) == 2
+    per_seed = [sum(report["per_event"][e]["dev_score"]["values"][k] for e in report["events"]) / 6 for k in (0, 1)]
+    assert report["validation"]["values"] == pytest.approx(per_seed)  # what chooses: the folds' validation scores
     table = render("{{loeo runs mediaeval2016 concat}}", base=tmp_path)  # the RESULTS.md placeholder
     assert "| concat | 2 |" in table and "| malaysia | 3 | fake |" in table and "| sandy | 12 | fake, real |" in table
     with pytest.raises(ValueError, match="protocol"):
@@ -233,28 +248,45 @@ def test_temperature_scaling_undoes_a_known_overconfidence():
     assert calibration_error(true_logits * 3, labels, t) < calibration_error(true_logits * 3, labels) / 2
 
 
-def test_bundle_carries_the_loeo_calibration_into_the_app(tmp_path):
+def test_bundle_measures_how_far_to_trust_the_checkpoint(tmp_path, monkeypatch):
+    """`trainer bundle` (and `trainer measure`) record in config.json the judged score against a guess, the spread of
+    the answer over the inputs that chose the checkpoint and, for the checkpoint of a LOEO-measured recipe, the
+    recipe's one temperature, labelled as the recipe's; the app's line says each of these truthfully."""
+    import hashlib
+    import shutil
+
+    from mmdemo.checkpoint import read_config, read_trust
     from mmdemo.predict import Predictor
     from trainer.report import bundle
+    import trainer.trust as trust_module
+    from trainer.trust import measure, write_trust
 
     root = make_events(tmp_path / "data")
     common = dict(data_dir=str(root), out=tmp_path / "runs", text_encoder="tiny-bert", image_encoder="tiny-resnet",
                   cache_dir=tmp_path / "cache", max_length=16, overrides={"epochs": 2, "batch_size": 8}, progress=False)
+    where = dict(data_dir=str(root), cache_dir=tmp_path / "cache")
     train_task("mediaeval2016", "concat", [0], protocol="loeo", image_cap=2, **common)
     report = tmp_path / "runs" / "mediaeval2016" / "concat" / "loeo" / "loeo.json"
     plain = train_task("mediaeval2016", "concat", [0], **common)[0]  # another recipe: no image cap
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "kept.txt").write_text("what was bundled before")
     with pytest.raises(ValueError, match="image_cap 0 here, 2 there"):
-        bundle(plain.parent, tmp_path / "bad", compact=False, calibration=report)
+        bundle(plain.parent, tmp_path / "bad", compact=False, calibration=report, **where)
     assert (tmp_path / "bad" / "kept.txt").is_file()  # a refused report replaces nothing
-    # without a report, a run of the task's split is bundled with its held-out test events' scores, uncalibrated
-    bundle(plain.parent, tmp_path / "plain", compact=False)
-    held_out = json.loads((tmp_path / "plain" / "config.json").read_text())["calibration"]
-    test = json.loads((plain / "metrics.json").read_text())["test"]["fused"]
-    assert "temperature" not in held_out and held_out["unseen"]["events"] == 2
-    assert "malaysia, nepal" in held_out["unseen"]["protocol"] and held_out["unseen"]["macro_f1"] == test["macro_f1"]
-    assert "not calibrated" in Predictor.from_checkpoint(tmp_path / "plain").reliability
+    # without a report, a run of the task's split is judged on its own held-out test events, uncalibrated
+    bundle(plain.parent, tmp_path / "plain", compact=False, **where)
+    config = read_config(tmp_path / "plain")
+    trust, test = read_trust(config), json.loads((plain / "metrics.json").read_text())["test"]["fused"]
+    assert "calibration" not in config and trust.calibration is None
+    assert trust.judged["whose"] == "checkpoint" and trust.judged["value"] == pytest.approx(test["macro_f1"])
+    assert trust.judged["on"] == "the held-out events malaysia, nepal (9 posts)"
+    assert trust.splits == {"dev": "validation events (eclipse, garissa)", "test": "held-out events (malaysia, nepal)"}
+    # the floor: always answering the commonest class of those 9 posts (malaysia 3 fake; nepal 3 fake, 3 real)
+    assert trust.judged["floor_name"] == "always answering fake"
+    assert trust.judged["floor"] == pytest.approx((2 * 6 / 15 + 0) / 2)  # F1 of fake 2*6/(2*6+3), of real 0
+    assert trust.spread["n"] == 12 and trust.spread["on"] == "the validation events eclipse, garissa (12 posts)"
+    reliability = Predictor.from_checkpoint(tmp_path / "plain").reliability
+    assert "not calibrated" in reliability and "this checkpoint scores macro F1" in reliability
     # the checkpoint of the measured recipe trains on every event but the validation ones, and has no test part
     run = train_task("mediaeval2016", "concat", [0], image_cap=2, protocol="all-events",
                      **{**common, "out": tmp_path / "capped"})[0]
@@ -264,25 +296,48 @@ def test_bundle_carries_the_loeo_calibration_into_the_app(tmp_path):
     assert metrics["data"]["groups"] == {"train": ["boston", "malaysia", "nepal", "sandy"],
                                          "dev": ["eclipse", "garissa"], "test": []}
     dest = tmp_path / "checkpoints" / "mediaeval2016" / "concat"
-    bundle(run.parent, dest, compact=False, calibration=report)
-    assert "On unseen events:** leave-one-event-out (6 events" in (dest / "README.md").read_text()
-    calibration = json.loads((dest / "config.json").read_text())["calibration"]
-    bundle(dest, dest, compact=False)  # bundled again in place without a report: the LOEO note stays
-    assert json.loads((dest / "config.json").read_text())["calibration"] == calibration
-    loeo = json.loads(report.read_text())
-    assert calibration["temperature"] == loeo["calibration"]["temperature"]["mean"]
-    assert calibration["unseen"]["macro_f1"] == loeo["pooled"]["fused"]["macro_f1"]["mean"]
+    bundle(run.parent, dest, compact=False, calibration=report, **where)
+    config, loeo = read_config(dest), json.loads(report.read_text())
+    trust = read_trust(config)
+    assert trust.judged["whose"] == "recipe" and trust.judged["value"] == loeo["pooled"]["fused"]["macro_f1"]["mean"]
+    assert trust.judged["on"].startswith("events training never saw (leave-one-event-out: each of the 6 events")
+    assert trust.splits == {"dev": "validation events (eclipse, garissa)"}  # no test part
+    # one temperature fitted on the recipe's pooled held-out predictions, never a mean of per-seed ones
+    assert trust.calibration["whose"] == "recipe"
+    assert trust.calibration["temperature"] == pytest.approx(loeo["recipe_calibration"]["temperature"])
+    assert trust.calibration["ece_before"] == pytest.approx(loeo["recipe_calibration"]["ece_before"])
+    card = (dest / "README.md").read_text()
+    assert "the recipe's (a leave-one-event-out run of the same settings" in card
+    assert "validation events (eclipse, garissa)" in card and "| dev |" not in card
+    bundle(dest, dest, compact=False, **where)  # bundled again in place without a report: the recipe is remembered
+    assert read_config(dest)["calibration"] == config["calibration"]
 
     p = Predictor.from_checkpoint(dest)
     image = Image.new("RGB", (64, 64), (200, 30, 30))
     pred = p.predict(image, "hoax fake photoshop")
-    assert "never saw" in pred.reliability and "6 events" in pred.reliability
-    assert "text-only and image-only ones are not" in pred.reliability  # only the fused logits are scaled
+    assert "this recipe (a leave-one-event-out run" in pred.reliability and "6 events" in pred.reliability
+    if trust.carries_over:  # only the fused logits are scaled
+        assert "calibrated" in pred.reliability and "text-only and image-only ones are not" in pred.reliability
+    else:  # a temperature fitted without an event that does not help on it is not called calibration
+        assert "does not carry over to a new event" in pred.reliability and "calibrated" not in pred.reliability
     scaled = torch.tensor(list(pred.probs["fused"].values())).log()
     p.classifier.calibration = {}  # the same input, uncalibrated
     raw = torch.tensor([p.predict(image, "hoax fake photoshop").probs["fused"][k] for k in pred.probs["fused"]]).log()
-    t = calibration["temperature"]
+    t = config["calibration"]["temperature"]
     assert torch.allclose(scaled[0] - scaled[1], (raw[0] - raw[1]) / t, atol=1e-4)  # logit gap divided by T
+
+    # A temperature that flattens every answer (as the mean of per-seed ones did): measured as uninformative, and the
+    # app never calls it calibrated; measuring never touches the weights.
+    flat = tmp_path / "flat"
+    shutil.copytree(dest, flat)
+    digest = hashlib.sha256((flat / "model.safetensors").read_bytes()).hexdigest()
+    monkeypatch.setattr(trust_module, "recipe_calibration", lambda _: {**config["calibration"], "temperature": 1e7})
+    trust, calibration, dev = measure(flat, **where)
+    assert trust["informative"] is False and trust["spread"]["std"] < 1e-6 and dev["n"] == 12
+    write_trust(flat, trust, calibration)
+    line = Predictor.from_checkpoint(flat).reliability
+    assert "does not change with the input" in line and "calibrated" not in line
+    assert hashlib.sha256((flat / "model.safetensors").read_bytes()).hexdigest() == digest
 
     # The probe would measure it on its own training events: it skips it, and drops an older report of that name.
     from trainer.__main__ import main

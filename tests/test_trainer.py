@@ -91,8 +91,11 @@ def test_the_cache_holds_what_the_registered_heads_declare(tiny_encoders, monkey
     assert features.cached_text_layers(te, wanted=9) == te.num_layers
 
 
-def test_tiny_run_learns_well_above_chance_and_writes_a_checkpoint(synthetic, tmp_path):
-    data, feats, dims, _ = synthetic
+def test_tiny_run_learns_well_above_chance_and_writes_a_checkpoint(synthetic, tmp_path, monkeypatch):
+    from trainer import trust
+
+    data, feats, dims, root = synthetic
+    monkeypatch.setattr(trust, "load_task_data", lambda task, data_dir=None: data)  # what bundle measures trust on
     spec = RunSpec(task="mvsa-single", model="concat", labels=LABELS, multi_label=False, text_encoder="tiny-bert",
                    image_encoder="tiny-resnet", dims=dims, seed=0, overrides={"epochs": 25, "batch_size": 16, "lr": 3e-3},
                    max_length=16, data_version=data.version, select_metric="accuracy")
@@ -116,12 +119,17 @@ def test_tiny_run_learns_well_above_chance_and_writes_a_checkpoint(synthetic, tm
     assert "| mvsa-single | concat | fused | 1 |" in table([tmp_path / "runs", tmp_path / "runs" / "mvsa-single"])
     (out / "README.md").write_text("a card written by older code")  # bundle makes the card anew
     dest = tmp_path / "checkpoints" / "mvsa-single" / "concat"
-    assert bundle(out.parent, dest, compact=False)[0] == out
+    assert bundle(out.parent, dest, compact=False, cache_dir=root / "cache")[0] == out
     assert (dest / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
     card = (dest / "README.md").read_text()
     assert "older code" not in card and "# concat on mvsa-single" in card and "pytest" in card
+    # and it says how far to trust it: the test split's weighted F1 against always answering the commonest class
+    trust = json.loads((dest / "config.json").read_text())["trust"]
+    assert trust["judged"]["value"] == pytest.approx(metrics["test"]["fused"]["weighted_f1"])
+    assert trust["judged"]["floor_name"] == "always answering sunny"  # 8 sunny, 8 rainy: the first wins
+    assert "this checkpoint scores weighted F1" in card and trust["informative"] is True
     # the default bundle: float16 weights, its dev metrics measured again and recorded beside the run's
-    assert bundle(out.parent, dest, dev=feats["dev"])[0] == out
+    assert bundle(out.parent, dest, dev=feats["dev"], cache_dir=root / "cache")[0] == out
     small = json.loads((dest / "metrics.json").read_text())["bundle"]
     assert small["dtype"] == "float16" and small["bytes"]["bundled"] < 0.6 * small["bytes"]["run"]
     assert abs(small["dev"]["accuracy"] - metrics["dev"]["fused"]["accuracy"]) <= 0.02
@@ -129,7 +137,7 @@ def test_tiny_run_learns_well_above_chance_and_writes_a_checkpoint(synthetic, tm
     from safetensors.torch import load_file
 
     weights = load_file(dest / "model.safetensors")
-    assert bundle(dest, dest, dev=feats["dev"])[0] == dest
+    assert bundle(dest, dest, dev=feats["dev"], cache_dir=root / "cache")[0] == dest
     again = load_file(dest / "model.safetensors")
     assert again.keys() == weights.keys() and all(torch.equal(again[k], weights[k]) for k in weights)
     assert os.listdir(dest.parent) == ["concat"]
@@ -175,14 +183,15 @@ def test_unfreezing_the_last_text_layer_trains_it_and_only_it(synthetic, tmp_pat
     assert torch.equal(reloaded.text_encoder.state_dict()[first], fresh[first])
 
     # `trainer eval` / `probe` read the same cached features the run was trained and evaluated on.
-    from trainer import run
+    from trainer import run, trust
 
     monkeypatch.setattr(run, "load_task_data", lambda task, data_dir=None: data)
+    monkeypatch.setattr(trust, "load_task_data", lambda task, data_dir=None: data)
     dev = run.checkpoint_features(reloaded, cache_dir=root / "cache")["dev"]
     # bundled as adapters of the tiny block's full rank (32): the same model, in the files a bundle keeps
     (tmp_path / "curves.png").write_bytes(b"a plot")
     dest = tmp_path.with_name(tmp_path.name + "-bundled") / "mvsa-single" / "concat"
-    bundle(tmp_path, dest, dev=dev, lora_rank=32)
+    bundle(tmp_path, dest, dev=dev, lora_rank=32, cache_dir=root / "cache")
     small = load_checkpoint(dest)
     assert small.lora_rank == 32 and (dest / "curves.png").read_bytes() == b"a plot"
     assert abs(evaluate(small, dev)["fused"]["accuracy"] - evaluate(model, feats["dev"])["fused"]["accuracy"]) < 1e-6

@@ -99,20 +99,48 @@ def cmd_train(a) -> None:
 
 
 def cmd_eval(a) -> None:
-    from mmdemo.checkpoint import load_checkpoint
+    from mmdemo.checkpoint import load_checkpoint, read_metrics
 
     from .loop import evaluate
-    from .run import checkpoint_features
+    from .trust import recorded_splits
 
     model = load_checkpoint(a.checkpoint)
-    feats = checkpoint_features(model, a.data_dir, a.cache_dir, splits=tuple(a.splits))
-    res = {split: evaluate(model, feats[split]) for split in a.splits}
-    for split, r in res.items():
+    # the checkpoint's own splits: for a run trained on every event, its validation events are "dev" and it has no test
+    splits = recorded_splits(model, read_metrics(a.checkpoint), tuple(a.splits), a.data_dir, a.cache_dir)
+    for name in a.splits:
+        if name not in splits:
+            print(f"{name:5s} none: this checkpoint trained on every event but its validation events")
+    res = {name: evaluate(model, split) for name, (split, _) in splits.items()}
+    for name, r in res.items():
+        print(f"{name:5s} = {splits[name][1]}")
         for head in ("fused", "text", "image"):
             shown = {k: round(v, 4) for k, v in r[head].items() if isinstance(v, float)}
-            print(f"{split:5s} {head:6s} {shown}")
+            print(f"{name:5s} {head:6s} {shown}")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
+
+
+def cmd_measure(a) -> None:
+    from mmdemo.checkpoint import read_config, read_trust, reliability_line
+
+    from .run import torch_threads
+    from .trust import measure, reliability_diagram, write_trust
+
+    torch_threads(a.threads)
+    for ckpt in a.checkpoint:
+        trust, calibration, dev = measure(ckpt, a.loeo, a.data_dir, a.cache_dir)
+        if not a.dry_run:
+            write_trust(ckpt, trust, calibration)
+            if calibration and trust["judged"].get("whose") == "recipe":  # beside the recipe's report
+                print("  reliability diagram:", reliability_diagram(
+                    (REPO_ROOT / trust["judged"]["source"]).parent,
+                    (REPO_ROOT / trust["judged"]["source"]).parent / "reliability.png"))
+        s = trust["spread"]
+        print(f"{ckpt}: dev re-measured {dev.get('macro_f1', dev.get('precision@1')):.4f}; fused answer over "
+              f"{s['on']}: std {s['std']:.3g}, top class {s['top_low']:.3f}-{s['top_high']:.3f} (5-95%)"
+              + (f"; temperature {calibration['temperature']:.4g}, ECE {calibration['ece_before']:.4f} -> "
+                 f"{calibration['ece_after']:.4f}" if calibration else ""))
+        print("  " + reliability_line(read_trust({**read_config(ckpt), "trust": trust, "calibration": calibration})))
 
 
 def cmd_floor(a) -> None:
@@ -133,7 +161,8 @@ def cmd_sweep(a) -> None:
 
     grid = {k: [_value(v) for v in values.split(",")] for k, values in _pairs(a.grid, "--grid", "key=v1,v2,...").items()}
     result = sweep(a.task, a.model, grid, a.seeds, a.out, a.variant, a.jobs, a.threads, resume=a.resume,
-                   protocol=a.protocol, validation_events=_events(a.validation_events))
+                   protocol=a.protocol, validation_events=_events(a.validation_events),
+                   prefer_narrower=tuple(f for f in a.prefer_narrower.split(",") if f))
     print(sweep_table(result))
     print("best (dev):", json.dumps(result["best"]))
     if a.promote:
@@ -341,13 +370,28 @@ def main(argv: list[str] | None = None) -> None:
     _encoder_args(p)
     p.set_defaults(fn=cmd_train, text_encoder=None, image_encoder=None)  # None: the preset's, else the default
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint directory on its task")
+    p = sub.add_parser("eval", help="evaluate a checkpoint directory on the splits it recorded")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--splits", nargs="+", default=["dev"], choices=["train", "dev", "test"])
+    p.add_argument("--splits", nargs="+", default=["dev", "test"], choices=["train", "dev", "test"],
+                   help="the checkpoint's own: dev chose its epoch and seed (for a run trained on every event, its "
+                        "validation events), test it never saw (none for such a run)")
     p.add_argument("--json", default="")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--cache-dir", type=Path, default=None)
     p.set_defaults(fn=cmd_eval)
+
+    p = sub.add_parser("measure", help="how far to trust a checkpoint: its answer's spread over the inputs that "
+                       "selected it, its judged score against a guess, its calibration; written into config.json "
+                       "(never the weights) and its card")
+    p.add_argument("--checkpoint", type=Path, nargs="+", required=True, metavar="DIR")
+    p.add_argument("--loeo", type=Path, default=None, metavar="LOEO_JSON",
+                   help="for a checkpoint trained on every event: the leave-one-event-out report of its recipe "
+                        "(default: the one its config already names)")
+    p.add_argument("--dry-run", action="store_true", help="print, write nothing")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--cache-dir", type=Path, default=None)
+    p.set_defaults(fn=cmd_measure)
 
     p = sub.add_parser("floor", help="logistic regression on the frozen features (a fair floor)")
     p.add_argument("--task", required=True)
@@ -389,6 +433,9 @@ def main(argv: list[str] | None = None) -> None:
                         "leave-one-event-out run over the seeds, ranked by its validation folds (never a left-out event)")
     p.add_argument("--validation-events", default="", metavar="E1,E2,...",
                    help="loeo: the events that may validate, in order (as for train)")
+    p.add_argument("--prefer-narrower", default="", metavar="FIELD,...",
+                   help="width fields (e.g. hidden): a narrower point within one std of the winner replaces it "
+                        "(rule 2 of trainer/sweep.py)")
     p.set_defaults(fn=cmd_sweep)
 
     p = sub.add_parser("bundle", help="copy the best-on-dev seed into checkpoints/<task>/<model>")

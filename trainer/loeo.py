@@ -14,7 +14,9 @@ writes `<out>/<task>/<model>[-<variant>]/loeo/loeo.json`; `python -m trainer rep
 (`{{loeo ...}}` in docs/RESULTS.in.md). A LOEO run is 15 trainings per seed, hours for the slower heads on a CPU:
 each finished fold keeps its predictions in `loeo/.folds/`, and the run's training state after every epoch, so that
 `--resume` continues an interrupted run where it stopped (a fold trained for another recipe is trained again);
-`.folds/` is removed once the report is written.
+`.folds/` is removed once the report is written. What stays beside the report is every post's held-out fused logits
+per seed (`loeo/predictions.safetensors`, a few hundred kB): one temperature is fitted on them for the recipe
+(`pooled_calibration`), which the checkpoint of the recipe carries (`trainer measure`).
 """
 
 from __future__ import annotations
@@ -81,18 +83,15 @@ def cut(pool: CachedSplit, data: DatasetSplits) -> dict[str, CachedSplit]:
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Temperature scaling (Guo et al. 2017): the T > 0 minimising the cross-entropy of softmax(logits / T)."""
-    log_t = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+    """Temperature scaling (Guo et al. 2017): the T > 0 minimising the cross-entropy of softmax(logits / T). The
+    cross-entropy is convex in 1/T, so a bounded scalar search over 1/T in [1e-6, 100] finds its minimum (gradient
+    steps on log T stopped far from it on nearly separable folds); 1/T at its lower bound (T = 1e6) means that no
+    temperature helps and the calibrated answer is 50/50 whatever the input."""
+    from scipy.optimize import minimize_scalar
 
-    def nll():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(logits.float() / log_t.exp(), labels)
-        loss.backward()
-        return loss
-
-    opt.step(nll)
-    return float(log_t.detach().exp())
+    z = logits.double()
+    nll = lambda beta: torch.nn.functional.cross_entropy(z * beta, labels).item()  # noqa: E731
+    return float(1.0 / minimize_scalar(nll, bounds=(1e-6, 100.0), method="bounded", options={"xatol": 1e-9}).x)
 
 
 def calibration_error(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> float:
@@ -101,6 +100,20 @@ def calibration_error(logits: torch.Tensor, labels: torch.Tensor, temperature: f
 
     probs = (logits.float() / temperature).softmax(-1)
     return float(ece(probs, labels, task="multiclass", num_classes=probs.shape[-1], n_bins=15))
+
+
+PREDICTIONS_FILE = "predictions.safetensors"
+
+
+def pooled_calibration(logits: list[torch.Tensor], labels: torch.Tensor) -> dict:
+    """One temperature for a recipe, fitted on its pooled held-out predictions (each seed's [N, C] fused logits, every
+    post predicted by a model that never saw its event), with the calibration error of those predictions before
+    and after. Never a mean of per-seed temperatures: a seed whose validation events push T towards infinity would
+    make every answer of the recipe's checkpoint 50/50."""
+    pooled, target = torch.cat(logits).float(), labels.repeat(len(logits))
+    t = fit_temperature(pooled, target)
+    return {"temperature": t, "n": int(len(target)), "seeds": len(logits),
+            "ece_before": calibration_error(pooled, target), "ece_after": calibration_error(pooled, target, t)}
 
 
 def _summary(values: list[float]) -> dict:
@@ -162,7 +175,7 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
     events = events or fold_events(load_task_data(task, data_dir))
     splits = {e: fold(task, e, data_dir, validation) for e in events}  # read once; the features are cut per run (memory)
     folds_dir = out / ".folds"
-    per_seed, folds, calibration = {}, {}, {}
+    per_seed, folds, calibration, held_out = {}, {}, {}, {}
     for seed in seeds:
         logits: dict[str, list[torch.Tensor]] = {}
         labels: list[torch.Tensor] = []
@@ -180,6 +193,10 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
             print(f"{task} loeo {event} seed {seed}: test accuracy {entry['test']['fused']['accuracy']:.4f} "
                   f"({entry['sizes']['test']} posts)", flush=True)
         target = torch.cat(labels)
+        held_out[f"fused.seed{seed}"] = torch.cat(logits["fused"]).float()
+        if "labels" in held_out and not torch.equal(held_out["labels"], target):
+            raise RuntimeError("the seeds' folds predicted the posts in different orders")
+        held_out["labels"] = target
         per_seed[seed] = {head: compute_metrics(torch.cat(lg), target, spec.labels, spec.multi_label)
                           for head, lg in logits.items()}
         if not spec.multi_label:  # one temperature from the validation folds, judged on the unseen events
@@ -202,6 +219,9 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
               "calibration": {k: _summary([calibration[s][k] for s in seeds]) for k in ("temperature", "ece",
                                                                                          "ece_scaled")}
               if calibration else {},
+              # the recipe's one temperature, fitted on every seed's held-out predictions together
+              "recipe_calibration": pooled_calibration([held_out[f"fused.seed{s}"] for s in seeds], held_out["labels"])
+              if calibration else {},
               "per_event": {e: {"n": folds[e][seeds[0]]["test"]["fused"]["n"],
                                 "classes": folds[e][seeds[0]]["classes"],
                                 "accuracy": _summary([folds[e][s]["test"]["fused"]["accuracy"] for s in seeds]),
@@ -210,6 +230,10 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
                                 "dev_events": folds[e][seeds[0]]["dev_events"]}
                             for e in events}}
     out.mkdir(parents=True, exist_ok=True)
+    sizes = torch.tensor([folds[e][seeds[0]]["sizes"]["test"] for e in events])
+    held_out["event"] = torch.arange(len(events)).repeat_interleave(sizes).to(torch.int16)  # index into "events"
+    held_out["labels"] = held_out["labels"].to(torch.int16 if held_out["labels"].dim() == 1 else torch.uint8)
+    save_atomically(held_out, out / PREDICTIONS_FILE, {"events": json.dumps(events), "seeds": json.dumps(seeds)})
     (out / "loeo.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     shutil.rmtree(folds_dir, ignore_errors=True)  # the run is finished: its resumable state goes
     return report
@@ -222,10 +246,10 @@ def trained_on_every_event(metrics: dict) -> bool:
     return bool(groups) and not groups["test"]
 
 
-def calibration_entry(report: dict, config: dict, record: dict) -> dict:
-    """What `trainer bundle --calibration` writes into a checkpoint's config.json from a LOEO report: the temperature
-    and the unseen-event scores, after checking that the report measured this checkpoint's recipe (model, variant,
-    encoders, tuned layers, sampling, adversary, head settings), trained there one fold at a time."""
+def check_recipe(report: dict, config: dict, record: dict) -> None:
+    """Refuse a LOEO report that measured another recipe than this checkpoint's (model, variant, encoders, tuned
+    layers, sampling, adversary, head settings) or, for a checkpoint trained on every event, that validated its
+    folds on other events than the checkpoint's: its scores and temperature would not be this recipe's."""
     opts = report["options"]
     drawn = record.get("training_for_unseen_events", {})
     mine = {"model": config["model"], "variant": config.get("variant", ""), "text_encoder": config["text_encoder"],
@@ -243,25 +267,6 @@ def calibration_entry(report: dict, config: dict, record: dict) -> dict:
     if differ:
         raise ValueError("the leave-one-event-out report measured another recipe than this checkpoint's: "
                          + ", ".join(f"{k} {a!r} here, {b!r} there" for k, (a, b) in differ.items()))
-    if not report.get("calibration"):
-        raise ValueError("the leave-one-event-out report has no calibration (a multi-label task?)")
-    fused = report["pooled"]["fused"]
-    return {"temperature": report["calibration"]["temperature"]["mean"],
-            "fitted_on": "the validation events of every leave-one-event-out fold",
-            "unseen": {"protocol": "leave-one-event-out", "events": len(report["events"]), "seeds": len(report["seeds"]),
-                       "accuracy": fused["accuracy"]["mean"], "macro_f1": fused["macro_f1"]["mean"]}}
-
-
-def held_out_entry(metrics: dict, groups: dict[str, list[str]] | None) -> dict:
-    """What `trainer bundle` writes into config.json when no leave-one-event-out report of the recipe is given, for a
-    single-label checkpoint whose test part is whole events that training never saw (MediaEval's default split):
-    those events' scores, and no temperature (the probabilities stay as trained). {} for any other checkpoint."""
-    test, seen = set((groups or {}).get("test", [])), set((groups or {}).get("train", []))
-    if not test or test & seen or "test" not in metrics or metrics["test"]["fused"].get("macro_f1") is None:
-        return {}
-    fused = metrics["test"]["fused"]
-    return {"unseen": {"protocol": "the task's held-out test events, " + ", ".join(sorted(test)), "events": len(test),
-                       "seeds": 1, "accuracy": fused["accuracy"], "macro_f1": fused["macro_f1"]}}
 
 
 def pooled_features(feats: dict[str, CachedSplit], data: DatasetSplits) -> CachedSplit:

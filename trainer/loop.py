@@ -354,21 +354,24 @@ def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True,
             if spec.image_dropout:  # the global RNG: its state is part of the resumable run state
                 image = blank_images(image, blank, torch.rand(len(y)) < spec.image_dropout)
             text, image, y = text.to(accelerator.device), image.to(accelerator.device), y.to(accelerator.device)
-            with accelerator.autocast():
-                out = model(text, image)
-                objective = raw.head.objective(out, y)
-                if adversary is not None:
-                    objective.terms["event"] = adversary.loss(out.features, event_ids[idx].to(accelerator.device))
-                loss = objective.total
-            accelerator.backward(loss)
-            if objective.update is not None:
-                _drop_other_groups(raw, objective.update)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum, n = loss_sum + loss.item() * len(y), n + len(y)
-            for name, term in objective.terms.items():
-                term_sums[name] = term_sums.get(name, 0.0) + float(term.detach()) * len(y)
+            for step in range(raw.head.steps_per_batch()):  # in order, each on the weights the step before left
+                raw.head.on_step(step)
+                with accelerator.autocast():
+                    out = model(text, image)
+                    objective = raw.head.objective(out, y)
+                    if adversary is not None:
+                        objective.terms["event"] = adversary.loss(out.features, event_ids[idx].to(accelerator.device))
+                    loss = objective.total
+                accelerator.backward(loss)
+                if objective.update is not None:
+                    _drop_other_groups(raw, objective.update)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                loss_sum += loss.item() * len(y)
+                for name, term in objective.terms.items():
+                    term_sums[name] = term_sums.get(name, 0.0) + float(term.detach()) * len(y)
+            scheduler.step()  # once per batch, however many steps the head takes on it
+            n += len(y)
         dev = evaluate(raw, feats["dev"], device=accelerator.device)
         score = dev["fused"][spec.select_metric]
         history.append({"epoch": epoch, "train_loss": loss_sum / n, "dev_loss": dev["loss"],

@@ -94,15 +94,15 @@ def _own_dev(model, metrics: dict):
 
 
 def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None, calibration: Path | None = None,
-           lora_rank: int = 0) -> tuple[Path, str]:
+           lora_rank: int = 0, data_dir: str | None = None, cache_dir: Path | None = None) -> tuple[Path, str]:
     """Copy the best-on-dev seed of a run (or `run_dir` itself, when it is a checkpoint) into the bundled
     checkpoints directory, with its model card made anew from its config and metrics (the card the run wrote may
     predate the current card text). `compact`: float16 weights without the training-only state
     (`compact_checkpoint`); the dev metrics of the compact copy are measured (on `dev`, a CachedSplit, else the
     task's cached dev features) and recorded in its metrics.json ("bundle"), beside the run's float32 ones.
-    `calibration`: a leave-one-event-out report of this recipe (loeo.json), whose temperature and unseen-event
-    scores go into config.json, where the app reads them; without one, a checkpoint whose test part held out whole
-    events gets those events' scores there instead (`trainer.loeo.held_out_entry`). `lora_rank` r > 0: a run
+    Last, how far to trust it is measured and written into config.json, with the card (`trainer.trust`):
+    `calibration`, a leave-one-event-out report of this recipe (loeo.json), gives a checkpoint trained on every
+    event its recipe's unseen-event score and temperature. `lora_rank` r > 0: a run
     that tuned whole text blocks is bundled as rank-r LoRA adapters on the pretrained blocks instead
     (`MultimodalClassifier.as_lora`), a fraction of the size; its dev metrics are measured as for `compact`."""
     import torch
@@ -122,15 +122,11 @@ def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None, calibratio
     # notes (calibration or held-out events' scores) and its card are made anew.
     config, metrics = read_config(best), read_metrics(best)
     notes_only = best.resolve() == dest.resolve() and "bundle" in metrics and not lora_rank
-    # the notes first: a report of another recipe is refused before anything at dest is replaced
-    from .loeo import calibration_entry, held_out_entry
+    # a report of another recipe is refused before anything at dest is replaced
+    from .loeo import check_recipe
 
     if calibration is not None:
-        config["calibration"] = calibration_entry(json.loads(Path(calibration).read_text()), config, metrics)
-    elif "temperature" not in config.get("calibration", {}):  # a LOEO note stays until another report replaces it
-        config["calibration"] = held_out_entry(metrics, _split_groups(metrics, config))
-        if not config["calibration"]:
-            del config["calibration"]
+        check_recipe(json.loads(Path(calibration).read_text()), config, metrics)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))  # dest may be the source
     try:
@@ -155,5 +151,7 @@ def bundle(run_dir: Path, dest: Path, compact: bool = True, dev=None, calibratio
                              **({"lora_rank": lora_rank} if lora_rank else {}),
                              "dev": {k: v for k, v in fused.items() if isinstance(v, float)}}
         (dest / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-    make_model_card(read_config(dest), metrics, metrics.get("command", "")).save(dest / CARD_FILE)
+    from .trust import measure, write_trust
+
+    write_trust(dest, *measure(dest, calibration, data_dir, cache_dir)[:2])  # config.json's "trust", and the card
     return best, metric

@@ -37,15 +37,16 @@ def run_name(model: str, variant: str = "") -> str:
 
 def load_features(task: str, text_encoder: str, image_encoder: str, data_dir: str | None = None,
                   max_length: int = 64, cache_dir: Path | None = None, finetune_text_layers: int = 0,
-                  text_layers: int = 0, prior: str = "", splits: tuple[str, ...] = ("train", "dev", "test")
-                  ) -> tuple[DatasetSplits, dict[str, CachedSplit], FeatureDims]:
+                  text_layers: int = 0, prior: str = "", splits: tuple[str, ...] = ("train", "dev", "test"),
+                  data: DatasetSplits | None = None) -> tuple[DatasetSplits, dict[str, CachedSplit], FeatureDims]:
     """The task's cached features. `text_layers`: at least this many text layers (the cache holds what the
     registry declares); `prior`: attach that prior encoder's global vectors (it must be available here).
     `finetune_text_layers` n > 0: a model tunes the last n text layers. Where the encoder can start from hidden
     states the cache holds at least n + 1 layers and the model reruns its n blocks on the frozen output of the
     block below them; otherwise the raw captions are attached and the text encoder runs live every batch.
-    `splits`: only these are loaded (and encoded, where the cache lacks them)."""
-    data = load_task_data(task, data_dir)
+    `splits`: only these are loaded (and encoded, where the cache lacks them). `data`: these splits of the task
+    instead of its reader's own (e.g. a leave-one-event-out fold)."""
+    data = data or load_task_data(task, data_dir)
     te, ie = create_text_encoder(text_encoder), create_image_encoder(image_encoder)
     live_text = finetune_text_layers > 0 and not te.can_resume
     if finetune_text_layers > 0 and not live_text:
@@ -60,19 +61,20 @@ def load_features(task: str, text_encoder: str, image_encoder: str, data_dir: st
 
 
 def checkpoint_features(model: MultimodalClassifier, data_dir: str | None = None, cache_dir: Path | None = None,
-                        splits: tuple[str, ...] = ("train", "dev", "test")) -> dict[str, CachedSplit]:
+                        splits: tuple[str, ...] = ("train", "dev", "test"), data: DatasetSplits | None = None
+                        ) -> dict[str, CachedSplit]:
     """The features a trained model reads on `splits` of its task: the encoders and text length it was trained
     with, its prior encoder's vectors, and what its fine-tuned text layers start from. What the head fitted on
     train is in the checkpoint, so evaluating dev or test never needs train."""
     _, feats, _ = load_features(model.task, model.text_encoder_name, model.image_encoder_name, data_dir,
                                 model.max_length, cache_dir, finetune_text_layers=model.finetune_text_layers,
-                                text_layers=model.text_layers, prior=model.prior_encoder, splits=splits)
+                                text_layers=model.text_layers, prior=model.prior_encoder, splits=splits, data=data)
     return feats
 
 
 def split_groups(data: DatasetSplits) -> dict:
     """{"groups": {split: its sample groups}} for a task whose samples have groups (MediaEval: the events), else {}:
-    what tells later whether the test part held out whole events (`trainer.loeo.held_out_entry`)."""
+    what tells later whether the test part held out whole events (`trainer.trust.measure`)."""
     groups = {k: sorted({s.group for s in v} - {None}) for k, v in data.splits().items()}
     return {"groups": groups} if any(groups.values()) else {}
 

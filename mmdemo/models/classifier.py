@@ -32,7 +32,7 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
                  dims: dict, head: dict | None = None, variant: str = "", multi_label: bool = False,
                  max_length: int = 64, finetune_text_layers: int = 0, data_version: str = "",
                  code_version: str = __version__, ordinal: bool | None = None, prior_encoder: str = "",
-                 lora_rank: int = 0, calibration: dict | None = None):
+                 lora_rank: int = 0, calibration: dict | None = None, trust: dict | None = None):
         super().__init__()
         from ..tasks import TASKS
         from . import get_model
@@ -56,10 +56,10 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
         # Fine-tuning the last text layers makes the text encoder part of the model (and its trainable part part of
         # the weights file): the whole blocks, or LoRA adapters of rank `lora_rank` on them.
         self.finetune_text_layers, self.lora_rank = finetune_text_layers, lora_rank
-        # How far to trust the fused probabilities, measured by the trainer (`trainer bundle --calibration`): the
-        # temperature fitted on held-out validation data and the scores on data unlike the training data (MediaEval:
-        # leave-one-event-out). Empty: none measured.
+        # The temperature that divides the fused logits, with where it was fitted and its calibration error
+        # (`trainer measure`: a recipe's, fitted on its pooled leave-one-event-out predictions). Empty: none.
         self.calibration = dict(calibration or {})
+        self.trust = dict(trust or {})  # what `trainer measure` found (mmdemo.checkpoint.Trust); empty: not measured
         self.text_encoder: TextEncoder | None = None
         if finetune_text_layers > 0:
             from ..encoders import create_text_encoder
@@ -227,5 +227,6 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
             "head": self.head.config.to_dict(), "variant": self.variant, "max_length": self.max_length,
             "finetune_text_layers": self.finetune_text_layers, "lora_rank": self.lora_rank,
             "prior_encoder": self.prior_encoder, **({"calibration": self.calibration} if self.calibration else {}),
+            **({"trust": self.trust} if self.trust else {}),
             "data_version": self.data_version, "code_version": self.code_version,
         }
