@@ -118,10 +118,31 @@ def test_a_modality_the_head_ignores_gets_exactly_nothing(model, absent, synthet
 
 
 def test_the_probe_relates_a_networks_own_signals_to_the_measured_share(synthetic):
+    """The signal section of the probe against an independent computation: the head called directly on the whole
+    split, numpy's percentiles and scipy's Spearman correlation with the measured text shares; the image-shuffled pass
+    takes the probe's own derangement (seed + 1). Catches a signal paired with the wrong inputs (the shuffled pass,
+    the image component), a wrong percentile or std, or a correlation taken against anything but the measured share."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from trainer.probe import derangements, text_shares
+
     _, feats, _ = synthetic
-    clf = _trained("hglnet", synthetic, epochs=2)
-    report = modality_report(clf, feats["dev"], reference_of(clf, "blank"), shuffles=2)
-    weights = report["signals"]["modality_weights:text"]
-    assert 0 <= weights["p05"] <= weights["mean"] <= weights["p95"] <= 1
-    assert -1 <= weights["spearman_text_share"] <= 1 and 0 <= weights["shuffled_higher_fraction"] <= 1
-    assert report["signals"]["modality_weights:image"]["mean"] == pytest.approx(1 - weights["mean"], abs=1e-5)
+    dev = feats["dev"]
+    clf = _trained("hglnet", synthetic, epochs=2).eval()
+    ref = reference_of(clf, "blank")
+    report = modality_report(clf, dev, ref, shuffles=2, seed=0)
+    n = len(dev)
+    with torch.no_grad():
+        text, image, _ = dev.batch(torch.arange(n), clf.needs)
+        w = clf(text, image).explain["modality_weights"][:, 0].numpy()
+        _, shuffled_image, _ = dev.batch(derangements(n, 1, 1)[0], clf.needs)
+        w_shuffled = clf(text, shuffled_image).explain["modality_weights"][:, 0].numpy()
+    share = text_shares(clf, dev, ref).numpy()
+    got = report["signals"]["modality_weights:text"]
+    assert got["mean"] == pytest.approx(w.mean(), abs=1e-6) and got["std"] == pytest.approx(w.std(ddof=1), abs=1e-6)
+    assert [got["p05"], got["p95"]] == pytest.approx(np.percentile(w, [5, 95]), abs=1e-6)
+    assert got["spearman_text_share"] == pytest.approx(spearmanr(w, share).statistic, abs=1e-5)
+    assert got["shuffled_mean"] == pytest.approx(w_shuffled.mean(), abs=1e-6)
+    assert got["shuffled_higher_fraction"] == pytest.approx((w_shuffled > w).mean(), abs=1e-6)
+    assert report["signals"]["modality_weights:image"]["mean"] == pytest.approx(1 - got["mean"], abs=1e-5)

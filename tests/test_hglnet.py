@@ -12,7 +12,7 @@ from PIL import Image
 
 from mmdemo.checkpoint import load_checkpoint, save_checkpoint
 from mmdemo.encoders import FeatureDims, ImageFeatures, TextFeatures, create_image_encoder, create_text_encoder
-from mmdemo.models import MultimodalClassifier, TaskInfo, get_model, masked_mean
+from mmdemo.models import MultimodalClassifier, TaskInfo, get_model
 from mmdemo.models.hglnet import CrossResidualSelfAttention, GlobalGatedAttention, HGLNet, HGLNetConfig
 
 NUM_LABELS = 3
@@ -120,40 +120,60 @@ def test_gga_weights_sum_to_one_and_depend_on_input(bert_resnet):
     assert not torch.allclose(w[0], w[1])  # sample-specific, not a constant
 
 
-def test_gga_scales_streams_and_no_gga_leaves_them_unscaled():
+# GGA with its reductions set to constants (e_cls -> 0, v_g -> ln 3 in each of the d_g = 10 coordinates) and fc1, fc2
+# to 0: eq. 4 gives 1/2 everywhere, eq. 5 w1 = 10 * sigmoid(0) / 2 / sqrt(10) = 0.79057 and w2 = 10 * 3/4 / 2 / sqrt(10)
+# = 1.18585, and eq. 6-7's softmax (text, image) = (0.40245, 0.59755).
+W_TEXT, W_IMAGE = 0.4024457649, 0.5975542351
+
+
+def _fixed_gga(head: HGLNet) -> None:
+    g = head.gga
+    assert g.d_g == 10
+    with torch.no_grad():
+        for linear, bias in ((g.reduce_text, 0.0), (g.reduce_image, math.log(3.0)), (g.fc1, 0.0), (g.fc2, 0.0)):
+            linear.weight.zero_()
+            linear.bias.fill_(bias)
+
+
+def test_gga_weights_and_the_scaled_streams_on_fixed_numbers():
+    """eq. 4-9: the fixed GGA above gives (0.40245, 0.59755) for every input; the text stream is scaled by the first
+    (text) weight and the image stream by the second. Fails if the weights are swapped, the sqrt(d_g) scaling or a
+    sigmoid is dropped, or the softmax runs over another axis; no-gga leaves the streams unscaled."""
     dims, text, image = _features()
     head = _head(dims).eval()
-    e = head.text_align(text.last(4))  # eq. 8 / 9 transforms computed directly
-    v = head.image_align(image.patches)
-    w = head.gga(text.global_vector, image.global_vector)
+    _fixed_gga(head)
     s = head.aligned_streams(text, image)
-    assert torch.allclose(s["text"], w[:, 0, None, None, None] * e, atol=1e-6)
-    assert torch.allclose(s["image"], w[:, 1, None, None] * v, atol=1e-6)
-    assert not torch.allclose(s["text"], e, atol=1e-3)  # the scaling is real (weights are not 1)
+    torch.testing.assert_close(s["weights"], torch.tensor([[W_TEXT, W_IMAGE]] * 2))
+    torch.testing.assert_close(s["text"], W_TEXT * s["text_raw"])
+    torch.testing.assert_close(s["image"], W_IMAGE * s["image_raw"])
 
     off = _head(dims, "no-gga").eval()
     assert off.gga is None
     s = off.aligned_streams(text, image)
-    assert "weights" not in s
-    assert torch.equal(s["text"], off.text_align(text.last(4)))
-    assert torch.equal(s["image"], off.image_align(image.patches))
+    assert "weights" not in s and torch.equal(s["text"], s["text_raw"]) and torch.equal(s["image"], s["image_raw"])
     assert "modality_weights" not in off(text, image).explain
 
 
-def test_forward_matches_equations_step_by_step():
-    """Recompute eq. 4-17 from the sub-modules: CRT k*2//4 on layer k, ReLU + GAP, concat, classifier."""
+def test_classifier_input_on_fixed_numbers():
+    """eq. 8-17 without the CRTs (HGLNet-C), on fixed numbers: the alignment LayerNorms set to weight 0 and bias
+    (1, -1, 1, -1, ...) for text and (2, -2, ...) for the image make every aligned token that bias; the fixed GGA
+    scales them by 0.40245 and 0.59755; ReLU + GAP then give (0.40245, 0, ...) and (1.19511, 0, ...) for each of the
+    four layers, concatenated text then image, layer by layer (eq. 17). Fails on a missing ReLU, a wrong weight, a
+    pooling over padding, or another layout of the fused vector."""
     dims, text, image = _features()
-    head = _head(dims).eval()
-    mask = text.attention_mask
-    w = head.gga(text.global_vector, image.global_vector)
-    v = head.image_align(image.patches) * w[:, 1, None, None]
-    pooled = []
-    for k, crt in enumerate([head.crts[0], head.crts[0], head.crts[1], head.crts[1]]):
-        e_k = head.text_align(text.layers[:, k]) * w[:, 0, None, None]
-        o_t, o_v, _ = crt(e_k, v, mask)
-        pooled += [masked_mean(F.relu(o_t), mask), F.relu(o_v).mean(1)]
-    expected = head.classifier(torch.cat(pooled, -1))
-    assert torch.allclose(head(text, image).logits, expected, atol=1e-5)
+    head = _head(dims, "no-crt").eval()
+    _fixed_gga(head)
+    d_f = head.config.d_f
+    sign = torch.tensor([1.0, -1.0]).repeat(d_f // 2)
+    with torch.no_grad():
+        for ln, scale in ((head.text_align.ln, 1.0), (head.image_align.ln, 2.0)):
+            ln.weight.zero_()
+            ln.bias.copy_(scale * sign)
+    seen = {}
+    head.classifier.register_forward_hook(lambda m, args, out: seen.update(x=args[0]))
+    head(text, image)
+    layer = torch.cat([W_TEXT * sign.clamp_min(0), 2 * W_IMAGE * sign.clamp_min(0)])
+    torch.testing.assert_close(seen["x"], layer.repeat(4).expand(2, -1))
 
 
 def test_two_shared_crts_serve_four_layers(tmp_path, bert_resnet):

@@ -57,8 +57,26 @@ def test_forward_shapes_and_explain(bert_resnet):
     assert ex["attention"]["image->text"].shape == (B, 4, N, L)
     assert set(ex) - {"attention"} <= set(MAHFNet.signals)
     assert [MAHFNet.signals[k].axes for k in ex["attention"]] == [("text", "image"), ("image", "text")]
-    assert (ex["pair_similarity"].abs() <= 1 + 1e-6).all()
     assert set(out.losses) == {"con"} and out.losses["con"] > 0
+
+
+def test_pair_similarity_is_the_cosine_of_the_projections_l_con_compares(bert_resnet):
+    """The signal is cos(x~_t, x~_p) per pair (eq. 9-11): against numpy's cosine of the two projection heads' outputs,
+    caught by hooks. Fails if it is taken on the unprojected pooled vectors, over the batch instead of per pair, or
+    between a caption and another post's image."""
+    import numpy as np
+
+    dims, text, image = bert_resnet
+    head = _head(dims).eval()
+    seen = {}
+    head.agai.proj_t.register_forward_hook(lambda m, args, out: seen.update(t=out.detach().numpy()))
+    head.agai.proj_p.register_forward_hook(lambda m, args, out: seen.update(p=out.detach().numpy()))
+    with torch.no_grad():
+        got = head(text, image).explain["pair_similarity"].numpy()
+    t, p = seen["t"], seen["p"]
+    want = (t * p).sum(1) / (np.linalg.norm(t, axis=1) * np.linalg.norm(p, axis=1))
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert np.ptp(want) > 1e-3  # the pairs differ, so a batch-level or constant value would fail
 
 
 def test_theta_in_unit_interval_and_the_scales_sum_to_one(bert_resnet):

@@ -9,7 +9,9 @@ dataset probe, one Captum explanation and the app's signal rendering.
 
 from __future__ import annotations
 
+import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,7 +92,12 @@ def test_every_network_and_variant_end_to_end(model, variant, synthetic, tiny_en
     terms = record["history"][0]["train_terms"]
     assert terms and all(np.isfinite(v) for v in terms.values())
     dev = evaluate(trained, feats["dev"])
-    assert 0 <= dev["fused"]["accuracy"] <= 1
+    # against an independent count: the whole dev split in one batch, argmax against the labels (catches a batching,
+    # ordering or metric bug in evaluate's path, which a range check cannot)
+    text, image, y = feats["dev"].batch(torch.arange(len(feats["dev"].labels)), trained.needs)
+    with torch.no_grad():
+        hits = (trained.eval()(text, image).logits.argmax(-1) == y).float().mean().item()
+    assert dev["fused"]["accuracy"] == pytest.approx(hits, abs=1e-6)
 
     # checkpoint round trip
     save_checkpoint(trained, tmp_path / "ckpt")
@@ -152,30 +159,77 @@ def test_every_preset_is_a_valid_point_for_a_known_task(model, preset, task):
     assert point.get("lora_rank", 0) == 0 or point.get("unfreeze_text_layers", 0) > 0
 
 
-def test_every_network_has_a_best_preset_for_each_bundled_task():
-    from mmdemo.hub import bundled_checkpoints
-
-    for task, models in bundled_checkpoints().items():
-        for model in models:
-            assert task in get_model(model).presets.get("best", {}), (model, task)
-
-
-def test_every_bundled_checkpoint_is_its_networks_best_preset():
-    """The README's `--preset best` reproduces what the app ships: each bundle's config holds its preset's head
-    fields, tuned text layers and adapter rank (a bundle converted to adapters by `bundle --lora-rank` records it)."""
-    from mmdemo.checkpoint import read_config, read_metrics
-    from mmdemo.hub import bundled_checkpoints
+def _matches_point(config: dict, trained_rank: int, point: dict) -> bool:
+    """A checkpoint's config holds a sweep point's (or a preset's) head fields, tuned text layers and adapter rank."""
     from trainer.sweep import TRAIN_OPTIONS
 
+    head = {k: v for k, v in point.items() if k not in TRAIN_OPTIONS}
+    # the head config as the checkpoint loads it: a field its config.json predates reads as what it was trained with
+    loaded = get_model(config["model"]).config(config["head"], config.get("variant", "")).to_dict()
+    return ({k: loaded.get(k) for k in head} == head
+            and config["finetune_text_layers"] == point.get("unfreeze_text_layers", 0)
+            and trained_rank == point.get("lora_rank", 0))
+
+
+def _bundle_origin(task: str, model: str, metrics: dict):
+    """-> (the run directory whose seeds the bundle was chosen from, the sweep.json that chose its point or None),
+    read off the bundle's recorded command (`--out`); a run retrained outside the repository falls back to runs/."""
+    import shlex
+
+    from mmdemo.hub import REPO_ROOT
+    from trainer.run import run_name
+
+    args = shlex.split(metrics.get("command", ""))
+    out = Path(args[args.index("--out") + 1]) if "--out" in args else REPO_ROOT / "runs"
+    out = out if out.is_absolute() else REPO_ROOT / out
+    if not out.is_relative_to(REPO_ROOT) or not out.is_dir():
+        out = REPO_ROOT / "runs"
+    name = run_name(model, metrics.get("variant", ""))
+    run_dir = out / task / name / ("all-events" if "all-events" in args else "")
+    sweep = out.parent / "sweep.json" if (out.parent / "sweep.json").is_file() else (
+        REPO_ROOT / "runs-sweep" / task / name / "sweep.json")
+    return run_dir, (sweep if sweep.is_file() else None), out
+
+
+# Bundles that a selection rule now chooses differently, until they are bundled again (each must still differ: a
+# rebundled checkpoint that passes makes this entry fail, so it is removed).
+PENDING = {("hashtags", "mggf"): "rule 2 (trainer/sweep.py) keeps hidden 192, within one std; the bundle is 224"}
+
+
+def test_every_bundled_checkpoint_is_its_networks_best_preset_its_sweeps_choice_and_best_seed():
+    """The README's `--preset best` reproduces what the app ships, and what ships is what the rules chose: each
+    bundle's config holds its preset's head fields, tuned text layers and adapter rank (a bundle converted to adapters
+    by `bundle --lora-rank` records it); where a sweep chose its settings, they are the point `trainer.sweep.choose`
+    takes from the committed sweep.json (whatever the file's "best" says); and its seed is the best-on-dev seed of
+    the runs it came from (ties to the lowest seed, as `trainer bundle` takes them)."""
+    from mmdemo.checkpoint import read_config, read_metrics
+    from mmdemo.hub import bundled_checkpoints
+    from trainer.run import dev_scores
+    from trainer.sweep import choose
+
+    failures = {}
     for task, models in bundled_checkpoints().items():
         for model, path in models.items():
-            config, stored = read_config(path), read_metrics(path).get("bundle", {})
-            preset = get_model(model).preset("best", task)
-            head = {k: v for k, v in preset.items() if k not in TRAIN_OPTIONS}
-            assert {k: config["head"][k] for k in head} == head, (task, model)
-            assert config["finetune_text_layers"] == preset.get("unfreeze_text_layers", 0), (task, model)
-            trained_rank = 0 if stored.get("lora_rank") else config["lora_rank"]
-            assert trained_rank == preset.get("lora_rank", 0), (task, model)
+            config, metrics = read_config(path), read_metrics(path)
+            trained_rank = 0 if metrics.get("bundle", {}).get("lora_rank") else config["lora_rank"]
+            problems = []
+            if not _matches_point(config, trained_rank, get_model(model).preset("best", task)):
+                problems.append("not its `best` preset")
+            run_dir, sweep, out = _bundle_origin(task, model, metrics)
+            if sweep is not None:
+                chosen = choose(json.loads(sweep.read_text()))
+                if sweep.parent == out.parent and out.name != chosen["tag"]:
+                    problems.append(f"trained at {out.name}, {sweep} chooses {chosen['tag']}")
+                if not _matches_point(config, trained_rank, chosen["point"]):
+                    problems.append(f"config is not {sweep}'s chosen point {chosen['tag']}")
+            scores, _ = dev_scores(run_dir)
+            best = max(scores, key=scores.get).name
+            if best != f"seed{metrics['seed']}":
+                problems.append(f"seed {metrics['seed']}, but {best} is best on dev in {run_dir}")
+            if problems:
+                failures[(task, model)] = problems
+    assert set(failures) == set(PENDING), {k: v for k, v in failures.items() if k not in PENDING} or (
+        f"now passing, remove from PENDING: {set(PENDING) - set(failures)}")
 
 
 def test_train_preset_fills_what_the_flags_leave_unset(monkeypatch):

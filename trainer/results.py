@@ -1,6 +1,7 @@
 """docs/RESULTS.md, generated: `python -m trainer report --markdown` fills docs/RESULTS.in.md's placeholders from
-the committed metrics.json / sweep.json files, so no number in it can drift from the run it comes from (a test
-regenerates the file and fails on any difference).
+the committed metrics.json / sweep.json / loeo.json / probe files, so no filled number can drift from the run it comes
+from (a test regenerates the file and fails on any difference). Figures no committed file holds (speed, `trainer
+compare`'s intervals, the papers') are quoted in the template with their command, outside that test.
 
 Placeholders (ROOTS: one or more run directories joined by commas, whose seeds pool; MODEL: a registered model,
 `model:variant` for an ablation row, or `logreg`):
@@ -18,6 +19,9 @@ Placeholders (ROOTS: one or more run directories joined by commas, whose seeds p
     {{target REF LABEL=DIR,...}}                           LOEO recipes (DIR/loeo.json) against the text-only REF
                                                            (a label's underscores print as spaces)
     {{last ROOTS TASK MODEL KEY}}                          the last epoch's logged KEY, mean ± std over seeds
+    {{json PATH KEY.KEY... [FORMAT]}}                      one figure of a committed JSON file (see `json_figure`)
+    {{point PATH/sweep.json TAG}}                          one sweep point's dev mean ± std
+    {{chosen PATH/sweep.json}}                             the point the selection rules choose (trainer/sweep.py)
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pathlib import Path
 
 from .report import collect, mean_std
 from .run import REPO_ROOT
-from .sweep import sweep_table
+from .sweep import choose, sweep_table
 
 TEMPLATE = REPO_ROOT / "docs" / "RESULTS.in.md"
 OUTPUT = REPO_ROOT / "docs" / "RESULTS.md"
@@ -203,6 +207,30 @@ def target(reference: str, recipes: str, base: Path) -> str:
     return "\n".join(lines)
 
 
+def json_figure(path: str, keys: str, fmt: str = "%.2f", base: Path = REPO_ROOT) -> str:
+    """A figure of a committed JSON file (a loeo.json, a metrics.json, the probe's report): KEYS is a dot path
+    (an integer indexes a list). FORMAT "%SPEC" prints a fraction as a percentage with SPEC (e.g. %.1f), any other
+    SPEC the raw value (.3f, +.2f, .2g). A {"mean", "std"} entry prints "mean ± std", a list its values joined."""
+    value = json.loads((base / path).read_text())
+    for key in keys.split("."):
+        value = value[int(key)] if isinstance(value, list) else value[key]
+    scale, spec = (100, fmt[1:]) if fmt.startswith("%") else (1, fmt)
+    one = lambda v: format(v * scale, spec)  # noqa: E731
+    if isinstance(value, dict):
+        return f"{one(value['mean'])} ± {format(value['std'] * scale, spec.lstrip('+'))}"
+    if isinstance(value, list):
+        return ", ".join(map(one, value))
+    return one(value)
+
+
+def sweep_point(path: str, tag: str, base: Path = REPO_ROOT) -> str:
+    """A sweep point's dev (or LOEO validation) score, mean ± std over seeds, in percent."""
+    row = next((r for r in json.loads((base / path).read_text())["points"] if r["tag"] == tag), None)
+    if row is None:
+        raise KeyError(f"{path} has no point {tag}")
+    return f"{row['dev_mean'] * 100:.2f} ± {row['dev_std'] * 100:.2f}"
+
+
 def render(template: str, base: Path = REPO_ROOT) -> str:
     def fill(match: re.Match) -> str:
         kind, args = match.group(1), match.group(2).split()
@@ -222,6 +250,12 @@ def render(template: str, base: Path = REPO_ROOT) -> str:
             return loeo(*args, base=base)
         if kind == "target":
             return target(*args, base=base)
+        if kind == "json":
+            return json_figure(*args, base=base)
+        if kind == "point":
+            return sweep_point(*args, base=base)
+        if kind == "chosen":
+            return "`" + choose(json.loads((base / args[0]).read_text()))["tag"] + "`"
         if kind == "cost":  # a figure scripts/encoders_table.py measured: {{cost ROOT KEY FIELD}}
             root, key, field = args
             return f"{json.loads((base / root / 'costs.json').read_text())['points'][key][field]:g}"

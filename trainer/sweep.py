@@ -11,6 +11,14 @@ so e.g. fine-tuned points are ranked against the frozen ones on the same dev sco
 by its validation score, the mean over folds of the validation events' score (never a left-out event's): the
 options made for unseen events (image cap, group balancing, event-adversarial lambda, image dropout) are chosen
 this way.
+
+The selection rules, stated once here and applied by `choose` to every sweep (docs/RESULTS.md quotes them):
+
+1. The point with the highest mean dev score wins. Means that agree within TOLERANCE are a tie, and a tie goes to
+   the point trained first (the earlier grid: an incumbent stays unless it is beaten).
+2. Only for a sweep run with `--prefer-narrower FIELD,...` (a bundle's size): a point that differs from rule 1's
+   winner only by smaller values of those width fields replaces it when its dev mean is at least the winner's mean
+   minus the winner's std over seeds (within TOLERANCE); of those, the narrowest.
 """
 
 from __future__ import annotations
@@ -25,6 +33,51 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .run import REPO_ROOT, dev_scores, run_name
+
+
+# Dev scores are float32 fractions averaged over seeds: figures that agree to 1e-6 are equal, so a gap that equals
+# a std to the last float bit is within it (MGGF on hashtags: 2/68 against 2/68, 0.02941175 vs 0.02941176).
+TOLERANCE = 1e-6
+
+
+def _order(result: dict) -> list[str]:
+    """The tags of a sweep's points in the order they were trained (grid by grid)."""
+    return [point_tag(p) for g in result["grids"] for p in grid_points(g)]
+
+
+def _narrower(point: dict, than: dict, fields: list[str], defaults: dict) -> tuple | None:
+    """`point`'s widths when it differs from `than` only by smaller values of `fields` (a field a point leaves out
+    has the head's default), else None."""
+    keys = (set(point) | set(than)) - set(fields)
+    if any(point.get(k) != than.get(k) for k in keys):
+        return None
+    width = lambda p, f: p.get(f, defaults.get(f))  # noqa: E731
+    mine, theirs = [width(point, f) for f in fields], [width(than, f) for f in fields]
+    if None in mine or None in theirs or any(a > b for a, b in zip(mine, theirs)) or mine == theirs:
+        return None
+    return tuple(mine)
+
+
+def choose(result: dict, defaults: dict | None = None) -> dict:
+    """The row of `result["points"]` that the selection rules (module docstring) choose. `defaults`: the head's
+    default config values, for rule 2's width fields that a point leaves out (default: the registered model's)."""
+    rows, order = result["points"], _order(result)
+    first = lambda r: order.index(r["tag"]) if r["tag"] in order else len(order)  # noqa: E731
+    top = max(r["dev_mean"] for r in rows)
+    winner = min((r for r in rows if r["dev_mean"] >= top - TOLERANCE), key=first)  # rule 1
+    fields = result.get("prefer_narrower", [])
+    if not fields:
+        return winner
+    if defaults is None:
+        from dataclasses import asdict
+
+        from mmdemo.models import get_model
+
+        defaults = asdict(get_model(result["model"]).config(variant=result.get("variant", "")))
+    floor = winner["dev_mean"] - winner["dev_std"] - TOLERANCE
+    kept = [(w, first(r), r) for r in rows
+            if r["dev_mean"] >= floor and (w := _narrower(r["point"], winner["point"], fields, defaults))]
+    return min(kept, key=lambda k: k[:2])[2] if kept else winner  # rule 2: the narrowest, then the earliest
 
 
 def grid_points(grid: dict[str, list]) -> list[dict]:
@@ -96,12 +149,13 @@ def _earlier_points(path: Path, seeds: list[int], tags: set[str], protocol: str 
 
 def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: Path, variant: str = "",
           jobs: int = 1, threads: int = 1, resume: bool = False, protocol: str = "split",
-          validation_events: tuple[str, ...] = ()) -> dict:
+          validation_events: tuple[str, ...] = (), prefer_narrower: tuple[str, ...] = ()) -> dict:
     """Train every (point, seed) and rank the points (with those of an earlier sweep of the same model, seeds and
     protocol) by mean dev score. Returns the sweep.json content. `resume`: runs that finished are kept, not trained
     again, and interrupted ones continue from their last finished epoch. protocol "loeo": one leave-one-event-out
     run per point (all seeds), ranked by its validation folds (`validation_events`: which events may validate, as
-    for `train --validation-events`)."""
+    for `train --validation-events`). `prefer_narrower`: width fields for rule 2 (module docstring), kept in
+    sweep.json with those of an earlier sweep."""
     points = grid_points(grid)
     root = out / task / run_name(model, variant)
     # a leave-one-event-out run trains every seed on every fold; its report is written when all are done
@@ -129,6 +183,9 @@ def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: P
 
     grids, rows = _earlier_points(root / "sweep.json", seeds, {point_tag(p) for p in points}, protocol,
                                   validation_events)
+    if (root / "sweep.json").is_file() and rows:
+        earlier = json.loads((root / "sweep.json").read_text()).get("prefer_narrower", [])
+        prefer_narrower = tuple(dict.fromkeys([*earlier, *prefer_narrower]))
     for point in points:
         tag = point_tag(point)
         scores, metric = point_scores(root / tag / task / run_name(model, variant), protocol)
@@ -140,7 +197,9 @@ def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: P
                    f"leave-one-event-out folds" if protocol == "loeo" else f"mean dev {rows[0]['metric']} (fused) over seeds")
     result = {"task": task, "model": model, "variant": variant, "seeds": seeds, "protocol": protocol,
               **({"validation_events": list(validation_events)} if validation_events else {}),
-              "grids": grids + [grid], "points": rows, "best": rows[0]["point"], "selected_on": selected_on}
+              **({"prefer_narrower": list(prefer_narrower)} if prefer_narrower else {}),
+              "grids": grids + [grid], "points": rows, "selected_on": selected_on}
+    result["best"] = choose(result)["point"]
     (root / "sweep.json").write_text(json.dumps(result, indent=2))
     return result
 
@@ -150,8 +209,10 @@ def sweep_table(result: dict) -> str:
     split = "LOEO validation folds" if result.get("protocol") == "loeo" else "dev"
     lines = [f"| {result['task']} / {run_name(result['model'], result['variant'])} | {split} {result['points'][0]['metric']}"
              f" (mean ± std, {len(result['seeds'])} seeds) |", "|---|---|"]
+    pick = choose(result)  # by the rules, whatever the file's "best" says (a test holds the two equal)
     for r in result["points"]:
-        lines.append(f"| {r['tag']} | {r['dev_mean'] * 100:.2f} ± {r['dev_std'] * 100:.2f} |")
+        chosen = " (chosen)" if r is pick else ""
+        lines.append(f"| {r['tag']}{chosen} | {r['dev_mean'] * 100:.2f} ± {r['dev_std'] * 100:.2f} |")
     return "\n".join(lines)
 
 
