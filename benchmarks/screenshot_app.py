@@ -58,7 +58,7 @@ def main() -> None:
             if a.model:
                 page.locator("#mm-model input").click()
                 page.get_by_role("option", name=a.model, exact=True).click()
-            page.locator("tr.tr-body").nth(a.example).click()
+            page.locator("#mm-examples tr.tr-body").nth(a.example).click()
             # the example fills the inputs asynchronously: wait for both before predicting
             expect(page.locator("#mm-image img")).to_be_visible(timeout=30_000)
             expect(page.locator("#mm-caption textarea")).not_to_have_value("", timeout=30_000)

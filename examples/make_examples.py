@@ -1,14 +1,22 @@
-"""Draw the app's example images with PIL (no third-party pictures, so no licence question) and write the
-captions that go with them: some agree with their picture, some contradict it, to show the fused, text-only
-and image-only predictions diverging.
+"""The app's examples, per task (the page shows the current task's).
 
-    python examples/make_examples.py        # rewrites examples/*.jpg and examples/examples.json
+Sentiment and hashtags: pictures drawn with PIL (no third-party pictures, so no licence question) with captions
+written for them, some matching their picture and some not. Fake news: four posts of the MediaEval 2016 set
+(Apache-2.0, see ../shared/datasets/mediaeval2016/LICENSE), a real and a fake post from each of two events, their
+images copied as they are in the data and their captions without the links. The page makes no claim about what a
+network answers on them: each is just an input to try.
+
+    python examples/make_examples.py [--mediaeval DIR]   # rewrites examples/*.jpg and examples/examples.json
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
 import json
 import math
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +25,21 @@ from PIL import Image, ImageDraw, ImageFilter
 HERE = Path(__file__).resolve().parent
 W, H = 384, 288
 
-# (image file, caption, what it shows). Order = order in the app.
+# (task, image file, caption). Order = order in the app.
 EXAMPLES: list[tuple[str, str, str]] = [
-    ("beach.jpg", "Best day ever at the beach, sun, sea and ice cream!", "agree: positive"),
-    ("rain.jpg", "Grey, cold and raining all week. So miserable.", "agree: negative"),
-    ("cake.jpg", "Happy birthday to my best friend, love you!", "agree: positive"),
-    ("beach.jpg", "Stuck here alone again, worst holiday of my life.", "conflict: happy image, sad text"),
-    ("rain.jpg", "Love the sound of the rain, so cosy and happy inside!", "conflict: gloomy image, happy text"),
-    ("cake.jpg", "Bought a cake at the shop on Main Street.", "neutral text, happy image"),
+    ("mvsa-single", "beach.jpg", "Best day ever at the beach, sun, sea and ice cream!"),
+    ("mvsa-single", "rain.jpg", "Grey, cold and raining all week. So miserable."),
+    ("mvsa-single", "cake.jpg", "Happy birthday to my best friend, love you!"),
+    ("mvsa-single", "beach.jpg", "Stuck here alone again, worst holiday of my life."),
+    ("mvsa-single", "rain.jpg", "Love the sound of the rain, so cosy and happy inside!"),
+    ("mvsa-single", "cake.jpg", "Bought a cake at the shop on Main Street."),
+    ("hashtags", "rain.jpg", "Another stormy night, rain on the windows and nowhere to go"),
+    ("hashtags", "beach.jpg", "Sun, sea and my favourite people. Could not be happier"),
+    ("hashtags", "cake.jpg", "Party time! So excited to celebrate with you all"),
 ]
+# MediaEval posts: (image id, label in the data); the caption is the first post that uses the image.
+MEDIAEVAL_POSTS = [("nepal_25", "real"), ("nepal_01", "fake"), ("eclipse_10", "real"), ("eclipse_01", "fake")]
+MEDIAEVAL_DIR = HERE.parent.parent / "shared" / "datasets" / "mediaeval2016"
 
 
 def _vertical_gradient(top: tuple[int, int, int], bottom: tuple[int, int, int], w: int, h: int) -> Image.Image:
@@ -125,14 +139,32 @@ def cake() -> Image.Image:
 DRAWINGS = {"beach.jpg": beach, "rain.jpg": rain, "cake.jpg": cake}
 
 
-def main(out_dir: Path = HERE) -> None:
+def mediaeval_examples(data_dir: Path, out_dir: Path) -> list[dict]:
+    """Copy the chosen MediaEval posts' images to out_dir/mediaeval2016/ and return their rows."""
+    with open(data_dir / "posts.txt", encoding="utf-8", errors="replace", newline="") as f:
+        posts = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    (out_dir / "mediaeval2016").mkdir(exist_ok=True)
+    rows = []
+    for image_id, label in MEDIAEVAL_POSTS:
+        post = next(p for p in posts if p["image_id(s)"].strip().split(",")[0] == image_id and p["label"] == label)
+        caption = re.sub(r"\s+", " ", re.sub(r"https?://\S+", "", post["post_text"])).strip(" “”\"")
+        shutil.copyfile(data_dir / "images" / f"{image_id}.jpg", out_dir / "mediaeval2016" / f"{image_id}.jpg")
+        rows.append({"task": "mediaeval2016", "image": f"mediaeval2016/{image_id}.jpg", "caption": caption,
+                     "label_in_data": label, "source": f"MediaEval 2016 post {post['post_id']}"})
+    return rows
+
+
+def main(out_dir: Path = HERE, mediaeval: Path = MEDIAEVAL_DIR) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, draw in DRAWINGS.items():
         draw().save(out_dir / name, quality=85, optimize=True)
-    rows = [{"image": img, "caption": cap, "shows": shows} for img, cap, shows in EXAMPLES]
+    rows = [{"task": task, "image": img, "caption": cap} for task, img, cap in EXAMPLES]
+    rows += mediaeval_examples(mediaeval, out_dir)
     (out_dir / "examples.json").write_text(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
-    print(f"wrote {', '.join(DRAWINGS)} and examples.json to {out_dir}")
+    print(f"wrote {len(rows)} examples to {out_dir / 'examples.json'}")
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mediaeval", type=Path, default=MEDIAEVAL_DIR, help="the MediaEval 2016 folder")
+    main(mediaeval=parser.parse_args().mediaeval)

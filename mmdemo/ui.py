@@ -12,25 +12,28 @@ from __future__ import annotations
 
 import html
 import logging
+import hashlib
 import threading
+import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import gradio as gr
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .checkpoint import CheckpointError, missing_prior, read_config, read_metrics
+from .checkpoint import CheckpointError, Trust, missing_prior, read_config, read_metrics, read_trust
 from .hub import (BUNDLED_DIR, MULTI_LABEL_COLUMNS, REPO_ROOT, HubError, Resolved, bundled_checkpoints, configured_repos,
                   resolve)
 from .inputs import InputError
 from .memory import release_memory
 from .names import HEADS, METHODS
-from .render import (HEAD_NAMES, _box, contributions_json, demote_headings, error_html, highlighted_tokens,
-                     label_value, main_signal, measured_share, notes_html, prior_note, signals_html,
-                     strip_front_matter, verdict_html)
+from .render import (HEAD_NAMES, READING_GUIDE, _box, contribution_words, contributions_json, demote_headings,
+                     error_html, highlighted_tokens, label_value, main_signal, measured_share, notes_html, prior_note,
+                     signals_html, strip_front_matter, uninformative, verdict_html)
 from .tasks import TASKS
 
 if TYPE_CHECKING:  # the model code (torch) is imported on first use, so the page is served before torch loads
@@ -96,6 +99,81 @@ def _answer_or_error(predictor: Predictor, image, caption: str | None) -> Predic
         return e
 
 
+# A long label (a hashtag, a class name) wraps inside its card instead of running out of it.
+PAGE_CSS = """
+#mm-fused .output-class, #mm-text .output-class, #mm-image-only .output-class {
+  overflow-wrap: anywhere; word-break: break-word; font-size: clamp(1.1rem, 2.2vw, 2rem); line-height: 1.15; }
+#mm-fused dl, #mm-text dl, #mm-image-only dl { overflow-wrap: anywhere; }
+#mm-compare-table th, #mm-compare-table td { overflow-wrap: break-word; }
+"""
+
+PRESS_PREDICT = "Press <b>Predict and explain</b> for an answer to this image and caption{}."
+
+# The compare view's columns and their share of its width (it sits in the right-hand column, ~700 px at 1400 px).
+COMPARE_COLUMNS = ["network", "fused", "text only", "image only", "agree", "caption / image", "own signal", "ms"]
+COMPARE_LEGEND = ("Each row is one network on the same image and caption. **agree**: its fused, text-only and "
+                  "image-only heads name the same class. **caption / image**: the measured share of each modality in "
+                  "the fused answer (signed: − pushes against it; see *How much each modality moved* above). **own "
+                  "signal**: the first quantity the network reports about itself. **ms**: time to answer.")
+COMPARE_WIDTHS = ["11%", "12%", "12%", "12%", "9%", "14%", "22%", "8%"]
+
+
+Selection = tuple[str, str, str, str]  # (digest of the image, of the caption, task, network)
+
+
+def selection_of(image, caption: str | None, task: str | None, model: str | None) -> Selection:
+    """What an answer answers: the image's and the caption's contents (digests), the task and the network."""
+    h = hashlib.blake2b(digest_size=12)
+    try:
+        if isinstance(image, Image.Image):
+            h.update(f"{image.mode}{image.size}".encode())
+            h.update(image.tobytes())
+        else:  # a path (the API, examples) or nothing
+            h.update(repr(image).encode())
+    except (OSError, ValueError):  # a truncated or broken image: the prediction will say so; key it by its object
+        h.update(f"unreadable {id(image)}".encode())
+    text = hashlib.blake2b((caption or "").encode(), digest_size=12).hexdigest()
+    return h.hexdigest(), text, task or "", model or ""
+
+
+class OnScreen:
+    """What each open page shows, so that an answer lands only on the selection it answers.
+
+    A page holds a session id in a hidden component. Whenever its image, caption, task or network changes, and
+    whenever it asks for a prediction, the server is told what is now on screen (`show`: a change clears the result
+    panels). A result handler knows what it answers (its own inputs) and returns its answer only if that is still
+    what the page shows (`shows`), otherwise it changes nothing: a request started before a change never fills the
+    panels after it, while a late echo of the same selection (an example's image arriving after the click) is no
+    change at all. API callers have no session (""): they are never held back. The table is bounded: a page not
+    seen for LIMIT later pages is forgotten, and then whatever it asks is taken as on screen."""
+
+    LIMIT = 10_000
+
+    def __init__(self):
+        self._pages: OrderedDict[str, Selection] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def show(self, session: str, selection: Selection) -> bool:
+        """Record that `session` shows `selection`; True when that is a change."""
+        if not session:
+            return True
+        with self._lock:
+            changed = self._pages.get(session) != selection
+            self._pages[session] = selection
+            self._pages.move_to_end(session)
+            while len(self._pages) > self.LIMIT:
+                self._pages.popitem(last=False)
+            return changed
+
+    def shows(self, session: str, selection: Selection, parts: int = 4) -> bool:
+        """Does `session` still show `selection` (its first `parts` fields: 3 = image, caption and task)?"""
+        if not session:
+            return True
+        with self._lock:
+            shown = self._pages.get(session)
+        return shown is None or shown[:parts] == selection[:parts]
+
+
 class DemoApp:
     """Predictors cached per (task, model), loaded on first use; the functions the page and the API call."""
 
@@ -103,6 +181,7 @@ class DemoApp:
         self.root = Path(root) if root is not None else BUNDLED_DIR
         self._cache: dict[tuple[str, str], Loaded] = {}
         self._lock = threading.Lock()
+        self.on_screen = OnScreen()
 
     # -- catalogue and loading --
 
@@ -120,16 +199,45 @@ class DemoApp:
                 cat[task].append(model)
         return {t: m for t, m in sorted(cat.items()) if m}
 
+    def trust_of(self, task: str, model: str) -> Trust:
+        """What the checkpoint measured about itself (its config.json), read without loading it (empty if unknown)."""
+        try:
+            cached = self._cache.get((task, model))
+            return read_trust(cached.config if cached else read_config(resolve(task, model, self.root).path))
+        except user_errors():
+            return Trust()
+
     def default_model(self, task: str) -> str | None:
-        """The model with the best dev score for the task's paper metric, else the first one."""
+        """The network the page offers first. A network below a guess that ignores the input on the measure the task
+        is judged on, or whose answer does not move with the input, comes last. Among the rest: on a task judged on
+        inputs training never saw (fake news: new events), the best there; otherwise the best on dev, where the
+        networks were chosen (the page does not pick by test scores)."""
         models = self.catalogue().get(task, [])
+        trust = {m: self.trust_of(task, m) for m in models}
         metric = TASKS[task].paper_metric if task in TASKS else "weighted_f1"
+        unseen = task in TASKS and TASKS[task].judged_on_unseen
 
-        def dev_score(model: str) -> float:
-            m = read_metrics(self.root / task / model).get("dev", {}).get("fused", {})
-            return float(m.get(metric, m.get("accuracy", -1.0)))
+        def rank(model: str) -> tuple:
+            t = trust[model]
+            if unseen and t.judged:
+                score = t.judged["value"]
+            else:
+                m = read_metrics(self.root / task / model).get("dev", {}).get("fused", {})
+                score = float(m.get(metric, m.get("accuracy", -1.0)))
+            return t.informative is not False and not t.below_floor, not unseen or t.judged is not None, score
 
-        return max(models, key=dev_score) if models else None
+        return max(models, key=rank) if models else None
+
+    def model_choices(self, task: str | None) -> list[tuple[str, str]]:
+        """The network picker's (label, network) pairs: a network that scores below a guess that ignores the input on
+        the measure the task is judged on, or whose answer does not change with the input, says so in its label."""
+        choices = []
+        for model in self.catalogue().get(task or "", []):
+            t = self.trust_of(task, model)
+            mark = (" (answer does not change with the input)" if t.informative is False else
+                    " (below a guess that ignores the input)" if t.below_floor else "")
+            choices.append((model + mark, model))
+        return choices
 
     def load(self, task: str | None, model: str | None) -> Loaded:
         if not self.catalogue():
@@ -185,14 +293,32 @@ class DemoApp:
         source = "bundled checkpoint" if loaded.where.source == "bundled" else loaded.where.source
         return _box(f"{html.escape(model)} for {html.escape(task)} is ready ({html.escape(source)}).", "ok")
 
+    def on_page(self, fn: Callable, outputs: int, needs_answer: bool = True, parts: int = 4) -> Callable:
+        """`fn` as a handler of the page: its inputs start with the image, caption, task (and network: `parts` 4)
+        and end with the page's session (and, with `needs_answer`, the selection the prediction on screen answers).
+        It runs only while that prediction answers what the page shows, and its result lands only if the page
+        still shows it (`OnScreen`); otherwise it changes nothing. Called without a session (the API), it just runs."""
+        def handler(*args):
+            args, (session, *answered) = list(args[:-1 - needs_answer]), args[-1 - needs_answer:]
+            mine = selection_of(*args[:parts], *([None] * (4 - parts)))
+            skip = tuple(gr.skip() for _ in range(outputs))
+            if session and ((needs_answer and answered[0] != mine) or not self.on_screen.shows(session, mine, parts)):
+                return skip
+            out = fn(*args)
+            return out if self.on_screen.shows(session, mine, parts) else skip
+
+        return handler
+
     @staticmethod
     def _signals(loaded: Loaded) -> dict[str, Signal]:
         return loaded.predictor.classifier.head.signals
 
-    @staticmethod
-    def _message(e: Exception, what: str) -> str:
+    def _message(self, e: Exception, what: str) -> str:
+        """The text the page shows for `e`: a user error's own message, without the server's paths (a checkpoint is
+        named from the checkpoints folder down); anything else is logged with its traceback and named only."""
         if isinstance(e, user_errors()):
-            return str(e)
+            text = str(e).replace(str(self.root.resolve()), self.root.name).replace(str(self.root), self.root.name)
+            return text.replace(str(Path.home()), "~")
         log.error("%s failed", what, exc_info=e)  # its traceback, also where e was caught earlier
         return f"Sorry, the {what} failed unexpectedly ({type(e).__name__}). The details are in the server log."
 
@@ -200,8 +326,8 @@ class DemoApp:
 
     def models_fn(self, task: str | None):
         """Task changed -> the model dropdown lists the networks trained for it."""
-        models = self.catalogue().get(task or "", [])
-        return gr.update(choices=models, value=self.default_model(task) if models else None)
+        choices = self.model_choices(task)
+        return gr.update(choices=choices, value=self.default_model(task) if choices else None)
 
     def labels_of(self, task: str | None, model: str | None) -> list[str]:
         """The checkpoint's label names, from its config.json (bundled, or the configured Hub repo's) without
@@ -222,14 +348,21 @@ class DemoApp:
         """-> (fused, text-only, image-only {label: p}, agreement banner, network signals, status, modality
         contributions), HTML strings except the label dicts and the contributions (a dict, `contributions_json`);
         on bad input the dicts are None and the status says what is wrong."""
-        return tuple(column[0] for column in self.predict_batch_fn([image], [caption], [task], [model]))
+        return tuple(column[0] for column in self.predict_batch_fn([image], [caption], [task], [model])[:7])
 
-    def predict_batch_fn(self, images: list, captions: list, tasks: list, models: list) -> tuple[list, ...]:
+    def predict_batch_fn(self, images: list, captions: list, tasks: list, models: list,
+                         sessions: list | None = None) -> tuple[list, ...]:
         """`predict_fn` over requests that arrived together (the /predict endpoint runs in Gradio's batch mode), for
         any networks: one `predict_requests`, so the shared encoders run once over all of them. Each request gets
-        its own answer, or its own error, in `predict_fn`'s seven outputs (each a list, one entry per request)."""
+        its own answer, or its own error, in `predict_fn`'s seven outputs (each a list, one entry per request).
+        With `sessions` (the page's), an eighth output says which selection each answer answers, and a request whose
+        page shows another selection by the time it is answered changes nothing on that page (`OnScreen`)."""
         from .predict import predict_requests
 
+        sessions = sessions or [""] * len(images)
+        asked = [selection_of(*request) for request in zip(images, captions, tasks, models)]
+        for session, selection in zip(sessions, asked):  # a click says what is on screen
+            self.on_screen.show(session, selection)
         answers: list[tuple | None] = [None] * len(images)
         requests, rows, loaded = [], [], []
         for i, (task, model) in enumerate(zip(tasks, models)):
@@ -246,6 +379,9 @@ class DemoApp:
             preds = [e] * len(requests)
         for i, where, pred in zip(rows, loaded, preds):
             answers[i] = self._predict_error(pred) if isinstance(pred, Exception) else self._predict_answer(where, pred)
+        skip = tuple(gr.skip() for _ in range(8))
+        answers = [(*answer, selection if answer[0] else None) if self.on_screen.shows(session, selection) else skip
+                   for answer, session, selection in zip(answers, sessions, asked)]
         return tuple(map(list, zip(*answers)))
 
     def _predict_error(self, e: Exception) -> tuple:
@@ -254,9 +390,13 @@ class DemoApp:
     def _predict_answer(self, loaded: Loaded, pred: Prediction) -> tuple:
         notes = list(pred.warnings) + ([loaded.where.note] if loaded.where.note else [])
         reliability = _box(html.escape(pred.reliability), "info") if pred.reliability else ""
+        answers = (f"<div class='mm-answers' style='font-size:90%;opacity:.85'>Answer of <b>"
+                   f"{html.escape(loaded.config.get('model', ''))}</b> on <b>{html.escape(loaded.config.get('task', ''))}"
+                   f"</b> for the image and caption above.</div>")
+        trust = loaded.predictor.trust
         return (label_value(pred, "fused"), label_value(pred, "text"), label_value(pred, "image"),
-                verdict_html(pred) + reliability,
-                signals_html(pred, self._signals(loaded), loaded.predictor.classifier.missing_prior),
+                answers + verdict_html(pred, trust) + reliability,
+                signals_html(pred, self._signals(loaded), loaded.predictor.classifier.missing_prior, trust=trust),
                 notes_html(notes), contributions_json(pred))
 
     def explain_fn(self, image, caption: str | None, task: str | None, model: str | None,
@@ -271,42 +411,64 @@ class DemoApp:
             head = head if head in HEADS else "fused"
             labels = p.labels
             pred = p.predict(image, caption)  # the click's prediction: its encoder pass is ENCODED's
+            said = uninformative(pred, p.trust) if head == "fused" else None
+            if said:  # a map of an answer that carries no information would only look like one
+                return None, None, _box(f"{html.escape(said)} So no heatmap or word colours are drawn for it; the "
+                                        f"text-only and image-only heads (Explanation options) can still be explained.",
+                                        "info")
             cls = labels.index(target) if target in labels else labels.index(pred.top()[0])
             mid = X.method_id(method)
-            view = X.encoder_view(p.image_encoder, _rgb(image))
-            tok = X.token_attributions(p.pipeline, inputs, target=cls, head=head)
+            upload = _rgb(image)
+            tok = X.token_attributions(p.pipeline, inputs, target=cls, head=head, max_steps=X.WORD_MAX_STEPS)
             # [CLS]/[SEP] stay in the baseline, so their attribution is 0 by construction: show the words only
             words = highlighted_tokens([(w, sc) for w, sc in X.merge_subwords(tok.tokens, tok.normalised())
                                         if not X.is_special_token(w)])
-            notes = [f"Explaining the <b>{HEAD_NAMES[head].lower()}</b> head's score for <b>"
+            notes = [f"Explaining <b>{html.escape(model or '')}</b> on <b>{html.escape(task or '')}</b>: the "
+                     f"<b>{HEAD_NAMES[head].lower()}</b> head's score for <b>"
                      f"{html.escape(labels[cls])}</b>{' (the fused prediction)' if target not in labels else ''}. "
-                     f"Words: red pushes towards it, purple away (Integrated Gradients on the word embeddings)."]
+                     f"Words: red pushes towards it, purple against (Integrated Gradients on the word embeddings; "
+                     f"the strongest word is drawn at full colour)."]
             if not np.any(tok.scores):
                 notes.append(f"The {HEAD_NAMES[head].lower()} head does not read the caption.")
             elif tok.convergence is not None:
-                notes.append(tok.convergence.describe("Word attributions"))
+                notes.append(html.escape(tok.convergence.describe("The word attributions")))
+            checks = []  # the deletion check of each map (X.Deletion): green where it beats random deletion
+
+            def check_box(check: X.Deletion | None, units: str) -> str:
+                kind = "info" if check is None else "ok" if check.beats_random else "warn"
+                return _box(html.escape(X.deletion_line(check, labels[cls], units)), kind)
+
+            if np.any(tok.scores):
+                checks.append(check_box(X.word_deletion(p.pipeline, inputs, X.word_scores(tok.tokens, tok.scores),
+                                                        target=cls, head=head), "words"))
             measured = pred.contributions
             if measured is not None:
                 c = measured.of(cls)
-                notes.append(f"Measured on the fused prediction for <b>{html.escape(c['label'])}</b> (Shapley values): "
-                             f"caption {c['text']:+.3f}, image {c['image']:+.3f}, interaction {c['interaction']:+.3f} "
-                             f"(caption share {c['text_share']:.0%}).")
+                notes.append(f"Measured on the fused prediction (Shapley values): {contribution_words(c)}")
             notes += input_notes
             if mid == "attention":
                 heat, note = self._attention_heat(loaded, image, caption)
                 if heat is None:
-                    return None, words, "".join(_box(n, "info") for n in notes + [note])
+                    return None, words, "".join(_box(n, "info") for n in notes + [note]) + "".join(checks)
+                picture = X.attention_picture(upload, p.image_encoder, heat)
+                # the network's own attention serves its fused answer: checked on the fused head
+                checks.append(check_box(X.region_deletion(p.pipeline, inputs, heat, target=cls), "image regions"))
             else:
                 heat, convergence = X.image_attribution(mid, p.pipeline, inputs, target=cls, head=head)
                 note = {"grad-cam": "Grad-CAM on the image encoder's last feature map.",
                         "integrated-gradients": "Integrated Gradients on the pixels (baseline: the mean image).",
                         "occlusion": "Occlusion: how much the score drops when each square is blanked."}[mid]
                 if convergence is not None:
-                    note += " " + convergence.describe("Pixel attributions")
+                    note += " " + html.escape(convergence.describe("The pixel attributions"))
                 if not np.any(heat):
                     note += (" The map is flat: this head's score for the class does not depend on this part of "
                              "the image encoder (e.g. it reads only the pooled vector); try another method.")
-            return X.overlay(view, heat), words, "".join(_box(n, "info") for n in notes + [note])
+                picture = X.attribution_picture(upload, p.image_encoder, heat, labels[cls], mid)
+                if np.any(heat):
+                    checks.append(check_box(X.region_deletion(p.pipeline, inputs, heat, target=cls, head=head),
+                                            "image regions"))
+            note += " " + html.escape(X.seen_note(p.image_encoder, upload))
+            return picture, words, "".join(_box(n, "info") for n in notes + [note]) + "".join(checks)
         except Exception as e:
             return None, None, error_html(self._message(e, "explanation"))
         finally:
@@ -320,7 +482,9 @@ class DemoApp:
         if t2i is None:
             return None, "This network has no text ↔ image attention; pick Grad-CAM, Integrated Gradients or Occlusion."
         grid = X.grid_shape(t2i.shape[1], loaded.predictor.image_encoder.grid)
-        return X.word_to_image(t2i, None, grid), "Attention from all words to the image regions (mean over heads)."
+        view = X.attention_view(t2i, t2i.T, pred.tokens, grid, i2t_native=False)  # all words: the mean of their rows
+        return view.weights, " ".join(["Attention from the caption's words to the image regions, mean over heads."]
+                                      + [html.escape(n) for n in view.notes])
 
     def attention_fn(self, image, caption: str | None, task: str | None, model: str | None,
                      word: str | None = None, region: str | None = None):
@@ -336,25 +500,44 @@ class DemoApp:
             if t2i is None:
                 return (*keep, None, None, _box("This network has no text ↔ image attention (only the networks "
                                                  "with cross-modal attention have these maps).", "info"))
+            said = uninformative(pred, loaded.predictor.trust)
+            if said:  # where the answer carries no information, a map of what led to it would mislead
+                return (*keep, None, None, _box(f"{html.escape(said)} So its attention maps are not drawn.", "info"))
             grid = X.grid_shape(t2i.shape[1], loaded.predictor.image_encoder.grid)
-            word_choices = [ALL_WORDS] + [f"{i}: {t}" for i, t in enumerate(pred.tokens)]
+            word_choices = [ALL_WORDS] + [f"{i + 1}: {w}" for i, (w, _) in enumerate(X.word_spans(pred.tokens))]
             region_choices = [ALL_REGIONS] + [f"row {r + 1}, col {c + 1}" for r in range(grid[0])
                                               for c in range(grid[1])]
             word = word if word in word_choices else ALL_WORDS
             region = region if region in region_choices else ALL_REGIONS
             w_idx = None if word == ALL_WORDS else word_choices.index(word) - 1  # None: the mean over all
             r_idx = None if region == ALL_REGIONS else region_choices.index(region) - 1
-            view = X.encoder_view(loaded.predictor.image_encoder, _rgb(image))
-            heat = X.overlay(view, X.word_to_image(t2i, w_idx, grid))
-            if r_idx is not None:
-                heat = X.outline_region(heat, r_idx, grid)
-            weights = X.normalise_map(X.image_to_words(i2t, r_idx))  # stretched to [0, 1] like the heatmaps
-            words = highlighted_tokens([(t, float(w)) for t, w in zip(pred.tokens, weights)])
+            upload, encoder = _rgb(image), loaded.predictor.image_encoder
+            native = X.has_direction(pred.explain, self._signals(loaded), ("image", "text"))
+            view = X.attention_view(t2i, i2t, pred.tokens, grid, w_idx, r_idx, native)
+            heat = X.attention_picture(upload, encoder, view.weights,
+                                       cell=(r_idx, grid) if r_idx is not None else None)
+            words = highlighted_tokens(view.words)
+            # the deletion check of both maps, on the fused answer the attention serves (X.region_deletion)
+            p = loaded.predictor
+            inputs, _ = p.prepare(image, caption)
+            label = pred.top()[0]
+            cls, word_weights = p.labels.index(label), np.array([sc for _, sc in view.words])
+            checks = [(X.region_deletion(p.pipeline, inputs, view.weights, target=cls), "image regions")]
+            if np.any(word_weights):  # words coloured by attention (a picked region, or a network's own image → text)
+                checks.append((X.word_deletion(p.pipeline, inputs, word_weights, target=cls), "words"))
+            check_html = "".join(_box(html.escape(X.deletion_line(c, label, units)),
+                                      "info" if c is None else "ok" if c.beats_random else "warn")
+                                 for c, units in checks)
             where = f"{html.escape(region)} (white box)" if r_idx is not None else "the whole image"
-            note = (f"Heatmap: where <b>{html.escape(word if w_idx is not None else 'all words')}</b> looks in the "
-                    f"image. Words: how much <b>{where}</b> attends to each token. Mean over attention heads.")
+            who = f"<b>{html.escape(word)}</b> looks" if w_idx is not None else "<b>all words</b> look"
+            words_read = (f"how much <b>{where}</b> attends to each word" if native else
+                          f"how much each word attends to <b>{where}</b>")
+            note = (f"Picture: where {who} in the image. Words: {words_read}; red = more than an even share, purple "
+                    f"= less (log scale). Mean over attention heads.<br>"
+                    + "<br>".join(html.escape(n) for n in view.notes + view.word_notes
+                                  + [X.seen_note(encoder, upload)]))
             return (gr.update(choices=word_choices, value=word), gr.update(choices=region_choices, value=region),
-                    heat, words, _box(note, "info"))
+                    heat, words, _box(note, "info") + check_html)
         except Exception as e:
             return (*keep, None, None, error_html(self._message(e, "attention view")))
 
@@ -364,8 +547,7 @@ class DemoApp:
         gets its own row's message, and the others still answer. "latency ms": from the click to that answer."""
         from .predict import predict_requests
 
-        columns = ["network", "fused", "text only", "image only", "agree", "measured caption / image share",
-                   "network's signal", "latency ms"]
+        columns = COMPARE_COLUMNS
         rows = []
         try:
             models = self.catalogue().get(task or "", [])
@@ -390,8 +572,9 @@ class DemoApp:
                     continue
                 top = {h: "{} ({:.0%})".format(*pred.top(h)) for h in HEADS}
                 rows.append([model, top["fused"], top["text"], top["image"], "no" if pred.disagree else "yes",
-                             measured_share(pred), main_signal(pred, self._signals(loaded[model])),
-                             round(pred.latency_ms, 1)])
+                             measured_share(pred, loaded[model].predictor.trust),
+                             main_signal(pred, self._signals(loaded[model])),
+                             round(pred.latency_ms)])
         except Exception as e:
             return pd.DataFrame(rows, columns=columns), error_html(self._message(e, "comparison"))
         return pd.DataFrame(rows, columns=columns), ""
@@ -463,15 +646,21 @@ def _metrics_table(metrics: dict) -> str:
     return "\n".join(out)
 
 
-def example_rows() -> list[list[str]]:
-    """[[image path, caption], ...] from examples/examples.json (empty when the folder is absent)."""
+def example_rows(task: str | None) -> list[list[str]]:
+    """The task's examples, [[image path, caption], ...], from examples/examples.json (empty when there are none)."""
     import json
 
     index = EXAMPLES_DIR / "examples.json"
     if not index.is_file():
         return []
     return [[str(EXAMPLES_DIR / r["image"]), r["caption"]] for r in json.loads(index.read_text())
-            if (EXAMPLES_DIR / r["image"]).is_file()]
+            if r.get("task") == task and (EXAMPLES_DIR / r["image"]).is_file()]
+
+
+def examples_update(task: str | None):
+    """Task changed -> its own examples (the box hides where it has none)."""
+    rows = example_rows(task)
+    return gr.Dataset(samples=rows, visible=bool(rows), label=f"Examples to try for {task}")
 
 
 # ---- layout ----------------------------------------------------------------------------------------------
@@ -491,6 +680,7 @@ def build_demo(checkpoints_root: Path | None = None, max_batch: int = 8) -> gr.B
 
     with gr.Blocks(title="mmdemo — image + caption classification") as demo:
         demo.mmdemo_app = app  # tests and benchmarks reach the cache through this
+        gr.HTML(f"<style>{PAGE_CSS}</style>", padding=False, container=False)  # Blocks take no css in Gradio 6
         gr.Markdown("## mmdemo — what do the picture and its caption say, together and apart?\n"
                     "Upload an image, write its caption, pick a task and a network. You get the **fused** "
                     "prediction next to the **text-only** and **image-only** ones, what the network itself "
@@ -508,7 +698,7 @@ def build_demo(checkpoints_root: Path | None = None, max_batch: int = 8) -> gr.B
                     # unknown task or network gets a message), so no endpoint refuses what the page can send.
                     task = gr.Dropdown(list(cat), value=task0, label="Task", elem_id="mm-task",
                                        allow_custom_value=True)
-                    model = gr.Dropdown(cat.get(task0, []), value=model0, label="Network", elem_id="mm-model",
+                    model = gr.Dropdown(app.model_choices(task0), value=model0, label="Network", elem_id="mm-model",
                                         allow_custom_value=True)
                 method = gr.Dropdown([(label, key) for key, label in METHODS.items()], value="grad-cam",
                                      label="Image explanation", elem_id="mm-method")
@@ -518,10 +708,12 @@ def build_demo(checkpoints_root: Path | None = None, max_batch: int = 8) -> gr.B
                         target = gr.Dropdown([PREDICTED] + labels0, value=PREDICTED, label="Explain class",
                                              allow_custom_value=True)
                 run = gr.Button("Predict and explain", variant="primary", elem_id="mm-run")
-                rows = example_rows()
-                if rows:
-                    gr.Examples(rows, inputs=[image, caption], label="Examples: pictures and captions that agree "
-                                "or conflict", examples_per_page=6)
+                with gr.Accordion("How to read the numbers on this page", open=False, elem_id="mm-guide"):
+                    gr.Markdown(READING_GUIDE)
+                rows = example_rows(task0)
+                # the current task's examples; a click fills the image and the caption (a person then predicts)
+                examples = gr.Dataset(components=[image, caption], samples=rows, visible=bool(rows), type="values",
+                                      label=f"Examples to try for {task0}", samples_per_page=6, elem_id="mm-examples")
             with gr.Column(scale=7, min_width=420):
                 status = gr.HTML(label="Status", elem_id="mm-status")
                 verdict = gr.HTML(label="Agreement", elem_id="mm-verdict")
@@ -536,7 +728,7 @@ def build_demo(checkpoints_root: Path | None = None, max_batch: int = 8) -> gr.B
                 with gr.Tabs():
                     with gr.Tab("Explanation"):
                         with gr.Row():
-                            heatmap = gr.Image(type="pil", label="Image explanation", interactive=False, height=320,
+                            heatmap = gr.Image(type="pil", label="Image explanation", interactive=False, height=420,
                                                elem_id="mm-heatmap", format="png")
                             with gr.Column():
                                 tokens = gr.HighlightedText(label="Word attributions", show_legend=False,
@@ -551,37 +743,93 @@ def build_demo(checkpoints_root: Path | None = None, max_batch: int = 8) -> gr.B
                             region = gr.Dropdown([ALL_REGIONS], value=ALL_REGIONS, label="Image region",
                                                  elem_id="mm-region", allow_custom_value=True)
                         with gr.Row():
-                            attn_image = gr.Image(type="pil", label="Word → image", interactive=False, height=320,
+                            attn_image = gr.Image(type="pil", label="Word → image", interactive=False, height=420,
                                                   format="png")
                             with gr.Column():
                                 attn_words = gr.HighlightedText(label="Region → words", show_legend=False)
                                 attn_note = gr.HTML(label="Attention note")
                     with gr.Tab("Compare networks"):
-                        compare_btn = gr.Button("Run every network of this task on the input")
+                        compare_btn = gr.Button("Run every network of this task on the input", elem_id="mm-compare")
+                        gr.Markdown(COMPARE_LEGEND)
                         compare_note = gr.HTML(label="Compare note")
-                        table = gr.Dataframe(label="All networks, same input", interactive=False, wrap=True)
+                        # hidden until the first run; narrow columns that wrap, so that it fits beside the inputs
+                        table = gr.Dataframe(label="All networks, same input", interactive=False, wrap=True,
+                                             visible=False, elem_id="mm-compare-table", max_height=600,
+                                             column_widths=COMPARE_WIDTHS)
                     with gr.Tab("Model"):
                         # filled when the page opens: the panel reads the head's declarations (the model code)
                         info = gr.Markdown(label="Model information", elem_id="mm-model-info")
 
         inputs = [image, caption, task, model]
+        # What is on screen must answer the selection on screen (`OnScreen`): every change of the image, the caption,
+        # the task or the network clears the result panels at once (no queue); an answer for a selection the page no
+        # longer shows changes nothing.
+        session = gr.Textbox("", visible=False, elem_id="mm-session")  # sent with every event, "" for the API
+        answered = gr.State(None)  # the selection the prediction on screen answers (None: no prediction on screen)
+        cleared = {fused: None, text_only: None, image_only: None, signals: "", status: "", contributions: None,
+                   heatmap: None, tokens: None, explain_note: "", attn_image: None, attn_words: None, attn_note: "",
+                   table: gr.update(value=None, visible=False), compare_note: "",
+                   word: gr.update(choices=[ALL_WORDS], value=ALL_WORDS),
+                   region: gr.update(choices=[ALL_REGIONS], value=ALL_REGIONS), answered: None}
+
+        def new_selection(page, image_now, caption_now, task_now, model_now):
+            if not app.on_screen.show(page, selection_of(image_now, caption_now, task_now, model_now)):
+                return {component: gr.skip() for component in (verdict, *cleared)}  # the same selection again
+            what = (f" with <b>{html.escape(model_now)}</b> on <b>{html.escape(task_now)}</b>"
+                    if task_now and model_now else "")
+            return {verdict: _box(PRESS_PREDICT.format(what), "info"), **cleared}
+
+        gr.on([image.change, caption.change, task.change, model.change], new_selection, [session, *inputs],
+              {verdict, *cleared}, queue=False, api_visibility="private")
+        demo.load(lambda: uuid.uuid4().hex, None, session, queue=False, api_visibility="private")
+
+        predict_outputs = [fused, text_only, image_only, verdict, signals, status, contributions, answered]
+        explain_outputs = [heatmap, tokens, explain_note]
+        attention_outputs = [word, region, attn_image, attn_words, attn_note]
+        explain = app.on_page(app.explain_fn, len(explain_outputs))
+        attention = app.on_page(app.attention_fn, len(attention_outputs))
+
+        def settle(panels: list, only_a_stale_answer: bool) -> Callable:
+            """A check once a result has reached the page: an answer decided a moment before the selection changed
+            can arrive after the change's clearing; if the answer on screen is no longer the selection's, clear the
+            panels again (predictions: only when one is on screen, so that a bad input's message stays)."""
+            def check(page, image_now, caption_now, task_now, model_now, shown):
+                stale = shown != selection_of(image_now, caption_now, task_now, model_now)
+                if not page or not stale or (only_a_stale_answer and shown is None):
+                    return {panel: gr.skip() for panel in panels}
+                return {panel: cleared.get(panel, _box(PRESS_PREDICT.format(""), "info") if panel is verdict
+                                           else gr.skip()) for panel in panels}
+
+            return check
+
+        after = dict(inputs=[session, *inputs, answered], queue=False, api_visibility="private")
         # Predictions first (fast), then the Captum heatmap and the attention view, each its own API endpoint.
         # /predict in batch mode: requests that wait in the queue together share the encoders' and the head's pass
-        gr.on([run.click, caption.submit], app.predict_batch_fn, inputs,
-              [fused, text_only, image_only, verdict, signals, status, contributions], api_name="predict",
-              batch=True, max_batch_size=max_batch).then(
-            app.explain_fn, inputs + [method, head, target], [heatmap, tokens, explain_note], api_name="explain").then(
-            app.attention_fn, inputs + [word, region], [word, region, attn_image, attn_words, attn_note],
-            api_name="attention")
-        method.input(app.explain_fn, inputs + [method, head, target], [heatmap, tokens, explain_note],
-                     api_visibility="private")
-        gr.on([head.input, target.input], app.explain_fn, inputs + [method, head, target],
-              [heatmap, tokens, explain_note], api_visibility="private")
-        for dd in (word, region):
-            dd.input(app.attention_fn, inputs + [word, region], [word, region, attn_image, attn_words, attn_note],
-                     api_visibility="private")
-        compare_btn.click(app.compare_fn, [image, caption, task], [table, compare_note], api_name="compare")
-        task.change(app.models_fn, task, model, api_name="models")
+        gr.on([run.click, caption.submit], app.predict_batch_fn, inputs + [session], predict_outputs,
+              api_name="predict", batch=True, max_batch_size=max_batch).then(
+            settle(predict_outputs, True), outputs=set(predict_outputs), **after).then(
+            explain, inputs + [method, head, target, session, answered], explain_outputs, api_name="explain").then(
+            settle(explain_outputs, False), outputs=set(explain_outputs), **after).then(
+            attention, inputs + [word, region, session, answered], attention_outputs, api_name="attention").then(
+            settle(attention_outputs, False), outputs=set(attention_outputs), **after)
+        gr.on([method.input, head.input, target.input], explain, inputs + [method, head, target, session, answered],
+              explain_outputs, api_visibility="private").then(
+            settle(explain_outputs, False), outputs=set(explain_outputs), **after)
+        gr.on([word.input, region.input], attention, inputs + [word, region, session, answered], attention_outputs,
+              api_visibility="private").then(settle(attention_outputs, False), outputs=set(attention_outputs), **after)
+        compare_btn.click(app.on_page(app.compare_fn, 2, needs_answer=False, parts=3), [image, caption, task, session],
+                          [table, compare_note], api_name="compare").then(
+            app.on_page(lambda _image, _caption, task_now: gr.update(visible=True, label=f"Every network of "
+                                                                      f"{task_now}, same input"),
+                        1, needs_answer=False, parts=3),
+            [image, caption, task, session], table, api_visibility="private")
+        # The network list, its panel and its classes follow the task even when the new task's default network has
+        # the same name as the old one (then the network dropdown does not change).
+        examples.click(lambda row: (row[0], row[1]), examples, [image, caption], api_visibility="private")
+        task.change(examples_update, task, examples, api_visibility="private")
+        task.change(app.models_fn, task, model, api_name="models").then(
+            app.model_info_fn, [task, model], info, api_visibility="private").then(
+            app.targets_fn, [task, model], target, api_visibility="private")
         model.change(app.model_info_fn, [task, model], info, api_name="model_info")
         model.change(app.targets_fn, [task, model], target, api_visibility="private")
         # A network loads on first use; picking one starts loading it at once and the status says so.

@@ -22,28 +22,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from mmdemo.checkpoint import save_checkpoint  # noqa: E402
-from mmdemo.encoders import FeatureDims, create_image_encoder, create_text_encoder  # noqa: E402
-from mmdemo.models import MultimodalClassifier  # noqa: E402
 from mmdemo.ui import NO_CHECKPOINT_HELP, PREDICTED, DemoApp, build_demo  # noqa: E402
 
-LABELS = ["positive", "neutral", "negative"]
-TASK = "mvsa-single"
-CHROMIUM = Path("/usr/bin/chromium")
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "beach.jpg"
-METRICS = {"dev": {"fused": {"accuracy": 0.6, "weighted_f1": 0.58}},
-           "test": {h: {"accuracy": 0.61, "weighted_f1": 0.6, "macro_f1": 0.5} for h in ("fused", "text", "image")}}
-
-
-def make_checkpoint(root: Path, model: str, task: str = TASK, text: str = "tiny-bert",
-                    image: str = "tiny-resnet", labels: list[str] = LABELS) -> Path:
-    te, ie = create_text_encoder(text), create_image_encoder(image)
-    dims = FeatureDims.of(te, ie).__dict__
-    torch.manual_seed(0)
-    clf = MultimodalClassifier(model=model, task=task, labels=labels, text_encoder=text, image_encoder=image,
-                               dims={**dims, "image_grid": list(dims["image_grid"])})
-    card = f"---\nlicense: apache-2.0\n---\n# {model} test card\n\nA tiny random network for tests.\n"
-    return save_checkpoint(clf, root / task / model, metrics=METRICS, card=card)
+from .pages import CHROMIUM, EXAMPLE, TASK, make_checkpoint  # noqa: E402
+from .pages import SENTIMENT as LABELS  # noqa: E402
 
 
 def _free_port() -> int:

@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 from mmdemo.models import list_models  # noqa: E402
 from mmdemo.ui import DemoApp  # noqa: E402
 
-from .test_app import make_checkpoint  # noqa: E402  (tiny random checkpoints, as the app tests use)
+from .pages import make_checkpoint  # noqa: E402  (tiny random checkpoints, as the app tests use)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 INPUTS = [(EXAMPLES / "beach.jpg", "Best day ever at the beach!"), (EXAMPLES / "rain.jpg", "grey and cold again"),
@@ -47,7 +47,7 @@ def explain(app, model, i):
 def compare(app, _model, i):
     table, note = app.compare_fn(str(INPUTS[i][0]), INPUTS[i][1], "mvsa-single")
     assert "mm-error" not in note, note
-    return ("compare", i, table.drop(columns=["latency ms"]).to_json())
+    return ("compare", i, table.drop(columns=["ms"]).to_json())
 
 
 def test_concurrent_predict_explain_compare_equal_the_quiet_answers(app):

@@ -17,7 +17,7 @@ from mmdemo.checkpoint import load_checkpoint
 from mmdemo.models import list_models
 from mmdemo.predict import ENCODED, Predictor
 
-from .test_app import make_checkpoint
+from .pages import make_checkpoint
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CAPTION = "Best day ever at the beach!"

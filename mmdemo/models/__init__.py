@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import threading
 from dataclasses import dataclass, field
 
 from .base import (MLP, FeatureNeeds, FitData, FusionHead, HeadConfig, ModelOutput, Objective, Signal, TaskInfo,
@@ -59,15 +60,22 @@ def register_model(entry: ModelEntry) -> ModelEntry:
 
 
 _loaded = False
+_loading = threading.RLock()  # re-entrant: a network module may ask the registry while it is being imported
 
 
 def _load_all() -> None:
+    """Import every network module once. Threads that ask while another thread imports wait for it: the registry
+    is marked loaded only once it is full (marked first, a second thread saw a half-filled registry)."""
     global _loaded
-    if not _loaded:
-        _loaded = True
+    if _loaded:
+        return
+    with _loading:
+        if _loaded:
+            return
         for mod in pkgutil.iter_modules(__path__):
             if mod.name not in ("base", "classifier"):
                 importlib.import_module(f"{__name__}.{mod.name}")
+        _loaded = True
 
 
 def get_model(name: str) -> ModelEntry:

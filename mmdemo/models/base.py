@@ -13,6 +13,8 @@ Everything about a network lives on its head class, and the trainer, the app and
 - `fit(data)`             statistics fitted once on the training split before training (`FitData`); whatever it
                           stores in buffers is saved in the checkpoint.
 - `on_epoch_start(...)`   per-epoch schedules (a threshold that rises, a momentum that changes).
+- `steps_per_batch()`     several optimizer steps on each training batch, in order, `on_step(step)` called before
+                          each (two training phases per mini-batch). Default: one.
 - `signals`               what each `explain` key means and how to show it (`Signal`).
 - `task`                  the facts of the task it is built for (`TaskInfo`: label names, multi-label, ordinal).
 """
@@ -85,11 +87,18 @@ class FeatureNeeds:
 
 @dataclass(frozen=True)
 class Signal:
-    """How to read and show one `explain` entry (or one attention map in `explain["attention"]`).
+    """How to read and show one `explain` entry (or one attention map in `explain["attention"]`). The app shows
+    `plain` first, the value on a bar over [low, high] with the ends named, and `meaning` in an expander.
 
+    title:      a short name.
+    meaning:    the technical reading: the formula, the paper's equation numbers, where the code departs from the
+                paper and what that changes.
+    plain:      one plain sentence, no jargon or equation numbers: what the quantity is and how to read a value.
     kind:       "score" ([B], one bar), "weights" ([B, k], one bar per component) or "attention"
                 ([B, heads, Q, K] in explain["attention"]).
-    low, high:  the range of the bar (None: scaled to the values).
+    low, high:  the quantity's TRUE range, read off the code that computes it (a sigmoid of a KL >= 0 is in
+                [0.5, 1], a cosine in [-1, 1]); None: unbounded on that side, and no bar is drawn.
+    ends:       what a value at `low` and at `high` means, a few words each (e.g. ("agree", "conflict")).
     components: names of the k weights (kind "weights").
     axes:       (query, key) of an attention map, each "text" or "image": ("text", "image") means every text
                 token's attention over the image regions.
@@ -102,6 +111,8 @@ class Signal:
     high: float | None = 1.0
     components: tuple[str, ...] = ()
     axes: tuple[str, str] = ()
+    plain: str = ""
+    ends: tuple[str, str] = ()
 
     def __post_init__(self):
         if self.kind not in ("score", "weights", "attention"):
@@ -109,6 +120,15 @@ class Signal:
         if self.kind == "attention" and sorted(self.axes) != ["image", "text"]:
             raise ValueError(f"an attention signal names its (query, key) axes, one 'text' and one 'image'; "
                              f"got {self.axes!r}")
+        if self.low is not None and self.high is not None and not self.low < self.high:
+            raise ValueError(f"Signal {self.title!r}: low ({self.low}) must be below high ({self.high})")
+        if self.ends and len(self.ends) != 2:
+            raise ValueError(f"Signal {self.title!r}: ends names the low and the high end, got {self.ends!r}")
+
+    @property
+    def bounded(self) -> bool:
+        """True when the range is finite on both sides (a bar can show where a value lies in it)."""
+        return self.low is not None and self.high is not None
 
 
 @dataclass
@@ -235,6 +255,14 @@ class FusionHead(nn.Module):
 
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         """Called by the trainer before each epoch (1-based) of `num_epochs` (the configured budget)."""
+
+    def steps_per_batch(self) -> int:
+        """Optimizer steps the trainer takes on each training batch, each on a fresh forward pass with the weights the
+        step before left; the learning-rate schedule still advances once per batch. Default: one."""
+        return 1
+
+    def on_step(self, step: int) -> None:
+        """Called by the trainer before step `step` (0-based) of `steps_per_batch()` on each training batch."""
 
     def training_state(self) -> list[str]:
         """Keys of this head's state dict that only further training reads (momentum encoders, queues of keys): a

@@ -215,12 +215,22 @@ class HGLNet(FusionHead):
     config_class = HGLNetConfig
     signals = {
         "modality_weights": Signal(
-            "GGA modality weights", "the share of the fusion each modality gets: GGA's weights (eq. 4-7) scale the "
-            "text and the image token streams and sum to 1", kind="weights", components=("text", "image")),
+            "GGA modality weights", "GGA's weights (eq. 4-7): a softmax over two scores computed from the two global "
+            "vectors; the text token streams are multiplied by the first, the image token stream by the second, "
+            "before the cross residual transformers. The layers after them can rescale either stream, so a weight is "
+            "how much that stream is scaled, not that modality's share of the answer", kind="weights",
+            components=("text", "image"), low=0.0, high=1.0,
+            plain="How strongly the network scales up the caption's and the image's features before combining them "
+                  "(the two add up to 1); later layers can make up for a small weight, so this is not how much each "
+                  "one decided the answer (the measured contributions above say that)."),
         "text->image": Signal("T→I cross residual attention", "each text token's attention over the image regions "
-                              "(the last layer's CRT, eq. 10)", kind="attention", axes=("text", "image")),
+                              "(the last layer's CRT, eq. 10)", kind="attention", axes=("text", "image"),
+                              plain="Where each word of the caption looks in the image, in the network's last "
+                                    "combining layer."),
         "image->text": Signal("I→T cross residual attention", "each image region's attention over the text tokens "
-                              "(the last layer's CRT, eq. 10)", kind="attention", axes=("image", "text")),
+                              "(the last layer's CRT, eq. 10)", kind="attention", axes=("image", "text"),
+                              plain="Which words of the caption each image region looks at, in the network's last "
+                                    "combining layer."),
     }
 
     def __init__(self, config: HGLNetConfig, dims: FeatureDims, task: TaskInfo):

@@ -361,14 +361,25 @@ class INFIG(FusionHead):
     signals = {
         "alignment": Signal(
             "Global image–text alignment", "GAM's cosine similarity σ(i_g, t_g) of the image's and the caption's "
-            "global vectors (eq. 1; with CLIP, the mean of the network's and CLIP's cosines): 1 = aligned, "
-            "0 = unrelated", low=-1.0, high=1.0),
+            "global vectors (eq. 1; with CLIP, the mean of the network's and CLIP's cosines), in [−1, 1]: 1 = "
+            "aligned, 0 = unrelated, −1 = opposite. Deviation: the caption's vector t_g is a projection of the frozen "
+            "text encoder's sentence vector, which the classifier never reads (it reads the projected tokens), so "
+            "this score, and the alignment loss L_g that trains it, reach the classifier only through the visual "
+            "transformer it shares with i_g", low=-1.0, high=1.0,
+            plain="How well the network's summary of the image matches its summary of the caption: 1 = they match, "
+                  "0 = unrelated, −1 = opposite; the caption summary here is not the one the answer is computed from.",
+            ends=("opposite", "match")),
         "text->image": Signal("Fusion attention text → image", "each text token's attention over the image patches "
-                              "in the last fusion layer (eq. 7), the paper's visualisation (Sec. 4.7)",
-                              kind="attention", axes=("text", "image")),
+                              "in the last fusion layer (eq. 7), the paper's visualisation (Sec. 4.7): the "
+                              "text-to-patch block of a joint self-attention, so a row sums to the share that token "
+                              "gives the image, not to 1", kind="attention", axes=("text", "image"),
+                              plain="Where each word of the caption looks in the image, in the network's last "
+                                    "combining layer."),
         "token->patch": Signal("Fine-grained alignment token → patch", "HFAM's cosine similarity of each text token "
-                               "with each image patch at the last layer (eq. 3)", kind="attention",
-                               axes=("text", "image")),
+                               "with each image patch at the last layer (eq. 3), in [−1, 1]", kind="attention",
+                               axes=("text", "image"), low=-1.0, high=1.0,
+                               plain="How similar each word is to each image region in the network's own terms: 1 = "
+                                     "very similar, 0 = unrelated, −1 = opposite."),
     }
 
     @classmethod

@@ -76,7 +76,8 @@ Ablations (Table 7), cumulative as section 4.5 defines them, registered as varia
   Finer switches: gate=False (no theta, the queries unscaled), con_weight=0 (no L_con).
 
 explain (only the quantities of components that are switched on):
-  theta            [B]  eq. 3, the text share of the gate; the image share is 1 - theta.
+  theta            [B]  eq. 3's gate: it scales the text queries by theta and the image queries by 1 - theta (eq. 4-7),
+                        i.e. how sharp each cross-attention is; it scales neither modality's values (not a text share).
   mag_gate         [B]  eq. 20's g: the share of the multi-scale channel-attended stream X_chan against X_c.
   pair_similarity  [B]  cos(x~_t, x~_p), the similarity eq. 11 raises for matched pairs (where L_con is on).
   attention        {"text->image": [B, 8, k, n] CrossAttn_t maps (eq. 6), "image->text": [B, 8, n, k] CrossAttn_i
@@ -309,18 +310,37 @@ class MAHFNet(FusionHead):
     config_class = MAHFNetConfig
     signals = {
         "theta": Signal(
-            "Text share θ", "AGAI's dynamic modality weight (eq. 3-5): the text stream is scaled by θ, the image "
-            "stream by 1 − θ before the cross-modal attention; 0.5 = equal shares, towards 1 = the text leads"),
+            "Query scale θ", "AGAI's gate (eq. 3-7): θ = sigmoid(MLP of the pooled text and image streams). It "
+            "multiplies the QUERIES of the two cross-attentions, Q = θ X_t for text → image and Q = (1 − θ) X_p for "
+            "image → text, with K = V = the other modality unscaled (eq. 6-7 as printed). Scaling a query scales that "
+            "attention's logits (up to the projection's bias), so θ sets how sharp each attention is: towards 1 the "
+            "text → image attention is sharper and the image → text one flatter, towards 0 the reverse; at θ → 0 "
+            "every text query is the projection's bias alone, the same attention for every word. It scales "
+            "neither modality's values nor its contribution: it is not a 'text share'", low=0.0, high=1.0,
+            plain="How sharply the caption's words single out image regions, against how sharply the image's regions "
+                  "single out words: near 0 every word looks at the image in the same way, whatever the word, near 1 "
+                  "every region looks at the words in the same way; it does not say how much the caption or the "
+                  "image counts.",
+            ends=("all words look alike", "all regions look alike")),
         "mag_gate": Signal(
-            "MAG gate g", "the share of the multi-scale, channel-attended emotion stream X_chan against AGAI's "
-            "cross-modal interaction feature X_c in the fused representation (eq. 20-21)"),
+            "MAG gate g", "eq. 20-21: X_mag = g X_chan + (1 − g) X_c, the mix of the multi-scale, channel-attended "
+            "emotion stream X_chan and AGAI's cross-modal interaction feature X_c; X_mag is then added to the "
+            "cross-gated feature X_g (eq. 22)", low=0.0, high=1.0,
+            plain="How the network mixes two of its internal feature streams before its last layer: towards 1 the "
+                  "multi-scale emotion features, towards 0 the caption–image interaction features.",
+            ends=("interaction features", "emotion features")),
         "pair_similarity": Signal(
             "Text ↔ image alignment", "cosine similarity of the pooled, projected cross-attended text and image "
-            "features (eq. 9-11), which the contrastive loss raises for matching pairs", low=-1.0, high=1.0),
+            "features (eq. 9-11), which the contrastive loss raises for matching pairs", low=-1.0, high=1.0,
+            plain="How well the caption and the image match in the network's own terms: 1 = they match, 0 = "
+                  "unrelated, −1 = opposite; training pushes it up for captions and images that belong together.",
+            ends=("opposite", "match")),
         "text->image": Signal("AGAI cross-attention text→image", "each text token's attention over the image "
-                              "patches (CrossAttn_t, eq. 6)", kind="attention", axes=("text", "image")),
+                              "patches (CrossAttn_t, eq. 6)", kind="attention", axes=("text", "image"),
+                              plain="Where each word of the caption looks in the image."),
         "image->text": Signal("AGAI cross-attention image→text", "each image patch's attention over the text "
-                              "tokens (CrossAttn_i, eq. 7)", kind="attention", axes=("image", "text")),
+                              "tokens (CrossAttn_i, eq. 7)", kind="attention", axes=("image", "text"),
+                              plain="Which words of the caption each image region looks at."),
     }
 
     def __init__(self, config: MAHFNetConfig, dims: FeatureDims, task: TaskInfo):
