@@ -54,8 +54,8 @@ def suggested_tags(pred: Prediction, head: str, top: int = 3) -> list[tuple[str,
 # Neither modality moves a class when |phi_text| + |phi_image| (log-probability, nats) is below NO_EFFECT. 0.01 nats
 # changes a probability by 1% of itself (50% -> 50.5%), less than the page's whole-percent figures can show; and since
 # |phi_text| + |phi_image| >= |v(both) - v(neither)|, the answer with the input is then the answer with both replaced by
-# the stand-ins, to within that. A temperature of 1e5-1e6 (the MediaEval MGGF and CACNet bundles) divides every
-# effect by that much, far below the bound; a network whose answer depends on its input moves some class by more.
+# the stand-ins, to within that. A temperature of 1e5-1e6 (a fit gone wrong) divides every effect by that
+# much, far below the bound; a network whose answer depends on its input moves some class by more.
 NO_EFFECT = 0.01
 # Two fused probabilities less than this apart print alike at whole percent: the fused head is undecided between them.
 TIE = 0.01

@@ -5,7 +5,8 @@ every network of the task side by side, and the model card.
 `build_demo(root)` builds the Blocks; `DemoApp` holds the plain functions the Blocks wire up (each with an
 api_name, so gradio_client can call them). Everything the network explains is rendered generically from
 `Prediction.explain` and the head's `signals` declarations: nothing here branches on a model name.
-Bad input and broken checkpoints become a message in the page, never a stack trace.
+Bad input and broken checkpoints become a message in the page, never a stack trace. What the page shows answers
+what is on screen: a change of the inputs clears it, and a late answer to an earlier selection is dropped (`OnScreen`).
 """
 
 from __future__ import annotations
