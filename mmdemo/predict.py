@@ -316,26 +316,22 @@ class Predictor:
 
     def _unknown_note(self, ids: list[int]) -> str:
         """A note when the tokenizer read some of the caption as [UNK] (emoji, scripts it never saw), else ""."""
-        tokenizer = getattr(self.text_encoder, "tokenizer", None)
-        unk = getattr(tokenizer, "unk_token_id", None)
-        if unk is None:
-            return ""
-        special = set(tokenizer.all_special_ids) - {unk}
-        pieces = [i for i in ids if i not in special]
-        n = sum(i == unk for i in pieces)
+        pieces = self._pieces(ids)
+        n = sum(p == self.text_encoder.tokenizer.unk_token for p in pieces)
         if not n:
             return ""
         if n == len(pieces):
             return ("The text encoder knows none of the caption's characters (emoji, or a script it was not trained "
                     "on): it reads only [UNK], so the text-only prediction and the word attributions say nothing "
                     "about this caption.")
-        return (f"{n} of the caption's {len(pieces)} word pieces {'is' if n == 1 else 'are'} unknown to the text encoder (emoji, or a script "
-                f"it was not trained on) and read as [UNK].")
+        return (f"{n} of the caption's {len(pieces)} word pieces {'is' if n == 1 else 'are'} unknown to the text "
+                f"encoder (emoji, or a script it was not trained on) and read as [UNK].")
 
     def _pieces(self, ids: list[int]) -> list[str]:
-        """The caption's word pieces, without the tokenizer's special tokens ([] without a wordpiece tokenizer)."""
+        """The caption's word pieces, [UNK] included, without the tokenizer's other special tokens ([] for a
+        tokenizer without an unknown token, e.g. CLIP's byte-level one)."""
         tokenizer = getattr(self.text_encoder, "tokenizer", None)
-        if tokenizer is None or not hasattr(tokenizer, "all_special_ids") or not hasattr(tokenizer, "unk_token_id"):
+        if getattr(tokenizer, "unk_token_id", None) is None or not hasattr(tokenizer, "all_special_ids"):
             return []
         special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
         return tokenizer.convert_ids_to_tokens([i for i in ids if i not in special])

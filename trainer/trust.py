@@ -30,6 +30,7 @@ import torch
 
 from mmdemo.checkpoint import (CARD_FILE, CONFIG_FILE, METRICS_FILE, UNINFORMATIVE_STD, load_checkpoint, read_config,
                                read_metrics)
+from mmdemo.predict import probabilities
 from mmdemo.tasks import get_task
 
 from .datasets import load_task_data
@@ -77,44 +78,40 @@ def recorded_data(task: str, metrics: dict, data_dir: str | None = None, version
     return data  # none matches: recorded_splits names the difference
 
 
+def _events(data, name: str) -> list[str]:
+    return sorted({s.group for s in data.splits()[name]} - {None, ""})
+
+
 def split_label(data, name: str) -> str:
     """A split's short name by what it is: "validation events (boston, nepal)", or "dev" / "test"."""
-    events = sorted({s.group for s in data.splits()[name]} - {None, ""})
+    events = _events(data, name)
     return f"{'validation' if name == 'dev' else 'held-out'} events ({', '.join(events)})" if events else name
 
 
 def split_words(data, name: str, n: int) -> str:
     """Plain words for a split: by its events where it has any ("the validation events boston, nepal (1,892
     posts)"), else "the dev split (450 posts)"."""
-    events = sorted({s.group for s in data.splits()[name]} - {None, ""})
+    events = _events(data, name)
     if events:
         return f"the {'validation' if name == 'dev' else 'held-out'} events {', '.join(events)} ({_posts(n)})"
     return f"the {name} split ({_posts(n)})"
 
 
 def recorded_splits(model, metrics: dict, names: tuple[str, ...] = ("dev", "test"), data_dir: str | None = None,
-                    cache_dir: Path | None = None) -> dict[str, tuple[CachedSplit, str]]:
+                    cache_dir: Path | None = None, data=None) -> dict[str, tuple[CachedSplit, str]]:
     """The splits a checkpoint recorded, as features and plain words: {"dev" | "test": (split, "which inputs")}.
     "dev" chose its epoch and seed; "test" is what it was never trained on nor selected on, absent for a run trained
-    on every event. Refuses a checkpoint whose recorded data version is not what the reader gives now."""
+    on every event. Refuses a checkpoint whose recorded data version is not what the reader gives now. `data`: the
+    checkpoint's `recorded_data`, where the caller has it already."""
     from .run import checkpoint_features
 
-    data = recorded_data(model.task, metrics, data_dir, model.data_version)
+    data = data or recorded_data(model.task, metrics, data_dir, model.data_version)
     if model.data_version and data.version != model.data_version:
         raise ValueError(f"{model.task}: the checkpoint was trained on data version {model.data_version}, the "
                          f"reader gives {data.version} now")
     names = tuple(n for n in names if data.splits()[n])
     feats = checkpoint_features(model, data_dir, cache_dir, splits=names, data=data)
     return {n: (feats[n], split_words(data, n, len(feats[n]))) for n in names}
-
-
-def split_labels(task: str, metrics: dict, data_dir: str | None = None) -> dict[str, str]:
-    data = recorded_data(task, metrics, data_dir)  # the names do not depend on the order
-    return {n: split_label(data, n) for n in ("dev", "test") if data.splits()[n]}
-
-
-def probabilities(logits: torch.Tensor, multi_label: bool, temperature: float = 1.0) -> torch.Tensor:
-    return logits.float().sigmoid() if multi_label else (logits.float() / temperature).softmax(-1)
 
 
 def spread(probs: torch.Tensor, labels: list[str]) -> dict:
@@ -237,22 +234,22 @@ def measure(ckpt_dir: Path, loeo: Path | None = None, data_dir: str | None = Non
     calibration = recipe_calibration(loeo.parent) if report is not None and not multi else None
     temperature = calibration["temperature"] if calibration else 1.0
 
-    splits = recorded_splits(model, metrics, data_dir=data_dir, cache_dir=cache_dir)
+    data = recorded_data(model.task, metrics, data_dir, model.data_version)  # read once, for every use below
+    splits = recorded_splits(model, metrics, data_dir=data_dir, cache_dir=cache_dir, data=data)
     dev, dev_words = splits["dev"]
     dev_logits = predict_split(model, dev)[0]["fused"]
-    s = {**spread(probabilities(dev_logits, multi, temperature), labels), "on": dev_words}
+    s = {**spread(probabilities(dev_logits.float() / temperature, multi), labels), "on": dev_words}
     trust = {"informative": s["std"] >= UNINFORMATIVE_STD, "spread": s,
              "selected_on": f"{dev_words}: the epoch with the best "
                             f"{metrics.get('selected_on', 'dev score').removeprefix('dev ')}, and the seed by the same "
                             f"score where several were trained",
-             "splits": split_labels(model.task, metrics, data_dir)}
+             "splits": {n: split_label(data, n) for n in ("dev", "test") if data.splits()[n]}}
     why = OPTIMISTIC.get((model.task, model.model_name))
     flag = {"optimistic": bool(why), **({"why": why} if why else {})}
     if "test" in splits:
         test, words = splits["test"]
         value = compute_metrics(predict_split(model, test)[0]["fused"], test.labels, labels, multi)[metric]
         if multi:
-            data = recorded_data(model.task, metrics, data_dir)
             floor, name = prior_floor(label_tensor(data.train, len(labels), True), test.labels, labels, metric)
         else:
             floor, name = majority_floor(test.labels, labels, metric)
