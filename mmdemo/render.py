@@ -173,6 +173,10 @@ def _range_text(sig: Signal) -> str:
 REFERENCE_WORDS = {"blank": "an empty caption and a plain grey image",
                    "mean": "the training set's average caption and image"}
 MODALITY_COLOURS = {"caption": "#2563eb", "image": "#f97316"}
+# Half a contribution bar is the larger of the two Shapley values, but never less than one nat (the class's
+# probability multiplied or divided by e): scaled to the larger value alone, +0.001 against +0.000 drew a full bar
+# beside a half one, a confident picture of two effects too small to see in the percentages.
+BAR_HALF_AT_LEAST = 1.0
 
 
 def _push(value: float) -> str:
@@ -215,13 +219,14 @@ def contribution_html(pred: Prediction, label: str | None = None, trust: Trust |
     empty = uninformative(pred, trust)
     if empty:
         return head + _box(html.escape(empty), "warn") + details
-    scale = max(abs(c["text"]), abs(c["image"]))
+    scale = max(abs(c["text"]), abs(c["image"]), BAR_HALF_AT_LEAST)
     rows = "".join(
         f"<tr><td style='width:14%'>{name}</td><td>{_diverging(v, scale, MODALITY_COLOURS[name])}</td>"
         f"<td style='width:24%;text-align:right'><b>{_signed(v)}</b> {_push(v).removeprefix('pushes ')}</td></tr>"
         for name, v in (("caption", c["text"]), ("image", c["image"])))
     axis = ("<tr style='font-size:80%;opacity:.8'><td></td><td><div style='display:flex;justify-content:space-between'>"
-            "<span>← against</span><span>towards →</span></div></td><td></td></tr>")
+            f"<span>← against ({_signed(-scale)})</span><span>towards ({_signed(scale)}) →</span></div></td>"
+            "<td></td></tr>")
     return (head + f"<div style='font-size:95%'>{contribution_words(c)}</div>"
             f"<table style='width:100%;font-size:95%'>{rows}{axis}</table>"
             f"<div style='font-size:90%'>With neither ({html.escape(what)}) the network gives it "

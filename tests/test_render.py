@@ -68,6 +68,19 @@ def test_a_negative_shapley_value_renders_as_pushing_against():
     assert "pushes against" in R.contribution_words(c)
 
 
+def test_small_contributions_draw_short_bars():
+    """v(both) = log 0.45, v(text) = log 0.46, v(image) = log 0.44, v(neither) = log 0.45: phi = +0.022 and -0.022
+    nats, an effect (not the rule's "nothing") too small to see in whole percentages. Half a bar is at least one nat,
+    so each bar is about 1% of the track (scaled to the larger value alone, the caption's filled its half), and the
+    axis prints the scale."""
+    pred = prediction(tuple(math.log(p) for p in (0.45, 0.46, 0.44, 0.45)))
+    html = R.contribution_html(pred, "positive")
+    assert R.uninformative(pred) is None
+    assert _bar_of(html, "caption")[1] == pytest.approx(1.11, abs=0.02) and _bar_of(html, "image")[1] < 1.2
+    assert "← against (−1.000)" in html and "towards (+1.000) →" in html
+    assert "towards (+1.500) →" in R.contribution_html(prediction(ORDINARY))  # larger effects set the scale
+
+
 @pytest.mark.parametrize("trust_informative", [None, True])
 def test_an_ordinary_answer_is_not_called_uninformative(trust_informative):
     pred = prediction(ORDINARY)
