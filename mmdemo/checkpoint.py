@@ -182,6 +182,16 @@ class Trust:
           ece_before, ece_after   expected calibration error (15 bins) of those predictions without and with it
           ece_after_unseen        (a recipe's) the same, each event scaled by a temperature fitted without it
     selected_on: plain words: which inputs chose the epoch (and seed) of this checkpoint.
+    signals: {name: validity} for each of the network's own scalar signals ("key", or "key:component" for one
+        weight of a "weights" signal), measured over the inputs of `spread` (`trainer.probe.signal_validity`):
+          n, on      how many inputs, and which (plain words)
+          mean, std, p05, p95   its spread over them (5th and 95th percentiles)
+          low, high  its declared true range (None: unbounded on that side)
+          flat       True when p95 - p05 is under FLAT_SHARE of its scale (the declared range where bounded, else
+                     the largest |value|): it does not change with the input
+          spearman_text_share   rank correlation with the measured Shapley caption share of the predicted class
+                     (None where the signal is constant)
+          shuffled_mean         its mean when every caption is paired with another post's image
     splits: {"dev" | "test": its name by what it is}, e.g. {"dev": "validation events (boston, nepal)"} for a
         checkpoint trained on every other event (no "test"), {"dev": "dev", "test": "test"} for MVSA-Single.
     """
@@ -192,6 +202,7 @@ class Trust:
     calibration: dict | None = None
     selected_on: str = ""
     splits: dict | None = None
+    signals: dict | None = None
 
     @property
     def below_floor(self) -> bool:
@@ -220,7 +231,7 @@ def read_trust(config: dict) -> Trust:
     cal = config.get("calibration") or {}
     return Trust(informative=t.get("informative"), spread=t.get("spread"), judged=t.get("judged"),
                  calibration=cal if "temperature" in cal else None, selected_on=t.get("selected_on", ""),
-                 splits=t.get("splits"))
+                 splits=t.get("splits"), signals=t.get("signals"))
 
 
 def _num(x: float) -> str:
@@ -232,12 +243,67 @@ def _metric_name(metric: str) -> str:
             "precision@1": "P@1 (the top tag is one of the post's tags)"}.get(metric, metric)
 
 
+# A signal whose 5-95% range over the measured inputs is under this share of its scale does not change with the input.
+FLAT_SHARE = 0.05
+# Spearman rho with the measured caption share: below WEAK_RHO unrelated, from STRONG_RHO on it moves with it.
+WEAK_RHO, STRONG_RHO = 0.1, 0.3
+# Mismatched pairs move a signal when its mean shifts by at least this many of its standard deviations.
+SHIFT_STDS = 0.2
+
+
+def is_flat(p05: float, p95: float, low: float | None, high: float | None) -> bool:
+    """`Trust.signals`' flat: the 5-95% range under FLAT_SHARE of the declared range, or of the largest |value|
+    where the range is unbounded."""
+    scale = high - low if low is not None and high is not None else max(abs(p05), abs(p95))
+    return scale == 0 or p95 - p05 < FLAT_SHARE * scale
+
+
+def _value(x: float) -> str:
+    """3 significant digits, a true minus sign."""
+    return (f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.1e}").replace("-", "−")
+
+
+def _rho(x: float) -> str:
+    return f"{x:+.2f}".replace("-", "−")
+
+
+def validity_line(v: dict) -> str:
+    """One plain sentence on what a signal's measured validity record (`Trust.signals`) says: its range over the
+    inputs that selected the checkpoint, then, where it moves at all, whether it follows the measured caption share
+    and whether mismatched image-caption pairs move it."""
+    where = f"Over {v['on']}" if v.get("on") else f"Over {v['n']:,} inputs"
+    low, high = _value(v["p05"]), _value(v["p95"])
+    span = (f"{where} it stayed at {low} (5–95% of them)" if low == high else
+            f"{where} it ranged from {low} to {high} (5–95% of them)")
+    if v["flat"]:
+        return f"{span}: it does not change with the input."
+    rho = v.get("spearman_text_share")
+    if rho is None or abs(rho) < WEAK_RHO:
+        follows = f"it is unrelated to the measured caption share (ρ {_rho(rho or 0)})"
+    elif abs(rho) < STRONG_RHO:
+        follows = f"it is only weakly tied to the measured caption share (ρ {_rho(rho)})"
+    else:
+        follows = (f"it rises with the measured caption share (ρ {_rho(rho)})" if rho > 0 else
+                   f"it rises as the image's measured share does (ρ with the caption share {_rho(rho)})")
+    shift = v["mean"] - v["shuffled_mean"]
+    if v["std"] > 0 and abs(shift) >= SHIFT_STDS * v["std"]:
+        pairs = (f"with each caption given another post's image its mean is {_value(v['shuffled_mean'])}, against "
+                 f"{_value(v['mean'])} on the real pairs")
+    else:
+        pairs = f"giving each caption another post's image leaves its mean where it was ({_value(v['mean'])})"
+    return f"{span}; {follows}; {pairs}."
+
+
 def reliability_line(trust: Trust) -> str:
     """One true sentence on how far to trust the fused answer ("" when nothing was measured): the judged score
     against its floor, whose figure it is, whether it is optimistic, and whether the probabilities are calibrated or
     carry no information at all."""
     parts = []
     j = trust.judged
+    if not j and trust.splits is not None and "test" not in trust.splits:  # trained on every event, no LOEO report
+        parts.append("it has not been measured on inputs it was neither trained on nor chosen on (it has no held-out "
+                     "split, and its recipe no leave-one-event-out run), so how well it does on a new event is not "
+                     "known")
     if j:
         who = ("this recipe (a leave-one-event-out run of the same settings, not this checkpoint itself)"
                if j["whose"] == "recipe" else "this checkpoint")

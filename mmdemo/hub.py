@@ -15,7 +15,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .checkpoint import (CARD_FILE, CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, CheckpointError, Trust, check_compatible,
-                         missing_prior, read_config, read_trust, reliability_line)
+                         missing_prior, read_config, read_trust, reliability_line, validity_line)
 from .tasks import TASKS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -139,6 +139,9 @@ def _trust_lines(config: dict) -> str:
                         "rough scores, not chances."))
     elif j or s:
         lines.append("\n- **Calibration:** none; the probabilities are scores, not chances.")
+    if trust.signals:
+        lines.append("\n- **What its own signals carry, measured:**" + "".join(
+            f"\n  - `{name}`: {validity_line(v)}" for name, v in trust.signals.items()))
     return "".join(lines)
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .checkpoint import validity_line
 from .names import HEADS
 
 if TYPE_CHECKING:
@@ -255,33 +256,45 @@ def _ranged_bar(value: float, sig: Signal) -> str:
             f"{_bar(value, sig.low, sig.high)}<span style='{end}'>{hi}</span></div>")
 
 
-def _signal_rows(key: str, value: Any, signals: dict[str, Signal]) -> list[str]:
+def _signal_rows(key: str, value: Any, signals: dict[str, Signal], measured: dict | None = None) -> list[str]:
     """The block for one explain entry: its title and plain sentence first, then the value on a bar over its true
-    range (one per named component), then the technical reading in an expander."""
-    sig = _signal(key, signals)
+    range (one per named component), each with its measured validity line (`measured`: `Trust.signals`), then the
+    technical reading in an expander. A signal that does not change with the input is collapsed under one line."""
+    sig, measured = _signal(key, signals), measured or {}
     arr = np.asarray(value, dtype=np.float64)
-    title = f"<div><b>{html.escape(sig.title)}</b>" + (f" — {html.escape(sig.plain)}" if sig.plain else "") + "</div>"
+    title = f"<b>{html.escape(sig.title)}</b>" + (f" — {html.escape(sig.plain)}" if sig.plain else "")
     details = (f"<details style='font-size:85%;opacity:.9'><summary>How it is computed</summary>"
                f"{html.escape(sig.meaning)}</details>" if sig.meaning else "")
+    found = []
     if arr.ndim > 1:
         body = f"<div>array {tuple(arr.shape)}, mean {arr.mean():.3f}</div>"
     else:
         values, names = arr.reshape(-1), sig.components
         lines = []
         for i, v in enumerate(values[:16]):  # long vectors: the first 16 components
-            name = "" if values.size == 1 else html.escape(str(names[i] if i < len(names) else i))
+            part = str(names[i] if i < len(names) else i)
+            name = "" if values.size == 1 else html.escape(part)
             shown = _signed(v) if sig.low is None or sig.low < 0 else f"{v:.3f}"  # a sign where one can occur
             lines.append(f"<tr><td style='width:12%'>{name}</td><td style='width:12%'><b>{shown}</b></td>"
                          f"<td>{_ranged_bar(float(v), sig)}</td></tr>")
+            check = measured.get(key if values.size == 1 else f"{key}:{part}")
+            if check:
+                found.append(check)
+                lines.append(f"<tr><td></td><td colspan='2' class='mm-validity' style='font-size:85%;opacity:.85'>"
+                             f"{html.escape(validity_line(check))}</td></tr>")
         body = "<table style='width:100%;font-size:95%'>" + "".join(lines) + "</table>"
-    return [f"<div class='mm-signal' style='margin:6px 0'>{title}{body}{details}</div>"]
+    if found and all(c["flat"] for c in found):  # carries no information about this input: one line, collapsed
+        return [f"<details class='mm-signal mm-flat' style='margin:6px 0'><summary>{title} <i>(does not change "
+                f"with the input: collapsed)</i></summary>{body}{details}</details>"]
+    return [f"<div class='mm-signal' style='margin:6px 0'><div>{title}</div>{body}{details}</div>"]
 
 
 def signals_html(pred: Prediction, signals: dict[str, Signal], missing_prior: str = "",
                  trust: Trust | None = None) -> str:
     """The measured modality contributions (`contribution_html`), then the network's own interpretable quantities
     (Prediction.explain), each rendered from its declaration."""
-    rows = [r for k, v in pred.explain.items() if k != "attention" for r in _signal_rows(k, v, signals)]
+    measured = trust.signals if trust else None
+    rows = [r for k, v in pred.explain.items() if k != "attention" for r in _signal_rows(k, v, signals, measured)]
     attention = pred.explain.get("attention") or {}
     parts = [contribution_html(pred, trust=trust),
              "<div style='margin-top:6px'><b>What the network itself reports</b></div>", *rows]
@@ -350,7 +363,8 @@ stand-ins already suggest moves little. The compare table gives each modality's 
 range, both ends printed (a cosine runs from −1 to 1; a quantity that cannot go below 0.5 starts its bar at 0.5).
 A quantity with no limit on one side gets no bar. *How it is computed* opens the formula and the paper's equations.
 These are what the network computes inside, not measurements of what it used: where one says "text" while the
-caption moves nothing, trust the measured Shapley values.
+caption moves nothing, trust the measured Shapley values. The line under each says what it was measured to carry
+over the inputs that chose the network; one that does not change with the input is collapsed.
 """
 
 

@@ -469,10 +469,7 @@ def test_cross_active_drift_on_fixed_numbers():
 def _bundled_cacnets() -> list:
     from mmdemo.hub import bundled_checkpoints
 
-    at_init = {"mvsa-single": "issue 47: trained with the block schedule, best epoch 3 inside phase 1, so its "
-                              "cross-active weights never moved; retrain and rebundle, then drop this mark"}
-    return [pytest.param(task, models["cacnet"], marks=[pytest.mark.xfail(strict=True, reason=at_init[task])]
-                         if task in at_init else [], id=task)
+    return [pytest.param(task, models["cacnet"], id=task)
             for task, models in bundled_checkpoints().items() if "cacnet" in models]
 
 

@@ -146,3 +146,18 @@ def test_the_probe_relates_a_networks_own_signals_to_the_measured_share(syntheti
     assert got["shuffled_mean"] == pytest.approx(w_shuffled.mean(), abs=1e-6)
     assert got["shuffled_higher_fraction"] == pytest.approx((w_shuffled > w).mean(), abs=1e-6)
     assert report["signals"]["modality_weights:image"]["mean"] == pytest.approx(1 - got["mean"], abs=1e-5)
+
+
+def test_a_constant_signal_is_reported_constant():
+    """signal_validity on fixed numbers: a signal that is the same for every input is flat with no correlation; one
+    that is the measured caption share itself correlates 1; its shuffled mean is what the shuffled pass gave."""
+    from mmdemo.models import get_model
+    from trainer.probe import signal_validity
+
+    share = torch.linspace(0, 1, 20)
+    got = signal_validity(get_model("mggf").head.signals, {"discrepancy": torch.full((20,), 0.6725), "kl": share * 3},
+                          share, {"discrepancy": torch.full((20,), 0.6725), "kl": share.flip(0) + 1})
+    assert got["discrepancy"]["flat"] and got["discrepancy"]["spearman_text_share"] is None
+    assert (got["discrepancy"]["low"], got["discrepancy"]["high"]) == (0.5, 1.0)  # its declared range
+    assert not got["kl"]["flat"] and got["kl"]["spearman_text_share"] == pytest.approx(1.0)
+    assert got["kl"]["shuffled_mean"] == pytest.approx(1.5) and got["kl"]["high"] is None

@@ -192,3 +192,16 @@ def test_model_card_names_its_splits_says_what_chose_it_and_how_far_to_trust_it(
                                 "calibration": {**calibration, "temperature": 1.7e6}}, metrics).text
     line = next(x for x in flat.splitlines() if x.startswith("- **How far to trust it:**"))
     assert "does not change with the input" in line and "calibrated" not in line
+
+
+def test_model_card_gives_each_signal_its_measured_validity_line(ckpt):
+    """The card carries the app's line for every measured signal, flat ones included."""
+    from mmdemo.checkpoint import validity_line
+
+    flat = {"n": 450, "on": "the dev split (450 posts)", "mean": 0.676, "std": 0.003, "p05": 0.672, "p95": 0.681,
+            "low": 0.5, "high": 1.0, "flat": True, "spearman_text_share": 0.02, "shuffled_mean": 0.676}
+    config = json.loads((ckpt / "config.json").read_text())
+    config["trust"] = {"informative": True, "signals": {"discrepancy": flat}}
+    card = hub.make_model_card(config, METRICS).text
+    assert "What its own signals carry, measured" in card
+    assert f"`discrepancy`: {validity_line(flat)}" in card and "does not change with the input" in card

@@ -17,7 +17,7 @@ from torch import nn
 
 from mmdemo.checkpoint import compact_checkpoint, load_checkpoint, read_config, save_checkpoint
 from mmdemo.encoders import FeatureDims, ImageFeatures, TextFeatures
-from mmdemo.models import FeatureNeeds, MultimodalClassifier, TaskInfo, get_model
+from mmdemo.models import FeatureNeeds, MultimodalClassifier, TaskInfo, get_model, masked_mean
 from mmdemo.models import infig as I
 from mmdemo.models.infig import (INFIG, GlobalProjection, KeyQueue, content_fingerprints, fine_grained_loss,
                                  fine_grained_similarity, global_alignment_loss, momentum_update, same_content)
@@ -25,7 +25,7 @@ from mmdemo.models.infig import (INFIG, GlobalProjection, KeyQueue, content_fing
 from .synthetic import LABELS, synthetic_data, train_on_synthetic
 
 ENTRY = get_model("infig")
-VARIANTS = ["no-clip", "no-gam", "no-hfam", "no-gam-hfam"]
+VARIANTS = ["no-clip", "no-gam", "no-hfam", "no-gam-hfam", "gam-tokens"]
 TASK = TaskInfo(("positive", "neutral", "negative"))
 # a small head: the properties do not depend on the width
 SMALL = dict(hidden=16, heads=2, ffn_dim=32, embed_dim=8, fusion_layers=2, queue_size=8, dropout=0.0)
@@ -467,3 +467,27 @@ def test_clip_present_and_absent_through_the_trainer(data, tmp_path, monkeypatch
     model = load_checkpoint(out)
     assert model.missing_prior == "clip-vit-b-16" and model.head.image_global.clip is None
     assert model.head.queue.image.shape[1] == SMALL["embed_dim"]
+
+
+@pytest.mark.parametrize("gam_text,reaches", [("sentence", False), ("tokens", True)])
+def test_the_global_alignment_reaches_the_text_side_the_classifier_reads_only_from_tokens(gam_text, reaches):
+    """L_g's gradient on the text projection W_t, which the fusion (and so the classifier) reads: none when t_cls is
+    the frozen encoder's sentence vector, some when it is the projected tokens' mean; the momentum copy of W_t
+    exists only then, and follows W_t after a step."""
+    dims, text, image = _features()
+    head = _head(dims, use_hfam=False, gam_text=gam_text).train()
+    out = head(text, image)
+    out.losses["gam"].backward()
+    grad = head.text_proj[0].weight.grad
+    assert (grad is not None and grad.abs().sum() > 0) == reaches
+    assert hasattr(head, "text_proj_m") == reaches
+    if reaches:
+        assert not any(p.requires_grad for p in head.text_proj_m.parameters())
+        assert any(online is head.text_proj and m is head.text_proj_m for online, m in head.momentum_pairs())
+        # the fused text tokens and t_g now share W_t: the score is the cosine of i_g and the tokens' mean
+        head.eval()
+        with torch.no_grad():
+            t = head.text_proj(text.layers[:, -1])
+            t_g = head.text_global(masked_mean(t, text.attention_mask), None)
+            i_g = head.image_global(head.visual(image.patches)[-1][:, 0], None)
+            assert torch.allclose(head(text, image).explain["alignment"], (i_g * t_g).sum(-1), atol=1e-6)

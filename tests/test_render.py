@@ -146,6 +146,53 @@ def test_a_cosine_below_zero_is_drawn_left_of_zero():
     assert re.search(r"left:47\.9%;width:2\.1%", html) and "left:50.0%;width:1px" in html
 
 
+def _validity(p05: float, p95: float, *, mean: float, std: float, rho: float | None, shuffled: float,
+              low: float | None = 0.0, high: float | None = 1.0, on: str = "the dev split (450 posts)") -> dict:
+    from mmdemo.checkpoint import is_flat
+
+    return {"n": 450, "on": on, "mean": mean, "std": std, "p05": p05, "p95": p95, "low": low, "high": high,
+            "flat": is_flat(p05, p95, low, high), "spearman_text_share": rho, "shuffled_mean": shuffled}
+
+
+def test_a_signal_that_does_not_change_with_the_input_says_so_and_is_collapsed():
+    """A signal whose 5-95% range is under 5% of its declared range: one plain line, collapsed; one that moves gets
+    its range, its correlation with the measured caption share and the mismatched pairs' mean, open."""
+    signals = get_model("mggf").head.signals
+    flat = _validity(0.672, 0.681, mean=0.676, std=0.003, rho=0.02, shuffled=0.676, low=0.5)  # 0.009 < 0.025
+    moving = _validity(0.1, 1.2, mean=0.7, std=0.3, rho=0.45, shuffled=0.5, low=0.0, high=None)  # unbounded: |1.2|
+    trust = read_trust({"trust": {"signals": {"discrepancy": flat, "kl": moving}}})
+    html = R.signals_html(prediction(ORDINARY, explain={"discrepancy": 0.676, "kl": 0.74}), signals, trust=trust)
+    collapsed = html.split("<details class='mm-signal mm-flat'")[1].split("</details>")[0]
+    assert "Modality discrepancy α" in collapsed and "does not change with the input" in collapsed
+    assert ("Over the dev split (450 posts) it stayed at 0.672" not in collapsed
+            and "it ranged from 0.672 to 0.681 (5–95% of them): it does not change with the input." in collapsed)
+    kl = html.split("<div class='mm-signal'")[1]
+    assert ("it ranged from 0.1 to 1.2 (5–95% of them); it rises with the measured caption share (ρ +0.45); with each "
+            "caption given another post's image its mean is 0.5, against 0.7 on the real pairs.") in unescape(kl)
+    assert "<details class='mm-signal mm-flat'" not in kl.split("How it is computed")[0]
+
+
+@pytest.mark.parametrize("rho,words", [(-0.5, "it rises as the image's measured share does (ρ with the caption share "
+                                               "−0.50)"),
+                                       (0.2, "only weakly tied to the measured caption share (ρ +0.20)"),
+                                       (None, "unrelated to the measured caption share (ρ +0.00)")])
+def test_a_signals_line_says_which_way_it_follows_the_measured_caption_share(rho, words):
+    from mmdemo.checkpoint import validity_line
+
+    line = validity_line(_validity(0.2, 0.8, mean=0.5, std=0.2, rho=rho, shuffled=0.49))
+    assert words in line and "leaves its mean where it was (0.5)" in line  # a shift of 0.05 sd moves nothing
+
+
+def test_every_component_of_a_weights_signal_gets_its_own_line():
+    signals = get_model("hglnet").head.signals
+    a = _validity(0.3, 0.7, mean=0.49, std=0.1, rho=0.74, shuffled=0.49)
+    b = _validity(0.3, 0.7, mean=0.51, std=0.1, rho=-0.74, shuffled=0.51)
+    trust = read_trust({"trust": {"signals": {"modality_weights:text": a, "modality_weights:image": b}}})
+    html = unescape(R.signals_html(prediction(ORDINARY, explain={"modality_weights": [0.6, 0.4]}), signals,
+                                   trust=trust))
+    assert html.count("class='mm-validity'") == 2 and "(ρ +0.74)" in html and "(ρ with the caption share −0.74)" in html
+
+
 # ---- every declared signal of every network ---------------------------------------------------------------------
 
 ROWS = [(m, v) for m in list_models() for v in ("", *get_model(m).variants)]

@@ -78,3 +78,16 @@ def test_a_temperature_that_does_not_carry_over_to_a_new_event_is_not_called_cal
     helps = read_trust({"trust": {"informative": True, "judged": RECIPE},
                         "calibration": {**cal, "ece_after_unseen": 0.15}})
     assert helps.calibrated and "calibrated (temperature 8," in reliability_line(helps)
+
+
+def test_a_checkpoint_with_no_held_out_measure_says_so():
+    """Trained on every event but its validation events, with no leave-one-event-out run of its recipe: the line
+    says that nothing measured it on unseen inputs, instead of naming no figure at all."""
+    t = read_trust({"trust": {"informative": True, "spread": SPREAD,
+                              "splits": {"dev": "validation events (boston, nepal)"}}})
+    line = reliability_line(t)
+    assert line.startswith("It has not been measured on inputs it was neither trained on nor chosen on")
+    assert "not calibrated" in line
+    split_trained = read_trust({"trust": {"informative": True, "spread": SPREAD,
+                                          "splits": {"dev": "dev", "test": "test"}}})
+    assert "has not been measured" not in reliability_line(split_trained)

@@ -1,4 +1,4 @@
-"""python -m trainer {train,sweep,eval,floor,report,bundle,bench,probe,compare,push,space,data} ...
+"""python -m trainer {train,sweep,eval,measure,floor,report,bundle,bench,probe,faithfulness,compare,push,space,data} ...
 
 Examples:
   python -m trainer train --task mvsa-single --model concat --seeds 0 1 2
@@ -13,6 +13,7 @@ Examples:
   python -m trainer bundle --task mvsa-single --model concat
   python -m trainer bench --task mvsa-single
   python -m trainer probe --checkpoint checkpoints/mvsa-single/mggf --splits dev   # what it draws on, measured
+  python -m trainer faithfulness --checkpoint checkpoints/mvsa-single/* --posts 30  # each heatmap's deletion check
   python -m trainer compare --task mvsa-single --models hglnet concat --split test  # paired bootstrap interval
   python -m trainer push --checkpoint checkpoints/mvsa-single/concat --repo-id USER/NAME
   python -m trainer space --repo-id USER/NAME                   # the app + bundled checkpoints as a Space
@@ -24,6 +25,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from .faithfulness import MAPS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,7 +124,7 @@ def cmd_eval(a) -> None:
 
 
 def cmd_measure(a) -> None:
-    from mmdemo.checkpoint import read_config, read_trust, reliability_line
+    from mmdemo.checkpoint import read_config, read_trust, reliability_line, validity_line
 
     from .run import torch_threads
     from .trust import measure, reliability_diagram, write_trust
@@ -141,6 +144,8 @@ def cmd_measure(a) -> None:
               + (f"; temperature {calibration['temperature']:.4g}, ECE {calibration['ece_before']:.4f} -> "
                  f"{calibration['ece_after']:.4f}" if calibration else ""))
         print("  " + reliability_line(read_trust({**read_config(ckpt), "trust": trust, "calibration": calibration})))
+        for name, v in (trust.get("signals") or {}).items():
+            print(f"  {name}: {validity_line(v)}")
 
 
 def cmd_floor(a) -> None:
@@ -212,6 +217,14 @@ def cmd_bench(a) -> None:
     bench(a.task, a.model, a.text_encoder, a.image_encoder, a.samples, a.max_length, a.data_dir)
 
 
+def cmd_faithfulness(a) -> None:
+    from .faithfulness import run
+    from .run import torch_threads
+
+    torch_threads(a.threads)
+    run(a.checkpoint, a.posts, tuple(a.maps), a.json)
+
+
 def cmd_probe(a) -> None:
     from mmdemo.checkpoint import load_checkpoint, read_config, read_metrics
     from mmdemo.hub import bundled_checkpoints
@@ -278,7 +291,7 @@ def cmd_probe(a) -> None:
 
 
 def cmd_compare(a) -> None:
-    from .compare import hits, paired_bootstrap
+    from .compare import compare_sentence, hits, paired_bootstrap
     from .run import run_name
 
     def run_dir(spec: str) -> Path:  # MODEL[:VARIANT] under --runs, or a run directory (holding seed*/)
@@ -288,11 +301,11 @@ def cmd_compare(a) -> None:
         return a.runs / a.task / run_name(model, variant)
 
     runs = [hits(run_dir(s), a.split, a.data_dir, a.cache_dir) for s in a.models]
-    r = paired_bootstrap(*runs, samples=a.samples)
-    print(f"{a.task} {a.split}, seeds {r['seeds']}, {r['n']} samples: {a.models[0]} {r['a'] * 100:.2f} vs "
-          f"{a.models[1]} {r['b'] * 100:.2f}; difference {r['difference'] * 100:+.2f} points, paired bootstrap 95% "
-          f"interval [{r['low'] * 100:+.2f}, {r['high'] * 100:+.2f}]"
-          + (" (contains 0: no difference shown)" if r["low"] <= 0 <= r["high"] else ""))
+    r = {"task": a.task, "split": a.split, "models": a.models, **paired_bootstrap(*runs, samples=a.samples)}
+    print(f"{a.task} {a.split}: {compare_sentence(r)}")
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(r, indent=1) + "\n")
 
 
 def cmd_push(a) -> None:
@@ -465,6 +478,15 @@ def main(argv: list[str] | None = None) -> None:
     _encoder_args(p)
     p.set_defaults(fn=cmd_bench)
 
+    p = sub.add_parser("faithfulness", help="which explanation is faithful for which network: the app's deletion "
+                       "check of every map over a checkpoint's dev posts")
+    p.add_argument("--checkpoint", type=Path, nargs="+", required=True, metavar="DIR")
+    p.add_argument("--posts", type=int, default=30, help="dev posts, spread evenly over the split")
+    p.add_argument("--maps", nargs="+", default=list(MAPS), choices=MAPS)
+    p.add_argument("--json", type=Path, default=None, help="merge the results into this file")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(fn=cmd_faithfulness)
+
     p = sub.add_parser("probe", help="what a network draws on: Shapley shares, perceptual scores, and its own "
                                      "signals against them (and on matched vs shuffled pairs)")
     p.add_argument("--checkpoint", nargs="*", default=[])
@@ -490,6 +512,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", default="test", choices=["dev", "test"])
     p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
     p.add_argument("--samples", type=int, default=10_000)
+    p.add_argument("--json", type=Path, default=None,
+                   help="also write the result here (docs/RESULTS.in.md cites it: {{compare PATH}})")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--cache-dir", type=Path, default=None)
     p.set_defaults(fn=cmd_compare)

@@ -37,6 +37,16 @@ def hits(run_dir: Path, split: str, data_dir: str | None = None, cache_dir: Path
     return out
 
 
+def compare_sentence(r: dict) -> str:
+    """A `paired_bootstrap` result (with its "models") in words: both scores, the difference and its interval."""
+    (a, b) = (Path(m).name if "/" in m else m for m in r["models"])  # a run directory by its model's name
+    pts = lambda x: f"{x * 100:+.2f}".replace("-", "−")  # noqa: E731
+    seeds = ", ".join(map(str, r["seeds"]))
+    return (f"{a} {r['a'] * 100:.2f} against {b} {r['b'] * 100:.2f} (seeds {seeds}, {r['n']} samples): "
+            f"{pts(r['difference'])} points, paired bootstrap 95% interval [{pts(r['low'])}, {pts(r['high'])}]"
+            + (", which contains 0: no difference shown" if r["low"] <= 0 <= r["high"] else ""))
+
+
 def paired_bootstrap(a: dict[int, torch.Tensor], b: dict[int, torch.Tensor], samples: int = 10_000,
                      seed: int = 0) -> dict:
     """Mean difference (a - b) of the seed-averaged accuracy and its 95% bootstrap interval, over the seeds both have."""

@@ -20,9 +20,10 @@ import statistics
 import torch
 from torchmetrics.functional import spearman_corrcoef
 
+from mmdemo.checkpoint import is_flat
 from mmdemo.contrib import Contribution, Reference, blank_reference, contribution, mean_reference, with_reference
 from mmdemo.encoders import Captions, prior_encoders, shared_image_encoder, shared_text_encoder
-from mmdemo.models import MultimodalClassifier
+from mmdemo.models import MultimodalClassifier, Signal
 
 from .features import CachedSplit
 from .loop import _loader, model_batch, require_captions
@@ -125,6 +126,37 @@ def _mean_std(xs: list[float]) -> dict[str, float]:
     return {"mean": statistics.mean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0}
 
 
+def signal_validity(declared: dict[str, Signal], signals: dict[str, torch.Tensor], share: torch.Tensor,
+                    shuffled: dict[str, torch.Tensor]) -> dict[str, dict]:
+    """A network's own scalar signals over a split (`_passes`; `declared`: its head's `signals`), each against what
+    it claims to mean: its spread,
+    whether it is flat (`mmdemo.checkpoint.is_flat`, over its declared range), its Spearman rank correlation with
+    the measured caption share `share` [N], and its mean on image-shuffled pairs `shuffled` (the record
+    `mmdemo.checkpoint.Trust.signals` documents)."""
+    out = {}
+    for name, v in signals.items():
+        sig = declared.get(name.split(":")[0])
+        low, high = (sig.low, sig.high) if sig is not None else (None, None)
+        s = _spread(v)
+        constant = bool(v.max() == v.min())
+        out[name] = {
+            "n": len(v), **s, "low": low, "high": high, "flat": is_flat(s["p05"], s["p95"], low, high),
+            "spearman_text_share": None if constant else spearman_corrcoef(v, share).item(),
+            "shuffled_mean": shuffled[name].mean().item(),
+            "shuffled_higher_fraction": (shuffled[name] > v).float().mean().item()}
+    return out
+
+
+@torch.no_grad()
+def measure_signals(model: MultimodalClassifier, split: CachedSplit, reference: Reference, seed: int = 0) -> dict:
+    """`signal_validity` of every scalar signal over one split: a Shapley pass (with `reference`) and one pass on
+    image-shuffled pairs."""
+    logits, signals, values = _passes(model, split, ref=reference)
+    share = predicted_class_shapley(Contribution(model.labels, values, reference.kind), logits.argmax(-1))[3]
+    _, shuffled, _ = _passes(model, split, image_order=derangements(len(split), 1, seed + 1)[0])
+    return signal_validity(model.head.signals, signals, share, shuffled)
+
+
 @torch.no_grad()
 def modality_report(model: MultimodalClassifier, split: CachedSplit, reference: Reference, shuffles: int = 5,
                     seed: int = 0) -> dict:
@@ -149,15 +181,7 @@ def modality_report(model: MultimodalClassifier, split: CachedSplit, reference: 
         for modality, labels in (("image", split.labels), ("text", split.labels[order])):
             drops[modality].append(score - compute_metrics(shuffled, labels, model.labels, model.multi_label)[metric])
     report["perceptual"] = {m: _mean_std(d) for m, d in drops.items()}
-    # The network's own signals: spread, rank correlation with the measured text share, matched vs shuffled.
     _, shuffled_signals, _ = _passes(model, split, image_order=derangements(n, 1, seed + 1)[0])
-    report["signals"] = {}
-    for key, v in signals.items():
-        constant = v.std() == 0
-        report["signals"][key] = {
-            **_spread(v),
-            "spearman_text_share": float("nan") if constant else spearman_corrcoef(v, share).item(),
-            "shuffled_mean": shuffled_signals[key].mean().item(),
-            "shuffled_higher_fraction": (shuffled_signals[key] > v).float().mean().item()}
+    report["signals"] = signal_validity(model.head.signals, signals, share, shuffled_signals)
     return report
 

@@ -136,6 +136,10 @@ def bundles(roots: str, base: Path) -> str:
     return "\n".join(lines)
 
 
+def _rho(x: float | None) -> str:
+    return "–" if x is None or x != x else f"{x:+.2f}"  # None / NaN: a constant signal
+
+
 def modalities(path: str, base: Path) -> str:
     """What each network draws on (`python -m trainer probe --bundled --json PATH`): the measured Shapley text share
     and values of the predicted class, the perceptual scores, and each of the network's own signals against them."""
@@ -146,7 +150,7 @@ def modalities(path: str, base: Path) -> str:
     for name, splits in sorted(reports.items()):
         for split, r in sorted(splits.items()):
             s, p = r["shapley"], r["perceptual"]
-            own = "; ".join(f"{key} {v['mean']:.3f} (sd {v['std']:.3f}), ρ {v['spearman_text_share']:+.2f}, "
+            own = "; ".join(f"{key} {v['mean']:.3f} (sd {v['std']:.3f}), ρ {_rho(v['spearman_text_share'])}, "
                             f"{v['mean']:.3f} → {v['shuffled_mean']:.3f}" for key, v in r["signals"].items()) or "–"
             lines.append(f"| {name} | {split} | {s['text_share']['mean']:.2f} ± {s['text_share']['std']:.2f} | "
                          f"{s['text']['mean']:+.2f} | {s['image']['mean']:+.2f} | {s['interaction']['mean']:+.2f} | "
@@ -155,21 +159,68 @@ def modalities(path: str, base: Path) -> str:
     return "\n".join(lines)
 
 
+def validity(roots: str, base: Path) -> str:
+    """Every bundled checkpoint's own signals, as `trainer measure` stored their validity in its config.json
+    (`mmdemo.checkpoint.Trust.signals`): spread over the inputs that selected it, flat or not, Spearman rho with
+    the measured caption share, and the mean on real pairs against pairs with another post's image."""
+    lines = ["| checkpoint | signal | over | 5–95% range | changes with the input | ρ with the caption share | "
+             "mean: real → mismatched pairs |", "|---|---|---|---|---|---:|---|"]
+    for root in roots.split(","):
+        for path in sorted((base / root).glob("*/*/config.json")):
+            signals = (json.loads(path.read_text()).get("trust") or {}).get("signals") or {}
+            for name, v in signals.items():
+                rho = v["spearman_text_share"]
+                lines.append(f"| {path.parent.parent.name}/{path.parent.name} | {name} | {v['n']:,} | "
+                             f"{v['p05']:.3g} – {v['p95']:.3g} | {'no' if v['flat'] else 'yes'} | "
+                             f"{'–' if v['flat'] else _rho(rho)} | "
+                             f"{v['mean']:.3g} → {v['shuffled_mean']:.3g} |")
+    return "\n".join(lines)
+
+
+def faithfulness(path: str, base: Path) -> str:
+    """Which explanation is faithful for which network (`python -m trainer faithfulness --json PATH`): per network
+    and map, the mean gain of hiding the map's top k over k random (points of the explained class's probability)
+    and on how many posts the map beat random deletion."""
+    from .faithfulness import MAPS
+
+    reports = json.loads((base / path).read_text())
+    names = {"words": "words (IG)", "grad-cam": "Grad-CAM", "integrated-gradients": "Integrated Gradients",
+             "occlusion": "Occlusion", "attention": "attention"}
+    lines = ["| task / network | posts | " + " | ".join(names[m] for m in MAPS) + " |",
+             "|---|---:|" + "---:|" * len(MAPS)]
+    for key, r in sorted(reports.items()):
+        cells = []
+        for m in MAPS:
+            v = r["maps"].get(m)
+            cells.append("–" if v is None or v["gain_mean"] is None else
+                         f"{v['gain_mean'] * 100:+.1f} ({v['beat']}/{v['checked']})")
+        lines.append(f"| {key} | {r['posts']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def loeo(root: str, task: str, models: str, base: Path) -> str:
     """Leave-one-event-out reports (`train --protocol loeo`, ROOT/TASK/MODEL/loeo/loeo.json): every post predicted
-    once as an unseen event; pooled metrics, the validation score that chooses between recipes, then each held-out
-    event's accuracy (macro F1 where the event has both classes)."""
+    once as an unseen event; pooled metrics, the validation score that chooses between recipes, the temperature
+    each seed fitted on its validation folds (never averaged into one: they differ by orders of magnitude), the one
+    temperature a bundle of the recipe would carry (`trainer.trust.recipe_calibration`, where the run kept its
+    predictions), then each held-out event's accuracy (macro F1 where the event has both classes)."""
+    from .trust import recipe_calibration
+
     reports = {m: json.loads((base / root / task / m / "loeo" / "loeo.json").read_text()) for m in models.split(",")}
     first = next(iter(reports.values()))
     labels = [k.removeprefix("f1_") for k in first["pooled"]["fused"] if k.startswith("f1_")]
     pct = lambda s: f"{s['mean'] * 100:.2f} ± {s['std'] * 100:.2f}"  # noqa: E731
     lines = ["| model | seeds | pooled accuracy | pooled macro F1 | " + " | ".join(f"F1 {c}" for c in labels)
              + " | validation " + SHORT.get(first["validation"]["metric"], first["validation"]["metric"])
-             + " | temperature | calibration error: raw → scaled |", "|---" * (4 + len(labels)) + "|---|---|---|"]
+             + " | temperature fitted on each seed's validation folds | one temperature fitted on the pooled "
+               "held-out predictions: calibration error raw → scaled → each event's fit without it |",
+             "|---" * (4 + len(labels)) + "|---|---|---|"]
     for m, r in reports.items():
         f, cal = r["pooled"]["fused"], r.get("calibration")
-        scaled = (f"{cal['temperature']['mean']:.2f} | {pct(cal['ece'])} → {pct(cal['ece_scaled'])}" if cal
-                  else "– | –")
+        pooled = recipe_calibration(base / root / task / m / "loeo")
+        scaled = (" / ".join(f"{t:.3g}" for t in cal["temperature"]["values"]) if cal else "–") + " | " + (
+            f"T = {pooled['temperature']:.3g}: {pooled['ece_before']:.3f} → {pooled['ece_after']:.3f} → "
+            f"{pooled['ece_after_unseen']:.3f}" if pooled else "– (predictions not kept)")
         lines.append(f"| {m} | {len(r['seeds'])} | {pct(f['accuracy'])} | {pct(f['macro_f1'])} | "
                      + " | ".join(pct(f[f'f1_{c}']) for c in labels) + f" | {pct(r['validation'])} | {scaled} |")
     lines += ["", "| held-out event | posts | classes | " + " | ".join(reports) + " |", "|---" * (3 + len(reports)) + "|"]
@@ -207,13 +258,19 @@ def target(reference: str, recipes: str, base: Path) -> str:
     return "\n".join(lines)
 
 
+def json_value(path: Path, keys: str):
+    """The entry at dot path KEYS (an integer indexes a list) of a JSON file."""
+    value = json.loads(Path(path).read_text())
+    for key in keys.split("."):
+        value = value[int(key)] if isinstance(value, list) else value[key]
+    return value
+
+
 def json_figure(path: str, keys: str, fmt: str = "%.2f", base: Path = REPO_ROOT) -> str:
     """A figure of a committed JSON file (a loeo.json, a metrics.json, the probe's report): KEYS is a dot path
     (an integer indexes a list). FORMAT "%SPEC" prints a fraction as a percentage with SPEC (e.g. %.1f), any other
     SPEC the raw value (.3f, +.2f, .2g). A {"mean", "std"} entry prints "mean ± std", a list its values joined."""
-    value = json.loads((base / path).read_text())
-    for key in keys.split("."):
-        value = value[int(key)] if isinstance(value, list) else value[key]
+    value = json_value(base / path, keys)
     scale, spec = (100, fmt[1:]) if fmt.startswith("%") else (1, fmt)
     one = lambda v: format(v * scale, spec)  # noqa: E731
     if isinstance(value, dict):
@@ -246,6 +303,19 @@ def render(template: str, base: Path = REPO_ROOT) -> str:
             return modalities(*args, base=base)
         if kind == "bundles":
             return bundles(*args, base=base)
+        if kind == "validity":
+            return validity(*args, base=base)
+        if kind == "faithfulness":
+            return faithfulness(*args, base=base)
+        if kind == "mean":  # {{mean GLOB KEYS}}: mean ± std over the JSON files GLOB matches, in percent
+            values = [json_value(path, args[1]) for path in sorted(base.glob(args[0]))]
+            if not values:
+                raise FileNotFoundError(f"{{{{mean}}}}: no file matches {args[0]}")
+            return mean_std(values)
+        if kind == "compare":  # `python -m trainer compare ... --json PATH`
+            from .compare import compare_sentence
+
+            return compare_sentence(json.loads((base / args[0]).read_text()))
         if kind == "loeo":
             return loeo(*args, base=base)
         if kind == "target":

@@ -13,6 +13,8 @@ config.json:
 - the score the task is judged on, against a guess that ignores the input on the same inputs: the checkpoint's own
   held-out split, or, for a checkpoint trained on every event, the leave-one-event-out run of its recipe (`--loeo`;
   the report's path is kept, so a later measure finds it again);
+- the validity of each of the network's own signals over those inputs (`trainer.probe.signal_validity`): its
+  spread, whether it is flat, its rank correlation with the measured caption share, its mean on mismatched pairs;
 - the calibration: for a recipe measured by leave-one-event-out, one temperature fitted on the recipe's pooled
   held-out predictions (`loeo/predictions.safetensors`), with the calibration error before and after; where those
   predictions were not kept, no temperature (the probabilities are then labelled uncalibrated).
@@ -37,6 +39,7 @@ from .datasets import load_task_data
 from .features import CachedSplit
 from .loop import predict_split
 from .metrics import compute_metrics
+from .probe import measure_signals, reference_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -244,6 +247,12 @@ def measure(ckpt_dir: Path, loeo: Path | None = None, data_dir: str | None = Non
                             f"{metrics.get('selected_on', 'dev score').removeprefix('dev ')}, and the seed by the same "
                             f"score where several were trained",
              "splits": {n: split_label(data, n) for n in ("dev", "test") if data.splits()[n]}}
+    # a model that encodes raw captions with its own whole tuned encoder has no cached features to swap (the app
+    # measures it per input); every other model gets its signals' validity
+    own_encoder = model.text_encoder is not None and not model.tunes_frozen_features
+    signals = {} if own_encoder else measure_signals(model, dev, reference_of(model, "blank"))
+    if signals:
+        trust["signals"] = {name: {**v, "on": dev_words} for name, v in signals.items()}
     why = OPTIMISTIC.get((model.task, model.model_name))
     flag = {"optimistic": bool(why), **({"why": why} if why else {})}
     if "test" in splits:
