@@ -250,8 +250,10 @@ class CACNet(FusionHead):
             "network's. With the fused probabilities as the target, the whole network's error E is the entropy of its "
             "own answer, which no other prediction beats (E′, E″ ≥ E), so β ≥ 0.5 here by construction: 0.5 = the "
             "single-modal sub-networks predict what the whole network predicts, towards 1 = they disagree with it. "
-            "(In training, with the labels, β can fall below 0.5; a batch with β ≥ γ trains the cross-active "
-            "weights, else the whole network.)", low=0.5, high=1.0,
+            "(In training, with the labels, β can fall below 0.5. With γ < 1 a phase-2 batch with β ≥ γ trains only the "
+            "cross-active weights, else the whole network; at γ = 1, the `best` preset on MVSA-Single and hashtags, "
+            "every phase-2 batch trains the whole network and β takes no part in training: it is then only this "
+            "reading of the finished network.)", low=0.5, high=1.0,
             plain="How far the network's caption-only and image-only parts are from its combined answer on this post: "
                   "0.5, the lowest it can be, means both parts give the same answer as the whole network.",
             ends=("parts agree with the whole", "parts disagree")),
