@@ -129,10 +129,9 @@ def _mean_std(xs: list[float]) -> dict[str, float]:
 def signal_validity(declared: dict[str, Signal], signals: dict[str, torch.Tensor], share: torch.Tensor,
                     shuffled: dict[str, torch.Tensor]) -> dict[str, dict]:
     """A network's own scalar signals over a split (`_passes`; `declared`: its head's `signals`), each against what
-    it claims to mean: its spread,
-    whether it is flat (`mmdemo.checkpoint.is_flat`, over its declared range), its Spearman rank correlation with
-    the measured caption share `share` [N], and its mean on image-shuffled pairs `shuffled` (the record
-    `mmdemo.checkpoint.Trust.signals` documents)."""
+    it claims to mean: its spread, whether it is flat (`mmdemo.checkpoint.is_flat`, over its declared range), its
+    Spearman rank correlation with the measured caption share `share` [N], and its mean on image-shuffled pairs
+    `shuffled` (the record `mmdemo.checkpoint.Trust.signals` documents)."""
     out = {}
     for name, v in signals.items():
         sig = declared.get(name.split(":")[0])
