@@ -15,11 +15,8 @@ check's lines too.
 
     python benchmarks/bench_explain.py --deletion --models cacnet mahfnet --threads 2
 
-With --dev N, the deletion check over the task's first N dev posts, per network and map: the mean of (probability with
-k random hidden) - (probability with the k most highlighted hidden), in points, and on how many posts the map beat
-random deletion (by more than `explain.MIN_GAIN`). Pixel IG is left out unless named in --maps (seconds a post).
-
-    python benchmarks/bench_explain.py --dev 30 --threads 1
+The deletion check over dev, per network and map (which map is faithful, not what it costs): `python -m trainer
+faithfulness` (trainer/faithfulness.py).
 """
 
 from __future__ import annotations
@@ -47,14 +44,9 @@ def main() -> None:
     ap.add_argument("--deletion", action="store_true", help="time the deletion checks instead")
     ap.add_argument("--rounds", type=int, default=2, help="--deletion: rounds over the examples (median kept)")
     ap.add_argument("--draws", type=int, help="--deletion: random deletions a check averages (default: the app's)")
-    ap.add_argument("--dev", type=int, default=0, help="the deletion check over the first N dev posts")
-    ap.add_argument("--maps", nargs="*", default=["words", "grad-cam", "occlusion", "attention"],
-                    help="--dev: the maps checked (words, grad-cam, integrated-gradients, occlusion, attention)")
     args = ap.parse_args()
     if args.deletion:
         return deletion(args)
-    if args.dev:
-        return dev_table(args)
 
     import torch
     from PIL import Image
@@ -138,10 +130,9 @@ def deletion(args: argparse.Namespace) -> None:
                 for mid in ("grad-cam", "integrated-gradients", "occlusion"):
                     (heat, _), t = timed(lambda: X.image_attribution(mid, p.pipeline, inputs, target=cls))
                     maps[mid] = (t, heat, lambda h: X.region_deletion(p.pipeline, inputs, h, target=cls, draws=draws))
-                t2i, _ = X.attention_matrices(pred.explain, app._signals(loaded), len(pred.tokens))
-                if t2i is not None:
-                    grid = X.grid_shape(t2i.shape[1], p.image_encoder.grid)
-                    view, t = timed(lambda: X.attention_view(t2i, t2i.T, pred.tokens, grid, i2t_native=False))
+                view, t = timed(lambda: X.words_to_image(pred.explain, app._signals(loaded), pred.tokens,
+                                                         p.image_encoder.grid))
+                if view is not None:
                     maps["attention"] = (t, view.weights, lambda w: X.region_deletion(p.pipeline, inputs, w,
                                                                                       target=cls, draws=draws))
                 for what, (t_explain, scores, check) in maps.items():
@@ -179,59 +170,6 @@ def deletion(args: argparse.Namespace) -> None:
     print("\nThe lines (last round):")
     for (model, name, what), line in lines.items():
         print(f"- {model}, {name}, {what}: {line}")
-
-
-def dev_table(args: argparse.Namespace) -> None:
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from mmdemo import explain as X
-    from mmdemo.ui import DemoApp
-    from trainer.datasets import load_task_data
-
-    torch.set_num_threads(args.threads)
-    app = DemoApp()
-    models = args.models or app.catalogue().get(args.task, [])
-    posts = [s for s in load_task_data(args.task).dev if s.image is not None][:args.dev]
-    print(f"task {args.task}: the first {len(posts)} dev posts, the fused head's predicted class, "
-          f"{X.RANDOM_DRAWS} random draws; cell: mean gain over random deletion in points (posts where the map beat "
-          f"random / posts checked)\n")
-    gains: dict[tuple[str, str], list[float]] = {}
-    for model in models:
-        loaded = app.load(args.task, model)
-        p = loaded.predictor
-        for post in posts:
-            image = Image.open(post.image).convert("RGB")
-            pred = p.predict(image, post.text)
-            inputs, _ = p.prepare(image, post.text)
-            cls = p.labels.index(pred.top()[0])
-            checks: dict[str, X.Deletion | None] = {}
-            if "words" in args.maps:
-                tok = X.token_attributions(p.pipeline, inputs, target=cls, max_steps=X.WORD_MAX_STEPS)
-                checks["words"] = X.word_deletion(p.pipeline, inputs, X.word_scores(tok.tokens, tok.scores),
-                                                  target=cls)
-            for mid in ("grad-cam", "integrated-gradients", "occlusion"):
-                if mid in args.maps:
-                    heat, _ = X.image_attribution(mid, p.pipeline, inputs, target=cls)
-                    checks[mid] = X.region_deletion(p.pipeline, inputs, heat, target=cls)
-            t2i, _ = X.attention_matrices(pred.explain, app._signals(loaded), len(pred.tokens))
-            if "attention" in args.maps and t2i is not None:
-                grid = X.grid_shape(t2i.shape[1], p.image_encoder.grid)
-                view = X.attention_view(t2i, t2i.T, pred.tokens, grid, i2t_native=False)
-                checks["attention"] = X.region_deletion(p.pipeline, inputs, view.weights, target=cls)
-            for what, check in checks.items():
-                if check is not None:
-                    gains.setdefault((model, what), []).append(check.gain)
-        print(f"{model}: done", file=sys.stderr, flush=True)
-    print("| network | " + " | ".join(args.maps) + " |")
-    print("|---|" + "---:|" * len(args.maps))
-    for model in models:
-        cells = []
-        for what in args.maps:
-            g = np.array(gains.get((model, what), []))
-            cells.append(f"{100 * g.mean():+.1f} ({int((g > X.MIN_GAIN).sum())}/{g.size})" if g.size else "—")
-        print(f"| {model} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

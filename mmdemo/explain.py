@@ -766,6 +766,16 @@ class AttentionView:
     word_notes: list[str]
 
 
+def words_to_image(explain: dict[str, Any], signals: dict[str, Signal], tokens: list[str],
+                   encoder_grid: tuple[int, int]) -> AttentionView | None:
+    """All the caption's words' mean attention over the image regions (the map the explanation's "attention" method
+    draws and checks), or None where the network reports no text <-> image attention."""
+    t2i, _ = attention_matrices(explain, signals, len(tokens))
+    if t2i is None:
+        return None
+    return attention_view(t2i, t2i.T, tokens, grid_shape(t2i.shape[1], encoder_grid), i2t_native=False)
+
+
 def attention_view(t2i: np.ndarray, i2t: np.ndarray, tokens: list[str], grid: tuple[int, int],
                    word: int | None = None, region: int | None = None, i2t_native: bool = True) -> AttentionView:
     """`t2i` [L, N] / `i2t` [N, L] from `attention_matrices`, the real tokens, the image grid; `word` indexes

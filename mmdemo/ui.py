@@ -479,11 +479,9 @@ class DemoApp:
         from . import explain as X
 
         pred = loaded.predictor.predict(image, caption)
-        t2i, _ = X.attention_matrices(pred.explain, self._signals(loaded), len(pred.tokens))
-        if t2i is None:
+        view = X.words_to_image(pred.explain, self._signals(loaded), pred.tokens, loaded.predictor.image_encoder.grid)
+        if view is None:
             return None, "This network has no text ↔ image attention; pick Grad-CAM, Integrated Gradients or Occlusion."
-        grid = X.grid_shape(t2i.shape[1], loaded.predictor.image_encoder.grid)
-        view = X.attention_view(t2i, t2i.T, pred.tokens, grid, i2t_native=False)  # all words: the mean of their rows
         return view.weights, " ".join(["Attention from the caption's words to the image regions, mean over heads."]
                                       + [html.escape(n) for n in view.notes])
 

@@ -58,10 +58,8 @@ def checks(predictor, image: Image.Image, caption: str, maps: tuple[str, ...]) -
             heat, _ = X.image_attribution(method, p.pipeline, inputs, target=target)
             out[method] = X.region_deletion(p.pipeline, inputs, heat, target=target)
     if "attention" in maps:
-        t2i, _ = X.attention_matrices(pred.explain, p.classifier.head.signals, len(pred.tokens))
-        if t2i is not None:
-            grid = X.grid_shape(t2i.shape[1], p.image_encoder.grid)
-            view = X.attention_view(t2i, t2i.T, pred.tokens, grid, i2t_native=False)
+        view = X.words_to_image(pred.explain, p.classifier.head.signals, pred.tokens, p.image_encoder.grid)
+        if view is not None:
             out["attention"] = X.region_deletion(p.pipeline, inputs, view.weights, target=target)
     return out
 
