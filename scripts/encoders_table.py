@@ -1,9 +1,9 @@
 """What the encoder experiment's points cost on this CPU (scripts/encoders.sh): encoding time per encoder pair, and
 for each sweep point the predict p50 of its best-on-dev checkpoint through the app's Predictor and that
 checkpoint's size; a point whose weights are not on this machine keeps the costs that costs.json has for it. Writes
-runs-encoders/costs.json (docs/RESULTS.md's encoder table reads it) and prints the table.
+results/encoders/costs.json (docs/RESULTS.md's encoder table reads it) and prints the table.
 
-    python scripts/encoders_table.py [--runs runs-encoders] [--task mvsa-single] [--samples 256] [--predictions 20]
+    python scripts/encoders_table.py [--runs results/encoders] [--task mvsa-single] [--samples 256] [--predictions 20]
                                      [--keep-encode]
 """
 
@@ -72,7 +72,7 @@ def main() -> None:
     from trainer.run import best_seed_dir
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", type=Path, default=REPO / "runs-encoders")
+    p.add_argument("--runs", type=Path, default=REPO / "results/encoders")
     p.add_argument("--task", default="mvsa-single")
     p.add_argument("--samples", type=int, default=256, help="training samples encoded to time each encoder")
     p.add_argument("--predictions", type=int, default=20, help="predictions timed per checkpoint")

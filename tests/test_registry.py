@@ -173,21 +173,21 @@ def _matches_point(config: dict, trained_rank: int, point: dict) -> bool:
 
 def _bundle_origin(task: str, model: str, metrics: dict):
     """-> (the run directory whose seeds the bundle was chosen from, the sweep.json that chose its point or None),
-    read off the bundle's recorded command (`--out`); a run retrained outside the repository falls back to runs/."""
+    read off the bundle's recorded command (`--out`); a run retrained outside the repository falls back to results/main/."""
     import shlex
 
     from mmdemo.hub import REPO_ROOT
     from trainer.run import run_name
 
     args = shlex.split(metrics.get("command", ""))
-    out = Path(args[args.index("--out") + 1]) if "--out" in args else REPO_ROOT / "runs"
+    out = Path(args[args.index("--out") + 1]) if "--out" in args else REPO_ROOT / "results" / "main"
     out = out if out.is_absolute() else REPO_ROOT / out
     if not out.is_relative_to(REPO_ROOT) or not out.is_dir():
-        out = REPO_ROOT / "runs"
+        out = REPO_ROOT / "results" / "main"
     name = run_name(model, metrics.get("variant", ""))
     run_dir = out / task / name / ("all-events" if "all-events" in args else "")
     sweep = out.parent / "sweep.json" if (out.parent / "sweep.json").is_file() else (
-        REPO_ROOT / "runs-sweep" / task / name / "sweep.json")
+        REPO_ROOT / "results/sweep" / task / name / "sweep.json")
     return run_dir, (sweep if sweep.is_file() else None), out
 
 

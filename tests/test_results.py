@@ -41,14 +41,14 @@ def test_placeholders_fill_means_stds_and_seeds(tmp_path):
 
 def test_every_bundled_checkpoint_is_in_the_modality_report():
     """The README's table of what each network draws on covers every network the app ships: bundling a checkpoint
-    means rerunning `python -m trainer probe --bundled --splits dev test --json runs-probe/bundled.json`. A checkpoint
+    means rerunning `python -m trainer probe --bundled --splits dev test --json results/probe/bundled.json`. A checkpoint
     trained on every event of its task has no held-out split to probe, and must not be in the table."""
     from mmdemo.hub import bundled_checkpoints
     from mmdemo.checkpoint import read_metrics
     from trainer.loeo import trained_on_every_event
     from trainer.results import REPO_ROOT
 
-    probed = json.loads((REPO_ROOT / "runs-probe" / "bundled.json").read_text())
+    probed = json.loads((REPO_ROOT / "results/probe" / "bundled.json").read_text())
     for task, models in bundled_checkpoints().items():
         for model, path in models.items():
             if trained_on_every_event(read_metrics(path)):
@@ -56,7 +56,7 @@ def test_every_bundled_checkpoint_is_in_the_modality_report():
                 continue
             assert set(probed.get(f"{task}/{model}", {})) >= {"dev", "test"}, (
                 f"{task}/{model} is bundled but not probed: rerun `python -m trainer probe --bundled --splits dev "
-                f"test --json runs-probe/bundled.json`")
+                f"test --json results/probe/bundled.json`")
 
 
 # ---- the selection rules (trainer/sweep.py), on fixed numbers -------------------------------------------------
@@ -118,7 +118,7 @@ def test_every_committed_sweep_chose_what_the_rules_choose():
     from trainer.results import REPO_ROOT
     from trainer.sweep import choose
 
-    paths = sorted(REPO_ROOT.glob("runs*/**/sweep*.json"))
+    paths = sorted(REPO_ROOT.glob("results/**/sweep*.json"))
     assert len(paths) > 20
     for path in paths:
         result = json.loads(path.read_text())

@@ -8,7 +8,7 @@ Examples:
   python -m trainer sweep --task mvsa-single --model hglnet --grid lr=1e-3,3e-4 --seeds 0 1 2 --jobs 2
   python -m trainer sweep --task mvsa-single --model hglnet --grid unfreeze_text_layers=2 encoder_lr=2e-5,5e-5
   python -m trainer sweep --task mediaeval2016 --model concat --protocol loeo --grid image_cap=0,1 image_dropout=0,0.3
-  python -m trainer report --runs runs
+  python -m trainer report --runs results/main
   python -m trainer report --markdown                           # docs/RESULTS.md from the committed runs
   python -m trainer bundle --task mvsa-single --model concat
   python -m trainer bench --task mvsa-single
@@ -27,8 +27,7 @@ import sys
 from pathlib import Path
 
 from .faithfulness import MAPS
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from .run import OUTPUTS, REPO_ROOT, RESULTS
 
 
 def _value(text: str):
@@ -343,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--variant", default="", help="ablation row of the model (see mmdemo.models.get_model(M).variants)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a head config field")
-    p.add_argument("--out", type=Path, default=REPO_ROOT / "runs")
+    p.add_argument("--out", type=Path, default=OUTPUTS, help="where the runs go (git-ignored outputs/ by default)")
     p.add_argument("--push-to-hub", action="store_true", help="push the best-on-dev seed to --repo-id")
     p.add_argument("--repo-id", default="")
     p.add_argument("--private", action="store_true")
@@ -408,13 +407,13 @@ def main(argv: list[str] | None = None) -> None:
 
     p = sub.add_parser("floor", help="logistic regression on the frozen features (a fair floor)")
     p.add_argument("--task", required=True)
-    p.add_argument("--out", type=Path, default=REPO_ROOT / "runs")
+    p.add_argument("--out", type=Path, default=OUTPUTS)
     _encoder_args(p)
     p.set_defaults(fn=cmd_floor)
 
     p = sub.add_parser("report", help="markdown table, mean ± std over seeds")
-    p.add_argument("--runs", type=Path, nargs="+", default=[REPO_ROOT / "runs"],
-                   help="run directories; several pool their seeds (e.g. runs runs-extra)")
+    p.add_argument("--runs", type=Path, nargs="+", default=[OUTPUTS],
+                   help="run directories; several pool their seeds (e.g. results/main results/extra)")
     p.add_argument("--split", default="test", choices=["dev", "test"])
     p.add_argument("--heads", nargs="+", default=["fused"], choices=["fused", "text", "image"])
     p.add_argument("--tasks", nargs="+", default=None)
@@ -423,7 +422,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--markdown", action="store_true",
                    help="write docs/RESULTS.md: docs/RESULTS.in.md with its placeholders filled from the runs")
     p.add_argument("--sweeps", type=Path, default=None, metavar="DIR",
-                   help="print the dev tables of the hyperparameter sweeps under DIR (e.g. runs-sweep) instead")
+                   help="print the dev tables of the hyperparameter sweeps under DIR (e.g. results/sweep) instead")
     p.set_defaults(fn=cmd_report)
 
     p = sub.add_parser("sweep", help="choose head hyperparameters on dev: a grid x seeds, ranked by mean dev score")
@@ -434,11 +433,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="head config values to try, and the train options unfreeze_text_layers / encoder_lr / lora_rank / "
                         "text_encoder / image_encoder")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--out", type=Path, default=REPO_ROOT / "runs-sweep")
+    p.add_argument("--out", type=Path, default=OUTPUTS / "sweep")
     p.add_argument("--jobs", type=int, default=1, help="runs trained in parallel")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--promote", action="store_true", help="copy the best point's runs into --runs")
-    p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
+    p.add_argument("--runs", type=Path, default=RESULTS / "main", help="where --promote puts them (committed rows)")
     p.add_argument("--resume", action="store_true",
                    help="keep the runs that finished, continue the interrupted ones, train the rest")
     p.add_argument("--protocol", choices=("split", "loeo"), default="split",
@@ -455,7 +454,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--task", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--variant", default="")
-    p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
+    p.add_argument("--runs", type=Path, default=OUTPUTS, help="the runs to read (results/main: the committed rows)")
     p.add_argument("--dest", type=Path, default=REPO_ROOT / "checkpoints")
     p.add_argument("--float32", action="store_true", help="copy the weights as trained (default: float16, without "
                    "the state only further training reads; dev is re-measured and recorded)")
@@ -510,7 +509,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", nargs=2, required=True, metavar="MODEL[:VARIANT]|RUN_DIR",
                    help="two models under --runs, or run directories (each holding seed*/ with weights)")
     p.add_argument("--split", default="test", choices=["dev", "test"])
-    p.add_argument("--runs", type=Path, default=REPO_ROOT / "runs")
+    p.add_argument("--runs", type=Path, default=OUTPUTS, help="the runs to read (results/main: the committed rows)")
     p.add_argument("--samples", type=int, default=10_000)
     p.add_argument("--json", type=Path, default=None,
                    help="also write the result here (docs/RESULTS.in.md cites it: {{compare PATH}})")

@@ -7,7 +7,7 @@ computed as the app computes it; then the k most highlighted words or regions hi
 `explain.RANDOM_DRAWS` draws). The gain is (probability with k random hidden) - (probability with the top k hidden):
 > 0 where the map points at what the network uses more than random picks would.
 
-    python -m trainer faithfulness --checkpoint checkpoints/mvsa-single/* --posts 30 --json runs-probe/faithfulness.json
+    python -m trainer faithfulness --checkpoint checkpoints/mvsa-single/* --posts 30 --json results/probe/faithfulness.json
 
 The posts are spread evenly over the dev split the checkpoint recorded (for a MediaEval bundle trained on every
 event: its validation events), only posts with an image and a non-empty caption (what the app explains).

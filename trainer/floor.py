@@ -1,5 +1,5 @@
 """A fair floor: logistic regression on the same frozen features the heads see
-([text pooled; image pooled], standardised), C chosen on dev. Written as runs/<task>/logreg/metrics.json so
+([text pooled; image pooled], standardised), C chosen on dev. Written as results/main/<task>/logreg/metrics.json so
 the report lists it beside the trained models."""
 
 from __future__ import annotations

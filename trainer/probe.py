@@ -9,7 +9,7 @@
   that alpha rises when the modalities conflict).
 
     python -m trainer probe --checkpoint checkpoints/mvsa-single/hglnet --split dev
-    python -m trainer probe --bundled --splits dev test --json runs-probe/bundled.json   (the README table)
+    python -m trainer probe --bundled --splits dev test --json results/probe/bundled.json   (the README table)
     python -m trainer probe --compare-references --checkpoint RUN/seed0 RUN/seed1 RUN/seed2   (blank vs mean)
 """
 

@@ -26,6 +26,8 @@ from .loop import RunSpec, evaluate, train
 from .metrics import plot_confusion, plot_curves, selection_metric
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+OUTPUTS = REPO_ROOT / "outputs"  # every run lands here unless told otherwise (git-ignored)
+RESULTS = REPO_ROOT / "results"  # committed evidence: changed only by --promote, bundle or an explicit --out
 # split: the task's train / dev / test; loeo: leave one event out, every event in turn; all-events: every event but
 # the validation events, nothing held out (the checkpoint of a recipe that loeo measured)
 PROTOCOLS = ("split", "loeo", "all-events")
@@ -104,7 +106,7 @@ def write_run(model: MultimodalClassifier, record: dict, feats: dict[str, Cached
 
 
 def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_dir: str | None = None,
-               out: Path = REPO_ROOT / "runs", text_encoder: str = DEFAULT_TEXT_ENCODER,
+               out: Path = OUTPUTS, text_encoder: str = DEFAULT_TEXT_ENCODER,
                image_encoder: str = DEFAULT_IMAGE_ENCODER,
                overrides: dict | None = None, max_length: int = 64, cache_dir: Path | None = None,
                progress: bool = True, finetune_text_layers: int = 0, encoder_lr: float = 2e-5,

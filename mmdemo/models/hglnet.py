@@ -75,7 +75,7 @@ class HGLNetConfig(HeadConfig):
     ffn_dim: int = 64  # eq. 16's "two-layer FC" width is not given; 2*d_f, the width of the paper's O_f
     # eq. 9 Conv1x1 output channels; 0 = keep d_l as the paper does (W_v is d_l x d_f): 1280 -> 1280 for
     # EfficientNet-Lite0, 1.6M of the head's parameters. On MVSA-Single dev (weighted F1, 3 seeds, lr 1e-3,
-    # `python -m trainer sweep`, runs-sweep/) 256 channels scored 72.19 ± 0.61 vs 71.81 ± 0.89 for the paper's
+    # `python -m trainer sweep`, results/sweep/) 256 channels scored 72.19 ± 0.61 vs 71.81 ± 0.89 for the paper's
     # width, in a quarter of the time and size; the bundled checkpoints use 256 (`--set conv_channels=256`).
     conv_channels: int = 0
     dropout: float = 0.5  # Sec. 4.1

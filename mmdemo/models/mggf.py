@@ -33,11 +33,11 @@ Reading choices where the paper is ambiguous (all stated again at the code that 
   weighted equally, which is also what the "no CMGL" ablation fixes alpha to), and it grows toward 1
   as the modalities disagree, shifting weight onto the cross-modal features. Caveat, measured: nothing
   in L = L_reg + L_cls aligns X_t and X_v coordinate-wise, and on MVSA-Single the bundled checkpoint's alpha is
-  flat: 0.6725 ± 0.0145 on dev, the same on image-shuffled pairs (runs-probe/bundled.json; earlier checkpoints sat
+  flat: 0.6725 ± 0.0145 on dev, the same on image-shuffled pairs (results/probe/bundled.json; earlier checkpoints sat
   at other levels, equally flat). Why (`python scripts/mggf_alpha.py`): the symmetric KL of two near-uniform
   softmaxes is about (var_t + var_v) / 2 - cov(X_t, X_v) over the d coordinates; the LayerNorms fix the variances
   at ~1 and the learned X_t, X_v sit at a fixed correlation (0.192 on matched and on shuffled pairs alike, bundled
-  checkpoint, dev). Without the LayerNorm (feature_norm=False, the paper as printed; frozen features, runs-alpha/)
+  checkpoint, dev). Without the LayerNorm (feature_norm=False, the paper as printed; frozen features, results/alpha/)
   alpha follows the image vector's scale instead: 0.52 ± 0.01, again the same on shuffled pairs, at a dev F1 inside
   the LayerNorm's spread (docs/RESULTS.md).
 - eq. 8-9 on two single vectors are degenerate (a 1x1 softmax is 1). The complexity analysis (4.3.4)
@@ -117,7 +117,7 @@ class MGGFConfig(HeadConfig):
     # The LayerNorm at the end of eq. 3-4 (not in the paper; see GranularityEncoder). False: X_m as printed. Chosen on
     # MVSA-Single dev at the `best` point by the sweep rule: with it 73.96 ± 0.93, without 73.10 ± 0.74 (3 seeds).
     feature_norm: bool = True
-    # Not given in the paper. Chosen on MVSA-Single dev with lr (mean weighted F1 over 3 seeds, runs-sweep/):
+    # Not given in the paper. Chosen on MVSA-Single dev with lr (mean weighted F1 over 3 seeds, results/sweep/):
     # dropout 0.5 / lr 5e-4: 70.97 ± 0.29, 0.3 / 5e-4: 70.89 ± 0.13, lr 2e-4: 69.93 / 69.92.
     dropout: float = 0.5
     # Optimisation: the paper fine-tunes BERT/ViT with Adam, lr 2e-5, batch 128, 20 epochs. Here the
