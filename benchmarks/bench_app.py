@@ -5,6 +5,7 @@ and the time from starting `python app.py` to its first answer. Prints a markdow
     python benchmarks/bench_app.py --threads 2 --runs 30 --root checkpoints
     python benchmarks/bench_app.py --untrained infig mahfnet cacnet   # networks not bundled yet
     python benchmarks/bench_app.py --starts 5     # only `python app.py` start-up: page served, first answer
+    python benchmarks/bench_app.py --clicks 6     # only a click of Predict and explain: head passes and time
 
 Targets: prediction p50 <= 150 ms, Integrated Gradients <= 3 s. When checkpoints/ holds no network, an
 UNTRAINED concat checkpoint with the default encoders (minilm-l6 + efficientnet-lite0) is written to a temp
@@ -75,7 +76,7 @@ def interleaved(p, images, runs: int) -> tuple[list[float], list[float]]:
     taking turns on every input so that a busy machine slows both alike."""
     import torch
 
-    from mmdemo.predict import ENCODED
+    from mmdemo.pipeline import ENCODED
 
     def plain(image, caption):
         inputs, _ = p.prepare(image, caption)
@@ -126,7 +127,8 @@ def bench_compare(root: Path, runs: int) -> list[list[str]]:
     from PIL import Image
 
     from mmdemo.hub import bundled_checkpoints
-    from mmdemo.predict import ENCODED, Predictor, predict_requests
+    from mmdemo.pipeline import ENCODED
+    from mmdemo.predict import Predictor, predict_requests
 
     images = [(Image.open(REPO / "examples" / f).convert("RGB"), c) for f, c in EXAMPLES]
     rows, size = [], ENCODED.size
@@ -163,7 +165,8 @@ def bench_batch(root: Path, runs: int, size: int = 8) -> list[list[str]]:
     from PIL import Image
 
     from mmdemo.hub import bundled_checkpoints
-    from mmdemo.predict import ENCODED, Predictor, predict_requests
+    from mmdemo.pipeline import ENCODED
+    from mmdemo.predict import Predictor, predict_requests
 
     images = [(Image.open(REPO / "examples" / f).convert("RGB"), c) for f, c in EXAMPLES]
     ps = [Predictor.from_checkpoint(path, task=task) for task, models in bundled_checkpoints(root).items()
@@ -211,7 +214,7 @@ def bench_explanations(root: Path, task: str, model: str, runs: int) -> list[lis
     for name, fn in cases.items():
         ms = timed(fn, runs)
         rows.append([f"explain {model}: {name}", f"{statistics.median(ms):.0f}", f"{pct(ms, 95):.0f}", f"{runs} runs"])
-    from mmdemo.ui import DemoApp
+    from mmdemo.app.handlers import DemoApp
 
     app = DemoApp(root)
     ms = timed(lambda: app.explain_fn(image, caption, task, model, "grad-cam"), runs)
@@ -227,6 +230,79 @@ def bench_explanations(root: Path, task: str, model: str, runs: int) -> list[lis
         rows.append([f"explain {model}: attention (predict + maps)", f"{statistics.median(ms):.0f}",
                      f"{pct(ms, 95):.0f}", f"{runs} runs"])
     return rows
+
+
+def bench_click(root: Path, task: str, model: str, clicks: int) -> list[list[str]]:
+    """A click of "Predict and explain" as the page makes it, through the page's own handlers: /predict, then the
+    explanation (Grad-CAM, the fused head, the predicted class) and the attention panel, each as the page wraps it
+    (`on_page`). Counts the head's forward passes per click: those of the prediction (the input on its four
+    coalitions) apart from those of the explainers (Captum's steps and the deletion checks run the head on their
+    own variants of the input). Every click is of a new input: the encoder cache and the deletion memo are emptied."""
+    from PIL import Image
+
+    from mmdemo import explain as X
+    from mmdemo.app.handlers import ALL_REGIONS, ALL_WORDS, PREDICTED, DemoApp
+    from mmdemo.pipeline import ENCODED
+    from mmdemo.predict import Predictor
+
+    app = DemoApp(root)
+    head = app.load(task, model).predictor.classifier.head
+    calls = {"all": 0, "prediction": 0}
+    in_prediction = [False]
+    forward, predict_encoded = head.forward, Predictor._predict_encoded
+
+    def counted_forward(*args, **kwargs):
+        calls["all"] += 1
+        calls["prediction"] += in_prediction[0]
+        return forward(*args, **kwargs)
+
+    def counted_prediction(*args, **kwargs):
+        in_prediction[0] = True
+        try:
+            return predict_encoded(*args, **kwargs)
+        finally:
+            in_prediction[0] = False
+
+    head.forward, Predictor._predict_encoded = counted_forward, counted_prediction
+    explain, attention = app.on_page(app.explain_fn, 3), app.on_page(app.attention_fn, 5)
+    images = [(Image.open(REPO / "examples" / f).convert("RGB"), c) for f, c in EXAMPLES]
+
+    def click(image, caption) -> tuple[list[float], float]:
+        """-> (wall-clock ms of each step: /predict, the explanation, the attention panel; CPU ms of the click: less
+        sensitive than wall-clock time to other processes on a busy machine)."""
+        steps, cpu = [time.perf_counter()], time.process_time()
+        answer = app.predict_batch_fn([image], [caption], [task], [model], ["bench"])[-1][0]
+        steps.append(time.perf_counter())
+        explain(image, caption, task, model, "grad-cam", "fused", PREDICTED, "bench", answer)
+        steps.append(time.perf_counter())
+        attention(image, caption, task, model, ALL_WORDS, ALL_REGIONS, "bench", answer)
+        steps.append(time.perf_counter())
+        return [(b - a) * 1000 for a, b in zip(steps, steps[1:])], (time.process_time() - cpu) * 1000
+
+    ms, cpu_ms, passes, every = [], [], [], []
+    try:
+        for r in range(clicks + 1):  # one warm-up click
+            image, caption = images[r % len(images)]
+            ENCODED.clear()
+            X._HIDDEN.clear()
+            calls.update(all=0, prediction=0)
+            steps, cpu = click(image, caption)
+            if r:
+                ms.append(steps)
+                cpu_ms.append(cpu)
+                passes.append(calls["prediction"])
+                every.append(calls["all"])
+    finally:
+        Predictor._predict_encoded = predict_encoded
+        del head.forward
+    total = [sum(steps) for steps in ms]
+    each = ", ".join(f"{name} {statistics.median(step):.0f}" for name, step in
+                     zip(("predict", "explanation", "attention"), zip(*ms)))
+    return [[f"click {task}/{model}: predict + explanation + attention", f"{statistics.median(total):.0f}",
+             f"{pct(total, 95):.0f}", f"{clicks} clicks (p50 ms of each step: {each}; CPU time of a click, p50 "
+             f"{statistics.median(cpu_ms):.0f} ms); the head's prediction pass "
+             f"ran {statistics.median(passes):g} time(s) per click; every head forward, the explainers' included: "
+             f"{statistics.median(every):g}"]]
 
 
 def _free_port() -> int:
@@ -273,10 +349,10 @@ def bench_app_start(root: Path, task: str, model: str, calls: int) -> list[list[
 
 
 def main() -> None:
-    from mmdemo.hub import BUNDLED_DIR, bundled_checkpoints
+    from mmdemo.hub import bundled_checkpoints
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", type=Path, default=BUNDLED_DIR, help="checkpoints directory (<task>/<model>/)")
+    ap.add_argument("--root", type=Path, default=REPO / "checkpoints", help="checkpoints directory (<task>/<model>/)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (default 1: on a small shared CPU more threads oversubscribe it)")
     ap.add_argument("--runs", type=int, default=20, help="timed predictions per network")
@@ -284,6 +360,8 @@ def main() -> None:
     ap.add_argument("--no-app", action="store_true", help="skip the app start-up measurement")
     ap.add_argument("--starts", type=int, default=0, metavar="N",
                     help="only the app start-up: start `python app.py` N times (p50 / p95 of page served, first answer)")
+    ap.add_argument("--clicks", type=int, default=0, metavar="N",
+                    help="only N clicks of Predict and explain on the page's first network (head passes, time)")
     ap.add_argument("--untrained", nargs="+", metavar="MODEL", default=[],
                     help="time only predictions of these networks, UNTRAINED (random heads with the default encoders: "
                          "the same compute), e.g. networks not bundled yet")
@@ -308,8 +386,12 @@ def main() -> None:
         make_untrained_checkpoint(root)
         note = (f"no checkpoint in `{a.root}`: an UNTRAINED concat checkpoint (minilm-l6 + efficientnet-lite0) "
                 f"was written to a temp dir; latency does not depend on the weights")
-    if a.starts:  # only the start-up, several times
-        from mmdemo.ui import DemoApp
+    if a.clicks:
+        from mmdemo.app.handlers import DemoApp
+
+        rows = bench_click(root, *DemoApp(root).first_network(), clicks=a.clicks)
+    elif a.starts:  # only the start-up, several times
+        from mmdemo.app.handlers import DemoApp
 
         starts = [bench_app_start(root, *DemoApp(root).first_network(), calls=1) for _ in range(a.starts)]
         rows = []

@@ -52,10 +52,10 @@ def main() -> None:
     from PIL import Image
 
     from mmdemo import explain as X
-    from mmdemo.ui import DemoApp
+    from mmdemo.app.handlers import DemoApp
 
     torch.set_num_threads(args.threads)
-    app = DemoApp()
+    app = DemoApp(REPO / "checkpoints")
     models = args.models or app.catalogue().get(args.task, [])
     print(f"task {args.task}, {args.threads} torch thread(s), budget {X.IG_BUDGET_S:.0f} s, tolerance "
           f"{X.IG_TOLERANCE:.0%}\n")
@@ -96,10 +96,10 @@ def deletion(args: argparse.Namespace) -> None:
     from PIL import Image
 
     from mmdemo import explain as X
-    from mmdemo.ui import DemoApp
+    from mmdemo.app.handlers import DemoApp
 
     torch.set_num_threads(args.threads)
-    app = DemoApp()
+    app = DemoApp(REPO / "checkpoints")
     models = args.models or app.catalogue().get(args.task, [])
     draws = args.draws or X.RANDOM_DRAWS
     print(f"task {args.task}, {args.threads} torch thread(s), {draws} random draws, medians over "
@@ -130,7 +130,7 @@ def deletion(args: argparse.Namespace) -> None:
                 for mid in ("grad-cam", "integrated-gradients", "occlusion"):
                     (heat, _), t = timed(lambda: X.image_attribution(mid, p.pipeline, inputs, target=cls))
                     maps[mid] = (t, heat, lambda h: X.region_deletion(p.pipeline, inputs, h, target=cls, draws=draws))
-                view, t = timed(lambda: X.words_to_image(pred.explain, app._signals(loaded), pred.tokens,
+                view, t = timed(lambda: X.words_to_image(pred.explain, loaded.signals, pred.tokens,
                                                          p.image_encoder.grid))
                 if view is not None:
                     maps["attention"] = (t, view.weights, lambda w: X.region_deletion(p.pipeline, inputs, w,

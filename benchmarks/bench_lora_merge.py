@@ -32,7 +32,7 @@ def main() -> None:
     inputs = [(Image.open(REPO / "examples" / f).convert("RGB"), c) for f, c in EXAMPLES]
     print(f"| checkpoint | LoRA rank | merged p50 ms | unmerged p50 ms | ({a.runs} runs, {a.threads} thread(s)) |")
     print("|---|---:|---:|---:|---|")
-    for task, models in bundled_checkpoints().items():
+    for task, models in bundled_checkpoints(REPO / "checkpoints").items():
         for model, path in models.items():
             rank = read_config(path).get("lora_rank", 0)
             if not rank:

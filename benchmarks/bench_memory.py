@@ -50,7 +50,7 @@ def main() -> None:
 
     from mmdemo import memory
     from mmdemo.hub import bundled_checkpoints
-    from mmdemo.ui import DemoApp
+    from mmdemo.app.handlers import DemoApp
 
     if a.no_trim:
         memory.TRIM = False

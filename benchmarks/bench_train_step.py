@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmdemo.models import MultimodalClassifier, get_model, list_models  # noqa: E402
-from trainer.loop import _loader  # noqa: E402
+from trainer.batches import loader as _loader  # noqa: E402
 from trainer.run import load_features, torch_threads  # noqa: E402
 from trainer.sweep import TRAIN_OPTIONS  # noqa: E402
 

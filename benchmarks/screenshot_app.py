@@ -30,11 +30,11 @@ def main() -> None:
     from PIL import Image
     from playwright.sync_api import expect, sync_playwright
 
-    from mmdemo.hub import BUNDLED_DIR, bundled_checkpoints
-    from mmdemo.ui import build_demo
+    from mmdemo.app import build_demo
+    from mmdemo.hub import bundled_checkpoints
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--root", type=Path, default=BUNDLED_DIR)
+    ap.add_argument("--root", type=Path, default=REPO / "checkpoints")
     ap.add_argument("--model", default="", help="network to show (default: the app's default)")
     ap.add_argument("--example", type=int, default=3, help="which example row to click (0-based)")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "app.png")
@@ -47,7 +47,7 @@ def main() -> None:
         for model in {"concat", a.model or "concat"}:
             make_untrained_checkpoint(root, model)
         print(f"no checkpoint in {a.root}: using UNTRAINED checkpoints in {root}")
-    demo = build_demo(root)
+    demo = build_demo(root, REPO / "examples")
     demo.queue(default_concurrency_limit=1)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), quiet=True)
     try:

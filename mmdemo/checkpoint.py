@@ -10,12 +10,11 @@ torch loads); the functions that touch weights import it.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .atomic import replacing, save_tensors
 
 if TYPE_CHECKING:
     import torch
@@ -37,24 +36,12 @@ def save_checkpoint(model: MultimodalClassifier, out_dir: str | Path, metrics: d
     out = Path(out_dir)
     if out.is_dir() and any(out.iterdir()) and not (out / CONFIG_FILE).is_file():
         raise CheckpointError(f"{out} holds other files and no checkpoint: choose an empty or new directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with replacing(out, directory=True) as tmp:
         model.save_pretrained(tmp, config=model.hub_config())
         if metrics is not None:
             (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         if card is not None:
             (tmp / CARD_FILE).write_text(card)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -64,7 +51,7 @@ def compact_checkpoint(ckpt_dir: str | Path, dtype: torch.dtype | None = None) -
     value would not fit; default float16). Loading casts them back to float32. Returns the weights file's (old, new)
     size in bytes."""
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     dtype = dtype or torch.float16
     path = Path(ckpt_dir) / WEIGHTS_FILE
@@ -77,9 +64,7 @@ def compact_checkpoint(ckpt_dir: str | Path, dtype: torch.dtype | None = None) -
             continue
         cast = t.to(dtype) if t.dtype == torch.float32 else t
         small[key] = cast if torch.isfinite(cast).all() or not torch.isfinite(t).all() else t
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(small, str(tmp), metadata={"format": "pt", "dtype": str(dtype).removeprefix("torch.")})
-    os.replace(tmp, path)
+    save_tensors(small, path, {"format": "pt", "dtype": str(dtype).removeprefix("torch.")})
     return before, path.stat().st_size
 
 

@@ -15,10 +15,8 @@ The reference is what "no caption" / "no image" means:
   "blank" (what the app uses): the empty caption and a mid-grey image, through the encoders.
   "mean":  the training split's mean frozen features (every real token state of each text layer averaged into one
            token, the mean patch at each grid position, the mean pooled vectors and ImageNet logits).
-On MVSA-Single dev, "blank" gives the answer that depends less on the training seed for two of three networks and
-on average: the per-input text shares of three seeds of one run agree with Spearman rho 0.54 (blank) vs 0.26 (mean)
-for HGLNet, 0.85 vs 0.78 for concat, 0.29 vs 0.42 for MGGF (`python -m trainer probe --compare-references`,
-docs/RESULTS.md), so the app and the probe default to it.
+The app and the probe default to "blank": on MVSA-Single dev its per-input shares depend less on the training seed
+(`python -m trainer probe --compare-references`; docs/results/contributions.md, the opening section).
 """
 
 from __future__ import annotations

@@ -4,13 +4,14 @@ that show them.
 Every attribution function takes the Predictor's `Pipeline` and the inputs `Predictor.prepare` made (a batch
 of one) and explains one head's logit ("fused" by default) for one class (the fused predicted class by
 default). Captum differentiates a small wrapper forward that returns that head's logits; the modality that is
-not attributed is held fixed, read from the encoder outputs the prediction already computed (mmdemo.predict.ENCODED).
+not attributed is held fixed, read from the encoder outputs the prediction already computed (mmdemo.pipeline.ENCODED).
 Integrated Gradients checks its own completeness (`Convergence`) and, asked to, retries with more steps (`escalate`).
 
 Image maps are returned as float arrays [H, W] over the encoder's input pixels (after its resize and crop),
 > 0 = evidence for the target class. `attribution_picture` / `attention_picture` draw one over the whole upload:
 the part the encoder read (`seen_box`) is outlined and the rest dimmed, and a colour scale with its meaning is
-drawn under the picture, so an API caller gets it too. Attention is drawn on an absolute scale (a multiple of an
+drawn under the picture, so an API caller gets it too; the upload is prepared for drawing once (`seen`) for every
+map of it. Attention is drawn on an absolute scale (a multiple of an
 even share; an even map is drawn flat) and measured against an even spread (`focus`).
 
 Every map is checked on the input itself (`word_deletion`, `region_deletion`): hiding the words or image regions it
@@ -35,7 +36,8 @@ from torchvision import transforms as T
 from .encoders import ImageEncoder
 from .models import ModelOutput, Signal
 from .names import METHODS  # method id -> what the app shows; "attention" reads the network's own maps
-from .predict import Pipeline, digest, exclusive, probabilities
+from .pipeline import Pipeline, digest, exclusive
+from .predict import probabilities
 
 HEAD_LOGITS = {"fused": "logits", "text": "text_logits", "image": "image_logits"}
 
@@ -982,20 +984,40 @@ def _display_size(size: tuple[int, int]) -> tuple[int, int]:
     return max(1, round(w * s)), max(1, round(h * s))
 
 
-def picture(image: Image.Image, encoder: ImageEncoder, pos: np.ndarray, legend: Legend,
-            cell: tuple[int, tuple[int, int]] | None = None) -> Image.Image:
-    """The whole upload with a map drawn over the part the encoder read (`seen_box`: outlined; the rest dimmed),
-    and the legend under it. `pos` [h, w]: each cell's position on the legend's colour scale, over the encoder's
-    input (any resolution; upsampled smoothly). `cell`: (index, grid) of a grid cell to outline (row-major)."""
+@dataclass(frozen=True)
+class Seen:
+    """An upload as every map of it is drawn: the picture at display size (the encoder's own view where its
+    geometry is unknown), the part the encoder read in those pixels (left, top, right, bottom), and a sentence
+    saying which part that is."""
+
+    picture: Image.Image
+    box: tuple[int, int, int, int]
+    note: str
+
+
+def seen(encoder: ImageEncoder, image: Image.Image) -> Seen:
+    """The upload made ready for drawing maps over it (`picture`): its display size and the part `seen_box` says
+    the encoder read."""
     img = image.convert("RGB")
+    note = seen_note(encoder, img)
     box = seen_box(encoder, img)
     if box is None:  # unknown geometry: draw over the encoder's own view
         img = encoder_view(encoder, img)
         box = (0.0, 0.0, float(img.width), float(img.height))
     size = _display_size(img.size)
     sx, sy = size[0] / img.width, size[1] / img.height
-    out = np.asarray(img.resize(size, Image.BICUBIC, reducing_gap=3.0), dtype=np.float64)
-    l, t, r, b = round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy)
+    shown = img.resize(size, Image.BICUBIC, reducing_gap=3.0)
+    return Seen(shown, (round(box[0] * sx), round(box[1] * sy), round(box[2] * sx), round(box[3] * sy)), note)
+
+
+def picture(upload: Seen, pos: np.ndarray, legend: Legend, cell: tuple[int, tuple[int, int]] | None = None
+            ) -> Image.Image:
+    """The whole upload with a map drawn over the part the encoder read (`seen_box`: outlined; the rest dimmed),
+    and the legend under it. `pos` [h, w]: each cell's position on the legend's colour scale, over the encoder's
+    input (any resolution; upsampled smoothly). `cell`: (index, grid) of a grid cell to outline (row-major)."""
+    size = upload.picture.size
+    out = np.asarray(upload.picture, dtype=np.float64)  # a copy: the upload is drawn on again by the next map
+    l, t, r, b = upload.box
     inside = np.zeros(size[::-1], dtype=bool)
     inside[max(t, 0):b, max(l, 0):r] = True
     whole = inside.all()
@@ -1029,7 +1051,7 @@ def _even_ticks(n: int) -> tuple[tuple[float, str], ...]:
     return tuple((np.log(m) / np.log(n), f"{m}x") for m in marks)
 
 
-def attention_picture(image: Image.Image, encoder: ImageEncoder, weights: np.ndarray,
+def attention_picture(upload: Seen, weights: np.ndarray,
                       cell: tuple[int, tuple[int, int]] | None = None) -> Image.Image:
     """An attention distribution over the image grid [h, w] on an absolute scale: each region's weight as a multiple
     of an even share, log scale from 1x (even or less: no colour) to n x (all on that region). An even map
@@ -1041,7 +1063,7 @@ def attention_picture(image: Image.Image, encoder: ImageEncoder, weights: np.nda
     legend = Legend(f"Attention weight of each region, as a multiple of an even share (1/{n}); log scale, the same "
                     f"for every map", SEQUENTIAL, False, ("even share or less: no colour", "all on one region"),
                     ticks=_even_ticks(n) if n > 1 else ())
-    return picture(image, encoder, pos, legend, cell)
+    return picture(upload, pos, legend, cell)
 
 
 METHOD_SCALES = {  # how each attribution map is scaled to full colour, in words for its legend
@@ -1053,8 +1075,7 @@ METHOD_SCALES = {  # how each attribution map is scaled to full colour, in words
 }
 
 
-def attribution_picture(image: Image.Image, encoder: ImageEncoder, heat: np.ndarray, label: str,
-                        method: str) -> Image.Image:
+def attribution_picture(upload: Seen, heat: np.ndarray, label: str, method: str) -> Image.Image:
     """A signed attribution map [H, W] (> 0: evidence for `label`) in red (towards) and blue (against), scaled to
     full colour at its largest magnitude, or, for Integrated Gradients, whose pixels are few and extreme, at the
     99th percentile of |attribution| (Captum's visualisation clips at a percentile too)."""
@@ -1066,5 +1087,5 @@ def attribution_picture(image: Image.Image, encoder: ImageEncoder, heat: np.ndar
     pos = 0.5 + 0.5 * np.clip(h / limit, -1, 1) if limit > 0 else np.full_like(h, 0.5)
     how = METHOD_SCALES[method].format(limit=limit, sign="against" if h.max(initial=0) <= 0 < limit else "for")
     title = f"{how}." if limit > 0 else f"{how.split(':')[0]}: flat, nothing to show."
-    return picture(image, encoder, pos, Legend(title, DIVERGING, True, (f"against {label}", f"towards {label}"),
+    return picture(upload, pos, Legend(title, DIVERGING, True, (f"against {label}", f"towards {label}"),
                                                "no effect"))

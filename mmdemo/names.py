@@ -1,5 +1,5 @@
 """Names the model code and the page share, in a module without torch: the app builds and serves its page before
-torch loads (mmdemo.ui imports the model code on first use)."""
+torch loads (mmdemo.app imports the model code on first use)."""
 
 HEADS = ("fused", "text", "image")  # every network's three predictions: ModelOutput.logits, text_logits, image_logits
 

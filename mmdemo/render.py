@@ -1,6 +1,6 @@
 """HTML and text rendering of a Prediction for the app: the agreement banner, the measured modality contributions,
 the network's own signals (from the head's `signals` declarations: nothing here names a network), the compare
-table's cells, and the model card's markdown. Pure functions of their arguments: no loading, no state.
+table's cells, the Model tab, the notes on a caption as the model read it, and the model card's markdown. Pure functions of their arguments: no loading, no state.
 
 Every number comes with its direction, its true range and a plain sentence, the technical reading in an expander;
 `uninformative` says when the fused answer carries no information, and then nothing is drawn as if it did. The page
@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .checkpoint import validity_line
+from .card import MULTI_LABEL_COLUMNS
+from .checkpoint import missing_prior, validity_line
 from .names import HEADS
+from .tasks import TASKS
 
 if TYPE_CHECKING:
     from .checkpoint import Trust
@@ -42,6 +44,31 @@ def error_html(message: str) -> str:
 
 def notes_html(notes: list[str]) -> str:
     return "".join(_box(html.escape(n), "info") for n in notes)
+
+
+# ---- notes on the caption, as the model read it (mmdemo.predict.Predictor.prepare) ---------------------------
+
+
+def cut_caption_note(max_length: int, last_words: str) -> str:
+    stops = f", so it stops at “…{last_words}”" if last_words else ""
+    return f"The caption was cut to the first {max_length} tokens the model reads{stops}."
+
+
+def unknown_note(unknown: int, pieces: int) -> str:
+    """`unknown` of the caption's `pieces` word pieces were read as [UNK]."""
+    if unknown == pieces:
+        return ("The text encoder knows none of the caption's characters (emoji, or a script it was not trained "
+                "on): it reads only [UNK], so the text-only prediction and the word attributions say nothing "
+                "about this caption.")
+    return (f"{unknown} of the caption's {pieces} word pieces {'is' if unknown == 1 else 'are'} unknown to the text "
+            f"encoder (emoji, or a script it was not trained on) and read as [UNK].")
+
+
+def spelled_note(spelled: int, lettered: int) -> str:
+    """`spelled` of the caption's `lettered` pieces with a letter were read as single letters or [UNK]."""
+    return (f"Most of this caption is outside the text encoder's vocabulary (it was trained on English): it reads "
+            f"{spelled} of its {lettered} word pieces as single letters or unknown symbols, not words, so "
+            f"the text-only prediction and the word attributions say little about this caption.")
 
 
 def suggested_tags(pred: Prediction, head: str, top: int = 3) -> list[tuple[str, float]]:
@@ -406,4 +433,63 @@ def demote_headings(md: str, levels: int = 3) -> str:
         elif not fenced and line.startswith("#"):
             line = "#" * levels + line
         out.append(line)
+    return "\n".join(out)
+
+
+# ---- the answer's header and the Model tab ----------------------------------------------------------------------
+
+
+def answer_header(config: dict) -> str:
+    """The line above an answer naming the network and the task that gave it."""
+    return (f"<div class='mm-answers' style='font-size:90%;opacity:.85'>Answer of <b>"
+            f"{html.escape(config.get('model', ''))}</b> on <b>{html.escape(config.get('task', ''))}"
+            f"</b> for the image and caption above.</div>")
+
+
+def model_info_md(model: str, task: str, config: dict, metrics: dict, source: str, note: str, shown_path: str,
+                  card: str) -> str:
+    """The Model tab: where the checkpoint came from (`source`: "bundled" or "hub:<repo>", `note`: why a fallback
+    was taken, `shown_path`: the bundled directory as shown), backbones, training data, test metrics, model card."""
+    where = (f"Hugging Face Hub (`{source.removeprefix('hub:')}`)" if source.startswith("hub:")
+             else f"bundled checkpoint `{shown_path}`")
+    t = TASKS.get(config.get("task", ""))
+    lines = [
+        f"### {model} on {task}",
+        f"- **Loaded from:** {where}" + (f" — {note}" if note else ""),
+        f"- **Backbones:** text `{config.get('text_encoder')}`"
+        + (f" (last {config['finetune_text_layers']} layers fine-tuned"
+           + (f" through LoRA, rank {config['lora_rank']})" if config.get("lora_rank") else ")")
+           if config.get("finetune_text_layers") else " (frozen)")
+        + f", image `{config.get('image_encoder')}` (frozen)",
+        f"- **Training data:** {t.description if t else task}" +
+        (f" (data version `{config['data_version']}`)" if config.get("data_version") else ""),
+        f"- **Labels:** {', '.join(config.get('labels', []))}",
+    ]
+    wanted = missing_prior(config)
+    if config.get("prior_encoder"):
+        lines.append(f"- **Prior encoder:** `{config['prior_encoder']}` (its global vectors join the network's own)")
+    elif wanted:
+        lines.append(f"- **Prior encoder:** none. {prior_note(wanted)}")
+    lines += ["", "#### Test metrics", metrics_table(metrics)]
+    if card:
+        lines += ["", "---", "#### Model card", demote_headings(strip_front_matter(card))]
+    return "\n".join(lines)
+
+
+def metrics_table(metrics: dict) -> str:
+    """The checkpoint's test scores per head, a markdown table."""
+    test = metrics.get("test", {})
+    heads = [h for h in HEADS if isinstance(test.get(h), dict)]
+    if not heads and metrics.get("data", {}).get("sizes", {}).get("test") == 0:
+        return ("_No test part: this checkpoint was trained on every event but its validation events "
+                "(`--protocol all-events`); its score on unseen events is in the model card below._")
+    if not heads:
+        return "_No test metrics recorded in metrics.json._"
+    names = [k for k in ("accuracy", "weighted_f1", "macro_f1", *MULTI_LABEL_COLUMNS)
+             if any(k in test[h] for h in heads)]
+    names = names or [k for k in test[heads[0]] if isinstance(test[heads[0]][k], (int, float)) and k != "n"][:5]
+    out = ["| head | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for h in heads:
+        vals = [f"{test[h][k]:.4f}" if isinstance(test[h].get(k), (int, float)) else "–" for k in names]
+        out.append(f"| {HEAD_NAMES[h].lower()} | " + " | ".join(vals) + " |")
     return "\n".join(out)

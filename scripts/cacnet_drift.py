@@ -32,4 +32,4 @@ def main(paths: list[Path]) -> None:
 
 if __name__ == "__main__":
     args = [Path(a) for a in sys.argv[1:]]
-    main(args or [models["cacnet"] for models in bundled_checkpoints().values() if "cacnet" in models])
+    main(args or [models["cacnet"] for models in bundled_checkpoints(Path(__file__).resolve().parents[1] / "checkpoints").values() if "cacnet" in models])

@@ -53,7 +53,8 @@ def predict_p50_ms(checkpoint: Path, runs: int) -> float:
     from bench_app import EXAMPLES as INPUTS, timed
     from PIL import Image
 
-    from mmdemo.predict import ENCODED, Predictor
+    from mmdemo.pipeline import ENCODED
+    from mmdemo.predict import Predictor
 
     inputs = [(Image.open(EXAMPLES / f).convert("RGB"), caption) for f, caption in INPUTS]
     predictor = Predictor.from_checkpoint(checkpoint)

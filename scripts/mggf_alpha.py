@@ -28,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @torch.no_grad()
 def measure(model, split, image_order: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-pair quantities over the split, images taken in `image_order`."""
-    from trainer.loop import model_batch
+    from trainer.batches import model_batch
 
     captured: list[tuple[torch.Tensor, torch.Tensor]] = []
     hook = model.head.cmgl.register_forward_hook(lambda m, args, out: captured.append((args[0], args[1])))

@@ -19,7 +19,8 @@ from mmdemo.models import MultimodalClassifier
 SENTIMENT = ["positive", "neutral", "negative"]
 TASK = "mvsa-single"
 CHROMIUM = Path("/usr/bin/chromium")
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "beach.jpg"
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "beach.jpg"
 METRICS = {"dev": {"fused": {"accuracy": 0.6, "weighted_f1": 0.58}},
            "test": {h: {"accuracy": 0.61, "weighted_f1": 0.6, "macro_f1": 0.5} for h in ("fused", "text", "image")}}
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -49,11 +50,11 @@ def free_port() -> int:
 @contextlib.contextmanager
 def served(root: Path, max_batch: int = 8) -> Iterator[tuple[str, object]]:
     """(url, demo): the app over the checkpoints in `root`, on a free local port, in this process."""
-    from mmdemo.ui import build_demo
+    from mmdemo.app import build_demo
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # a small shared CPU: oversubscribed threads are several times slower
-    demo = build_demo(root, max_batch=max_batch)
+    demo = build_demo(root, REPO / "examples", max_batch=max_batch)
     demo.queue(default_concurrency_limit=1)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
     try:

@@ -22,7 +22,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from mmdemo.ui import NO_CHECKPOINT_HELP, PREDICTED, DemoApp, build_demo  # noqa: E402
+from mmdemo.app import build_demo  # noqa: E402
+from mmdemo.app.catalogue import NO_CHECKPOINT_HELP  # noqa: E402
+from mmdemo.app.handlers import PREDICTED, DemoApp  # noqa: E402
 
 from .pages import CHROMIUM, EXAMPLE, TASK, make_checkpoint  # noqa: E402
 from .pages import SENTIMENT as LABELS  # noqa: E402
@@ -121,7 +123,7 @@ def test_bad_inputs_give_clear_messages_and_the_server_keeps_serving(server, cli
 
 
 def test_concurrent_predictions_are_batched_and_each_gets_its_own_answer(server, client, monkeypatch):
-    """/predict runs in Gradio's batch mode: requests that wait together are one `predict_requests` (for any
+    """/predict runs in Gradio's batch mode: requests that wait together are one `analyse_requests` (for any
     networks), and each client gets the answer its own input gets alone (or its own error: a bad input costs the
     others nothing)."""
     import threading
@@ -133,7 +135,7 @@ def test_concurrent_predictions_are_batched_and_each_gets_its_own_answer(server,
 
     sizes: list[int] = []
     first = threading.Event()
-    real = predict.predict_requests
+    real = predict.analyse_requests
 
     def spy(requests):
         sizes.append(len(requests))
@@ -142,7 +144,7 @@ def test_concurrent_predictions_are_batched_and_each_gets_its_own_answer(server,
             time.sleep(1.0)
         return real(requests)
 
-    monkeypatch.setattr(predict, "predict_requests", spy)
+    monkeypatch.setattr(predict, "analyse_requests", spy)
     captions = [f"request {i}: " + "sunny and happy " * i for i in range(6)] + ["   ", "still fine"]
     images = [EXAMPLE] * 8
     images[5] = None  # no image
@@ -281,10 +283,10 @@ def test_model_panel_and_model_list(client):
 
 
 def test_a_checkpoint_without_a_test_part_says_why():
-    from mmdemo.ui import _metrics_table
+    from mmdemo.render import metrics_table
 
-    assert "No test part" in _metrics_table({"dev": {}, "data": {"sizes": {"train": 9, "dev": 3, "test": 0}}})
-    assert "No test metrics recorded" in _metrics_table({})
+    assert "No test part" in metrics_table({"dev": {}, "data": {"sizes": {"train": 9, "dev": 3, "test": 0}}})
+    assert "No test metrics recorded" in metrics_table({})
 
 
 def test_unknown_model_is_a_message(server, client):
@@ -354,12 +356,12 @@ def test_picking_a_network_says_it_is_loading_then_ready(tmp_path):
 
 
 def test_every_explanation_hands_its_freed_memory_back(tmp_path, monkeypatch):
-    import mmdemo.ui as ui
+    import mmdemo.app.handlers as handlers
     from mmdemo import memory
 
     assert memory._LIBC_MALLOC_TRIM is not None  # glibc here: the benchmark's before/after is real
     calls = []
-    monkeypatch.setattr(ui, "release_memory", lambda: calls.append(1))
+    monkeypatch.setattr(handlers, "release_memory", lambda: calls.append(1))
     make_checkpoint(tmp_path, "concat")
     app = DemoApp(tmp_path)
     heat, _, note = app.explain_fn(Image.open(EXAMPLE), "hello there", TASK, "concat", "grad-cam")
@@ -374,7 +376,7 @@ def test_the_page_is_built_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from mmdemo.ui import build_demo; build_demo(); "
+    code = ("import sys; from pathlib import Path; from mmdemo.app import build_demo; build_demo(Path('checkpoints')); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'captum', 'transformers')"
             " or m in ('mmdemo.predict', 'mmdemo.models', 'mmdemo.encoders')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
@@ -420,7 +422,7 @@ def test_page_in_headless_chromium(server):
 
 def test_a_multi_label_answer_lists_every_suggested_label_per_head():
     from mmdemo.predict import Prediction
-    from mmdemo.ui import verdict_html
+    from mmdemo.render import verdict_html
 
     def ranked(d):
         return dict(sorted(d.items(), key=lambda kv: -kv[1]))
@@ -434,3 +436,62 @@ def test_a_multi_label_answer_lists_every_suggested_label_per_head():
     assert "text only → #love (70%);" in banner
     assert "image only → #winter (40%), #snow (30%), #love (20%)" in banner  # none above 50%: the top 3
     assert "disagree" in banner and "mm-warn" in banner
+
+
+@pytest.mark.parametrize("model", ["concat", "hglnet"])  # without, and with text <-> image attention
+def test_a_click_predicts_once_and_its_explanation_and_attention_read_that_analysis(tmp_path, monkeypatch, model):
+    """A click of Predict and explain, through the handlers as the page wires them (`on_page`): the head's prediction
+    pass runs once and the upload is decoded once; the explanation and the attention panel read the click's
+    analysis (the page's `Answer`), so that with predicting and decoding broken after /predict they still answer."""
+    import mmdemo.inputs
+    import mmdemo.predict
+    from mmdemo.app.handlers import ALL_REGIONS, ALL_WORDS, Answer
+    from mmdemo.predict import Predictor
+
+    make_checkpoint(tmp_path, model)
+    app = DemoApp(tmp_path)
+    head = app.load(TASK, model).predictor.classifier.head
+    calls = {"prediction": 0, "head": 0, "decode": 0}
+    predict_encoded, forward, load_image = Predictor._predict_encoded, head.forward, mmdemo.inputs.load_image
+
+    def counted_prediction(*args, **kwargs):
+        calls["prediction"] += 1
+        before = calls["head"]
+        out = predict_encoded(*args, **kwargs)
+        assert calls["head"] == before + 1  # one head pass answers the input and its four coalitions
+        return out
+
+    def counted_forward(*args, **kwargs):
+        calls["head"] += 1
+        return forward(*args, **kwargs)
+
+    def counted_decode(image):
+        calls["decode"] += 1
+        return load_image(image)
+
+    monkeypatch.setattr(Predictor, "_predict_encoded", counted_prediction)
+    monkeypatch.setattr(head, "forward", counted_forward)
+    for module in (mmdemo.inputs, mmdemo.predict):
+        monkeypatch.setattr(module, "load_image", counted_decode)
+    explain, attention = app.on_page(app.explain_fn, 3), app.on_page(app.attention_fn, 5)
+    image, caption = Image.open(EXAMPLE), "what a lovely day at the beach"
+
+    *panels, answer = (column[0] for column in app.predict_batch_fn([image], [caption], [TASK], [model], ["page"]))
+    assert isinstance(answer, Answer) and panels[0] and "mm-error" not in panels[5]
+    heat, words, note = explain(image, caption, TASK, model, "grad-cam", "fused", PREDICTED, "page", answer)
+    assert "mm-error" not in note and heat is not None
+    *_, attention_note = attention(image, caption, TASK, model, ALL_WORDS, ALL_REGIONS, "page", answer)
+    assert "mm-error" not in attention_note
+    assert calls["prediction"] == 1 and calls["decode"] == 1, calls
+
+    def broken(*args, **kwargs):
+        raise AssertionError("the explanation or the attention step predicted or decoded again")
+
+    monkeypatch.setattr(Predictor, "_predict_encoded", broken)
+    for module in (mmdemo.inputs, mmdemo.predict):
+        monkeypatch.setattr(module, "load_image", broken)
+    heat, _, note = explain(image, caption, TASK, model, "occlusion", "fused", PREDICTED, "page", answer)
+    assert heat is not None and "mm-error" not in note
+    assert "mm-error" not in attention(image, caption, TASK, model, ALL_WORDS, ALL_REGIONS, "page", answer)[4]
+    # an API caller (no page) analyses its own input: here, with predicting broken, it says so
+    assert "mm-error" in explain(image, caption, TASK, model, "grad-cam", "fused", PREDICTED, "", None)[2]

@@ -15,6 +15,7 @@ from mmdemo.models import FitData, ModelOutput, TaskInfo, get_model
 from mmdemo.models.cacnet import CACNet, CrossActiveLayer, cross_active_beta, cross_active_drift, sample_errors
 from trainer.loop import RunSpec, train
 
+from .conftest import REPO_ROOT
 from .synthetic import LABELS, synthetic_features
 
 ENTRY = get_model("cacnet")
@@ -356,7 +357,7 @@ def test_configs_written_before_schedule_load_as_the_block_schedule():
     assert ENTRY.config(old).schedule == "block"
     assert ENTRY.config({**old, "schedule": "per-iteration"}).schedule == "per-iteration"
     assert ENTRY.config({"lr": 3e-4, "phase1_ratio": 0.2}).schedule == "per-iteration"
-    bundles = [m["cacnet"] for m in bundled_checkpoints().values() if "cacnet" in m]
+    bundles = [m["cacnet"] for m in bundled_checkpoints(REPO_ROOT / "checkpoints").values() if "cacnet" in m]
     assert len(bundles) == 3
     for path in bundles:
         config = read_config(path)
@@ -470,7 +471,7 @@ def _bundled_cacnets() -> list:
     from mmdemo.hub import bundled_checkpoints
 
     return [pytest.param(task, models["cacnet"], id=task)
-            for task, models in bundled_checkpoints().items() if "cacnet" in models]
+            for task, models in bundled_checkpoints(REPO_ROOT / "checkpoints").items() if "cacnet" in models]
 
 
 @pytest.mark.parametrize("task,path", _bundled_cacnets())

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from mmdemo.models import list_models  # noqa: E402
-from mmdemo.ui import DemoApp  # noqa: E402
+from mmdemo.app.handlers import DemoApp  # noqa: E402
 
 from .pages import make_checkpoint  # noqa: E402  (tiny random checkpoints, as the app tests use)
 

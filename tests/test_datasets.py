@@ -102,6 +102,29 @@ def test_load_task_data_missing_dir_is_a_clear_error(tmp_path):
     assert "'weibo'" in message and str(missing) in message and "rumor" in message
 
 
+def test_a_task_names_its_folder_and_the_trainer_finds_it_under_the_data_root(tmp_path, monkeypatch):
+    from trainer.datasets import DATA_ENV, DEFAULT_DATA_ROOT
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    assert DEFAULT_DATA_ROOT == repo.parent / "shared" / "datasets"  # the checkout's own layout, no ".." left in
+    assert task_data_dir("mvsa-single") == DEFAULT_DATA_ROOT / "mvsa-single"
+    assert task_data_dir("hashtags") == DEFAULT_DATA_ROOT / "mvsa-single"  # two tasks, one dataset
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    assert task_data_dir("mediaeval2016") == tmp_path / "mediaeval2016"
+    assert task_data_dir("mediaeval2016", tmp_path / "mine") == tmp_path / "mine"  # --data-dir: the folder itself
+    mine = READERS["mvsa"](make_mvsa_splits(tmp_path / "mvsa-single"))
+    assert load_task_data("mvsa-single").version == mine.version  # read from $MMDEMO_DATA/mvsa-single
+    with pytest.raises(FileNotFoundError, match=DATA_ENV):
+        load_task_data("weibo")
+
+
+def test_the_library_does_not_know_where_the_data_is():
+    """mmdemo names dataset folders; the repository layout (../shared, REPO_ROOT) is the trainer's business."""
+    source = (Path(__file__).resolve().parents[1] / "mmdemo" / "tasks.py").read_text()
+    assert "shared" not in source and "data_dir" not in source and "/" not in "".join(t.dataset for t in TASKS.values())
+
+
 # ---------------------------------------------------------------------------------------------
 # MVSA
 

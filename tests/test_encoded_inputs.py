@@ -1,5 +1,5 @@
 """One encoder pass per input: predict, explain, attention and the compare view over every registered network share
-the frozen encoders' outputs for an input (mmdemo.predict.ENCODED), and give exactly the answers they give when
+the frozen encoders' outputs for an input (mmdemo.pipeline.ENCODED), and give exactly the answers they give when
 every call encodes afresh."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from PIL import Image
 
 from mmdemo.checkpoint import load_checkpoint
 from mmdemo.models import list_models
-from mmdemo.predict import ENCODED, Predictor
+from mmdemo.pipeline import ENCODED
+from mmdemo.predict import Predictor
 
 from .pages import make_checkpoint
 
@@ -204,7 +205,8 @@ def test_side_by_side_work_gives_the_one_thread_answers_and_restores_the_thread_
     encoders still run once, an input that cannot be read costs only its own answer, and the process keeps its
     thread count."""
     from mmdemo.inputs import InputError
-    from mmdemo.predict import predict_requests, side_by_side
+    from mmdemo.pipeline import side_by_side
+    from mmdemo.predict import predict_requests
 
     image = Image.open(EXAMPLES / "rain.jpg")
     requests = [(p, image, "so cold and grey") for p in predictors.values()] + [(predictors["concat"], b"x", "a")]

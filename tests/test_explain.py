@@ -11,7 +11,8 @@ from torch import nn
 from mmdemo import explain as X
 from mmdemo.encoders import FeatureDims, ImageEncoder, ImageFeatures, create_image_encoder, create_text_encoder
 from mmdemo.models import ModelOutput, MultimodalClassifier, Signal
-from mmdemo.predict import Pipeline, Predictor
+from mmdemo.pipeline import Pipeline
+from mmdemo.predict import Predictor
 
 LABELS = ["positive", "neutral", "negative"]
 CAPTION = "what a lovely sunny day at the beach"
@@ -310,8 +311,8 @@ def test_an_even_attention_map_is_reported_even_and_drawn_flat(cnn):
         assert f.even and f.score == pytest.approx(0, abs=1e-6) and f.top_ratio == pytest.approx(1, abs=0.01)
         assert "attends almost evenly: no region singled out" in f.describe("All words", "row 1, col 1")
     assert X.focus(even).score == 0.0
-    flat = X.attention_picture(_plain(), enc, even)
-    assert flat.tobytes() == X.attention_picture(_plain(), enc, near).tobytes()
+    flat = X.attention_picture(X.seen(enc, _plain()), even)
+    assert flat.tobytes() == X.attention_picture(X.seen(enc, _plain()), near).tobytes()
     top = 320  # an 80 x 60 upload is shown 427 x 320, the legend below it
     dim = tuple(int(c * X.DIM) for c in (200, 120, 40))
     assert _picture_colours(flat, top) <= {(200, 120, 40), dim, (255, 255, 255)}
@@ -330,7 +331,7 @@ def test_a_one_hot_attention_map_is_maximally_focused(cnn):
     two = np.full(49, (1 - 2 / 49) / 48)  # twice an even share on one region, the rest spread evenly
     two[0] = 2 / 49
     assert X.focus(two).top_ratio == pytest.approx(2.0) and not X.focus(two).even
-    drawn = X.attention_picture(_plain(), enc, one)
+    drawn = X.attention_picture(X.seen(enc, _plain()), one)
     assert len(_picture_colours(drawn, 320)) > 3  # tinted where the region is
     assert X.focus(np.array([0.5, -0.5])) is None  # a similarity map is not a distribution
 
@@ -351,11 +352,11 @@ def test_every_picture_carries_its_colour_scale(cnn):
     def end(cmap: str, at: float) -> np.ndarray:
         return 128 * (1 - X.ALPHA) + colormaps[cmap](at)[:3] * np.array(255.0) * X.ALPHA
 
-    att = X.attention_picture(_plain(), enc, np.full((7, 7), 1 / 49))
+    att = X.attention_picture(X.seen(enc, _plain()), np.full((7, 7), 1 / 49))
     assert att.height > top + 40 and _band_has(att, top, end(X.SEQUENTIAL, 1.0))
     heat = np.linspace(-1, 1, 64 * 64).reshape(64, 64)
     for method in ("grad-cam", "occlusion", "integrated-gradients"):
-        pic = X.attribution_picture(_plain(), enc, heat, "positive", method)
+        pic = X.attribution_picture(X.seen(enc, _plain()), heat, "positive", method)
         assert pic.height > top + 40 and _band_has(pic, top, end(X.DIVERGING, 1.0))
         assert _band_has(pic, top, end(X.DIVERGING, 0.0))  # against
     band = X.legend_band(400, X.Legend("t", X.SEQUENTIAL, False, ("a", "b")))
@@ -370,11 +371,11 @@ def test_integrated_gradients_are_scaled_at_a_percentile():
     enc = create_image_encoder("tiny-resnet")
     heat = np.full((64, 64), 0.01)
     heat[0, 0] = 100.0
-    pic = np.asarray(X.attribution_picture(_plain((255, 255, 255)), enc, heat, "positive", "integrated-gradients"))
+    pic = np.asarray(X.attribution_picture(X.seen(enc, _plain((255, 255, 255))), heat, "positive", "integrated-gradients"))
 
     full = 255 * (1 - X.ALPHA) + colormaps[X.DIVERGING](1.0)[:3] * np.array(255.0) * X.ALPHA
     assert (np.abs(pic[:320].astype(float) - full).max(-1) <= 2).mean() > 0.3  # the whole square at full colour
-    pic = np.asarray(X.attribution_picture(_plain((255, 255, 255)), enc, heat, "positive", "grad-cam"))
+    pic = np.asarray(X.attribution_picture(X.seen(enc, _plain((255, 255, 255))), heat, "positive", "grad-cam"))
     assert (np.abs(pic[:320].astype(float) - full).max(-1) <= 2).mean() < 0.01
 
 

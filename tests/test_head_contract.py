@@ -16,11 +16,11 @@ from torch import nn
 
 from mmdemo import models
 from mmdemo.checkpoint import load_checkpoint, read_config
-from mmdemo.hub import make_model_card
+from mmdemo.card import make_model_card
 from mmdemo.models import (MLP, FeatureNeeds, FitData, FusionHead, HeadConfig, ModelEntry, ModelOutput, Objective,
                            Signal, TaskInfo, masked_mean)
 from mmdemo.predict import Predictor
-from mmdemo.ui import DemoApp
+from mmdemo.app.handlers import DemoApp
 
 from .synthetic import LABELS, synthetic_data, train_on_synthetic
 

@@ -10,6 +10,7 @@ import torch
 from huggingface_hub import ModelCard
 
 from mmdemo import hub
+from mmdemo.card import make_model_card
 from mmdemo.checkpoint import save_checkpoint
 from mmdemo.models import MultimodalClassifier
 from tests.test_contract import LABELS, features, make_classifier
@@ -25,7 +26,7 @@ def ckpt(tiny_encoders, tmp_path) -> Path:
     model = make_classifier(te, ie, "concat")
     out = tmp_path / "checkpoints" / "mvsa-single" / "concat"
     save_checkpoint(model, out, metrics=METRICS)
-    hub.make_model_card(model.hub_config(), METRICS, "python -m trainer train --task mvsa-single --model concat").save(
+    make_model_card(model.hub_config(), METRICS, "python -m trainer train --task mvsa-single --model concat").save(
         out / "README.md")
     return out
 
@@ -86,19 +87,19 @@ def test_model_card_parses_back_with_eval_results(ckpt):
 
 def test_model_card_says_what_was_fine_tuned_and_which_heads_are_probes(ckpt):
     config = json.loads((ckpt / "config.json").read_text())
-    frozen = hub.make_model_card(config, METRICS).text
+    frozen = make_model_card(config, METRICS).text
     assert "both frozen; only the fusion head's weights" in frozen and "fine-tuned" not in frozen
     assert "trained jointly with weight `aux_weight=" in frozen
-    tuned = hub.make_model_card({**config, "finetune_text_layers": 3,
+    tuned = make_model_card({**config, "finetune_text_layers": 3,
                                  "head": {**config["head"], "aux_detach": True}}, METRICS).text
     assert "last 3 layers fine-tuned" in tuned and "both frozen" not in tuned
     assert "probes" in tuned and "trained jointly" not in tuned
-    lora = hub.make_model_card({**config, "finetune_text_layers": 2, "lora_rank": 8}, METRICS).text
+    lora = make_model_card({**config, "finetune_text_layers": 2, "lora_rank": 8}, METRICS).text
     assert "through LoRA adapters of rank 8" in lora and "the 2 tuned layers" not in lora
     assert "**Weights:**" not in frozen  # a run's own checkpoint; a bundled one says how it is stored
     small = {"dtype": "float16", "bytes": {"run": 2**21, "bundled": 2**20}, "dev": {"accuracy": 0.7}}
-    bundled = hub.make_model_card(config, {**METRICS, "bundle": small}).text
-    shipped = hub.make_model_card({**config, "finetune_text_layers": 2, "lora_rank": 64},  # trainer bundle --lora-rank
+    bundled = make_model_card(config, {**METRICS, "bundle": small}).text
+    shipped = make_model_card({**config, "finetune_text_layers": 2, "lora_rank": 64},  # trainer bundle --lora-rank
                                   {**METRICS, "bundle": {**small, "lora_rank": 64}}).text
     assert "fine-tuned whole, stored as LoRA adapters of rank 64" in shipped and "through LoRA" not in shipped
     assert "stored in float16 (1.0 MiB, from 2.0)" in bundled and "accuracy 0.7000" in bundled
@@ -132,7 +133,7 @@ def test_resolve_uses_the_hub_snapshot_when_reachable(ckpt, monkeypatch):
     assert where.source == "hub:someone/mmdemo-concat"
     assert not any(p.endswith((".bin", ".pt", ".pth")) for p in asked["patterns"])  # never fetch pickles
     # a Hub-only model (nothing bundled) still gets its label list in the app
-    from mmdemo.ui import PREDICTED, DemoApp
+    from mmdemo.app.handlers import PREDICTED, DemoApp
 
     app = DemoApp(ckpt.parents[1] / "elsewhere")
     assert app.labels_of("mvsa-single", "concat") == LABELS
@@ -143,14 +144,14 @@ def test_model_card_shows_multi_label_metrics(ckpt):
     config = {**json.loads((ckpt / "config.json").read_text()), "multi_label": True, "labels": ["#a", "#b"]}
     metrics = {"test": {"fused": {"precision@1": 0.41, "precision@3": 0.2, "recall@5": 0.5, "accuracy@1": 0.41,
                                   "accuracy@3": 0.63, "accuracy@5": 0.7, "micro_f1": 0.3}}}
-    table = hub.make_model_card(config, metrics).text.split("## Evaluation")[1].split("## Training")[0]
+    table = make_model_card(config, metrics).text.split("## Evaluation")[1].split("## Training")[0]
     assert "| P@1 | P@3 | R@5 | A@1 | A@3 | A@5 |" in table  # the hashtag papers' metrics
     assert "| test | fused | 0.4100 | 0.2000 | 0.5000 | 0.4100 | 0.6300 | 0.7000 |" in table
     assert "–" not in table
 
 
 def test_bundled_checkpoints_are_what_push_uploads():
-    bundled = hub.bundled_checkpoints()
+    bundled = hub.bundled_checkpoints(Path(__file__).resolve().parents[1] / "checkpoints")
     assert {"mvsa-single", "mediaeval2016"} <= set(bundled)
     for task, models in bundled.items():
         for model, path in models.items():
@@ -178,7 +179,7 @@ def test_model_card_names_its_splits_says_what_chose_it_and_how_far_to_trust_it(
              "splits": {"dev": "validation events (boston, nepal)"}}
     calibration = {"temperature": 1.61, "fitted_on": "the recipe's pooled predictions", "whose": "recipe",
                    "ece_before": 0.2, "ece_after": 0.1}
-    card = hub.make_model_card({**config, "trust": trust, "calibration": calibration}, metrics)
+    card = make_model_card({**config, "trust": trust, "calibration": calibration}, metrics)
     text = card.text
     assert "**Selection:** chosen on the validation events boston, nepal (1,892 posts)" in text
     assert "| validation events (boston, nepal) | fused |" in text and "| dev |" not in text
@@ -188,7 +189,7 @@ def test_model_card_names_its_splits_says_what_chose_it_and_how_far_to_trust_it(
     assert "always answering fake scores 0.4141" in text
     assert "temperature 1.61 divides the fused logits" in text and "0.2000 before, 0.1000 after" in text
     # the same trust with a flattening temperature: never called calibrated in the trust line
-    flat = hub.make_model_card({**config, "trust": {**trust, "informative": False},
+    flat = make_model_card({**config, "trust": {**trust, "informative": False},
                                 "calibration": {**calibration, "temperature": 1.7e6}}, metrics).text
     line = next(x for x in flat.splitlines() if x.startswith("- **How far to trust it:**"))
     assert "does not change with the input" in line and "calibrated" not in line
@@ -202,6 +203,6 @@ def test_model_card_gives_each_signal_its_measured_validity_line(ckpt):
             "low": 0.5, "high": 1.0, "flat": True, "spearman_text_share": 0.02, "shuffled_mean": 0.676}
     config = json.loads((ckpt / "config.json").read_text())
     config["trust"] = {"informative": True, "signals": {"discrepancy": flat}}
-    card = hub.make_model_card(config, METRICS).text
+    card = make_model_card(config, METRICS).text
     assert "What its own signals carry, measured" in card
     assert f"`discrepancy`: {validity_line(flat)}" in card and "does not change with the input" in card

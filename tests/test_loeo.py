@@ -257,7 +257,7 @@ def test_bundle_measures_how_far_to_trust_the_checkpoint(tmp_path, monkeypatch):
 
     from mmdemo.checkpoint import read_config, read_trust
     from mmdemo.predict import Predictor
-    from trainer.report import bundle
+    from trainer.bundle import bundle
     import trainer.trust as trust_module
     from trainer.trust import measure, write_trust
 
@@ -434,3 +434,19 @@ def test_target_pairs_seeds_against_text_only_and_names_events_at_a_coin(tmp_pat
     (tmp_path / "c" / "loeo.json").write_text(json.dumps(c))
     with pytest.raises(ValueError, match="none paired"):
         render("{{target text C=c}}", base=tmp_path)
+
+
+def test_a_folds_recipe_digest_stays_what_it_was(tiny_encoders):
+    """A kept fold resumes only while its recipe digest is unchanged, so the digest of a fixed spec is pinned (the
+    values the digest gave before RunSpec declared its options with metadata); an option added later counts only
+    when on."""
+    from mmdemo.encoders import FeatureDims
+    from trainer.loeo import _recipe
+    from trainer.loop import RunSpec
+
+    base = dict(task="mediaeval2016", model="mggf", labels=["fake", "real"], multi_label=False,
+                text_encoder="minilm-l6", image_encoder="efficientnet-lite0", dims=FeatureDims.of(*tiny_encoders))
+    assert _recipe(RunSpec(**base)) == _recipe(RunSpec(**base, balance_classes=False)) == "7088d51309b29920"
+    assert _recipe(RunSpec(**base, seed=2, finetune_text_layers=2, encoder_lr=1e-4,
+                           overrides={"hidden": 128})) == "493777bc972772f7"
+    assert _recipe(RunSpec(**base, balance_classes=True, image_cap=1)) == "d94164e4396e0a71"

@@ -16,11 +16,12 @@ from PIL import Image
 from mmdemo.checkpoint import CheckpointError
 from mmdemo.hub import bundled_checkpoints
 from mmdemo.tasks import TASKS
-from mmdemo.ui import EXAMPLES_DIR, DemoApp, OnScreen, example_rows, selection_of
+from mmdemo.app.handlers import DemoApp, OnScreen, selection_of
 
 from .pages import EXAMPLE, TASK, make_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
+EXAMPLES_DIR = REPO / "examples"
 
 # 12 threads ask the registry for a network at once, in a fresh process: before the registry was filled under a
 # lock, most of them saw it half-filled ("unknown model 'hglnet'; registered: concat, image-only, prior, text-only").
@@ -78,7 +79,7 @@ def test_a_prediction_whose_page_changed_selection_changes_nothing(tmp_path):
     out = app.predict_batch_fn([image] * 2, ["a caption"] * 2, [TASK] * 2, ["concat"] * 2, ["old", "new"])
     stale, fresh = [tuple(column[i] for column in out) for i in (0, 1)]
     assert all(v == gr.skip() for v in stale)
-    assert fresh[0] and fresh[-1] == selection_of(image, "a caption", TASK, "concat")  # the answer, and what it answers
+    assert fresh[0] and fresh[-1].selection == selection_of(image, "a caption", TASK, "concat")  # the answer, and what it answers
     assert "Answer of <b>concat</b> on <b>mvsa-single</b>" in fresh[3]
 
 
@@ -91,6 +92,7 @@ def test_a_checkpoint_message_does_not_show_the_servers_paths(tmp_path):
 
 def test_every_task_with_networks_has_its_own_examples():
     rows = json.loads((EXAMPLES_DIR / "examples.json").read_text())
+    example_rows = DemoApp(REPO / "checkpoints", EXAMPLES_DIR).example_rows
     assert {r["task"] for r in rows} <= set(TASKS)
     for task in bundled_checkpoints(REPO / "checkpoints"):
         examples = example_rows(task)

@@ -102,16 +102,16 @@ def test_a_switch_during_a_prediction_does_not_let_it_land(page, monkeypatch, se
     from playwright.sync_api import expect
 
     from mmdemo import predict as predict_module
-    from mmdemo.ui import OnScreen
+    from mmdemo.app.handlers import OnScreen
 
-    started, real = threading.Event(), predict_module.predict_requests
+    started, real = threading.Event(), predict_module.analyse_requests
 
     def slow(requests):
         started.set()
         time.sleep(3.0)
         return real(requests)
 
-    monkeypatch.setattr(predict_module, "predict_requests", slow)
+    monkeypatch.setattr(predict_module, "analyse_requests", slow)
     if not server_sees_the_change:
         monkeypatch.setattr(OnScreen, "shows", lambda self, session, selection, parts=4: True)
     predict(page)

@@ -9,8 +9,11 @@ dataset probe, one Captum explanation and the app's signal rendering.
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +24,78 @@ from safetensors.torch import load_file
 
 from mmdemo import explain as X
 from mmdemo.checkpoint import compact_checkpoint, load_checkpoint, save_checkpoint
-from mmdemo.models import ModelOutput, MultimodalClassifier, get_model, list_models
+from mmdemo.models import NETWORKS, ModelOutput, MultimodalClassifier, get_model, list_models
 from mmdemo.predict import Predictor
-from mmdemo.ui import main_signal, signals_html
+from mmdemo.render import main_signal, signals_html
 from trainer.loop import RunSpec, evaluate, train
 from trainer.probe import modality_report, reference_of
 
 from .synthetic import LABELS, synthetic_features
 
 ROWS = [(m, v) for m in list_models() for v in ("", *get_model(m).variants)]
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_network_file_is_listed_in_the_registry():
+    """A file of mmdemo/models that declares ENTRIES is a network: NETWORKS must list it, or nothing here tests it."""
+    declaring = {path.stem for path in (REPO_ROOT / "mmdemo" / "models").glob("*.py")
+                 if any(isinstance(node, (ast.Assign, ast.AnnAssign)) and "ENTRIES" in ast.unparse(node).split("=")[0]
+                        for node in ast.parse(path.read_text()).body)}
+    listed = {module.__name__.rpartition(".")[2] for module in NETWORKS}
+    assert declaring == listed, f"declare ENTRIES but are not in mmdemo.models.NETWORKS: {sorted(declaring - listed)}"
+    assert list_models() == [entry.name for module in NETWORKS for entry in module.ENTRIES]
+
+
+def test_register_model_adds_an_entry_that_no_network_file_declares(monkeypatch):
+    from mmdemo import models
+
+    monkeypatch.setattr(models, "MODELS", dict(models.MODELS))  # undone after the test
+    concat = get_model("concat")
+    entry = models.register_model(models.ModelEntry("test-head", concat.head, "a test-only head",
+                                                    defaults={"fusion": "text"}))
+    assert get_model("test-head") is entry and list_models()[-1] == "test-head"
+    with pytest.raises(ValueError, match="twice"):
+        models.register_model(concat)
+
+
+# Threads that each make the process's first use of the registry at once, through its public functions only (so the
+# same check runs against any implementation of it): what did each see, and what is there once they are done?
+FIRST_USE = """
+import json, threading
+THREADS = 8
+barrier, seen = threading.Barrier(THREADS), []
+
+def first_use():
+    barrier.wait()
+    from mmdemo.models import list_models
+    seen.append(list_models())
+
+threads = [threading.Thread(target=first_use) for _ in range(THREADS)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+from mmdemo.models import list_models
+print(json.dumps({"seen": seen, "full": list_models()}))
+"""
+
+
+def first_use_views(root: Path = REPO_ROOT) -> tuple[list[list[str]], list[str]]:
+    """(the registry each thread saw on first use, the registry after all of them) in a fresh interpreter."""
+    done = subprocess.run([sys.executable, "-c", FIRST_USE], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["seen"], result["full"]
+
+
+def test_concurrent_first_use_sees_the_full_registry():
+    """A registry filled lazily and marked ready before it is full hands early threads part of it (the cold-start
+    race of issue 48): every thread must see every entry."""
+    seen, full = first_use_views()
+    assert full == list_models()
+    assert len(seen) == 8 and all(view == full for view in seen), [len(view) for view in seen]
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +242,7 @@ def _bundle_origin(task: str, model: str, metrics: dict):
     read off the bundle's recorded command (`--out`); a run retrained outside the repository falls back to results/main/."""
     import shlex
 
-    from mmdemo.hub import REPO_ROOT
+    from trainer.run import REPO_ROOT
     from trainer.run import run_name
 
     args = shlex.split(metrics.get("command", ""))
@@ -204,11 +270,11 @@ def test_every_bundled_checkpoint_is_its_networks_best_preset_its_sweeps_choice_
     the runs it came from (ties to the lowest seed, as `trainer bundle` takes them)."""
     from mmdemo.checkpoint import read_config, read_metrics
     from mmdemo.hub import bundled_checkpoints
-    from trainer.run import dev_scores
+    from trainer.run import REPO_ROOT, dev_scores
     from trainer.sweep import choose
 
     failures = {}
-    for task, models in bundled_checkpoints().items():
+    for task, models in bundled_checkpoints(REPO_ROOT / "checkpoints").items():
         for model, path in models.items():
             config, metrics = read_config(path), read_metrics(path)
             trained_rank = 0 if metrics.get("bundle", {}).get("lora_rank") else config["lora_rank"]

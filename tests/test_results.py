@@ -1,16 +1,40 @@
-"""docs/RESULTS.md is generated from the committed runs: it must be exactly what `python -m trainer report
---markdown` writes today, so no number in it can drift from its run."""
+"""docs/RESULTS.md and the pages under docs/results/ are generated from the committed runs: each must be exactly
+what `python -m trainer report --markdown` writes today, so no number in it (nor behind its figures) can drift from
+its run."""
 
 import json
+import re
 
 import pytest
 
-from trainer.results import OUTPUT, TEMPLATE, render
+from trainer.results import pages, render
 
 
-def test_results_md_is_what_the_runs_say():
-    assert OUTPUT.read_text() == render(TEMPLATE.read_text()), (
-        "docs/RESULTS.md is stale: run `python -m trainer report --markdown` and commit it")
+@pytest.mark.parametrize("template,page", pages(), ids=lambda p: p.name)
+def test_every_results_page_is_what_the_runs_say(template, page):
+    assert page.read_text() == render(template.read_text(), page_dir=page.parent), (
+        f"{page.name} is stale: run `python -m trainer report --markdown` and commit it")
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page.read_text()):  # every picture it shows is there
+        assert (page.parent / link).is_file(), f"{page.name} shows {link}, which is missing"
+
+
+def test_the_index_links_every_page():
+    index, *topics = pages()
+    text = index[1].read_text()
+    for _, page in topics:
+        assert f"(results/{page.name})" in text, f"docs/RESULTS.md does not link {page.name}"
+
+
+def test_a_figure_is_drawn_from_the_numbers_its_table_shows(tmp_path):
+    for seed, (dev, test) in enumerate([(0.70, 0.60), (0.74, 0.62)]):
+        _run(tmp_path / "runs", "concat", seed, dev, test)
+    _run(tmp_path / "runs", "logreg", 0, 0.65, 0.55)
+    page = tmp_path / "docs"
+    out = render("{{figure f scores runs mvsa-single logreg concat test accuracy}}", base=tmp_path, page_dir=page,
+                 figures_dir=page / "figures", draw=True)
+    assert out.count("![") == 1 and "(figures/f.png)" in out
+    assert "| logreg (floor) | 55.00 | 55.00 |" in out and "| concat | 61.00 ± 1.41 | 60.00, 62.00 |" in out
+    assert (page / "figures" / "f.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def _run(root, model, seed, dev, test, text_test=0.5):
@@ -49,7 +73,7 @@ def test_every_bundled_checkpoint_is_in_the_modality_report():
     from trainer.results import REPO_ROOT
 
     probed = json.loads((REPO_ROOT / "results/probe" / "bundled.json").read_text())
-    for task, models in bundled_checkpoints().items():
+    for task, models in bundled_checkpoints(REPO_ROOT / "checkpoints").items():
         for model, path in models.items():
             if trained_on_every_event(read_metrics(path)):
                 assert f"{task}/{model}" not in probed, f"{task}/{model} was probed on its own training events"

@@ -13,7 +13,8 @@ from mmdemo.models import FeatureNeeds, get_model
 from trainer.features import cached_features, load_split
 from trainer.loop import RunSpec, evaluate, predict_split, train
 from trainer.metrics import compute_metrics
-from trainer.report import bundle, table
+from trainer.bundle import bundle
+from trainer.report import table
 from trainer.run import write_run
 
 from .synthetic import LABELS, synthetic_data
@@ -209,7 +210,7 @@ def test_unfreezing_the_last_text_layer_trains_it_and_only_it(synthetic, tmp_pat
 
 def test_an_interrupted_cache_write_never_reads_as_complete(synthetic, tmp_path, monkeypatch, tiny_encoders):
     """A full disk (or a kill) while a split's features are written leaves no file the next run takes as cached."""
-    import trainer.features as features
+    import safetensors.torch
 
     data, feats, _, _ = synthetic
     te, ie = tiny_encoders
@@ -218,7 +219,7 @@ def test_an_interrupted_cache_write_never_reads_as_complete(synthetic, tmp_path,
         Path(path).write_bytes(b"\0" * 100)  # a partial file...
         raise OSError(28, "No space left on device")  # ...then the disk is full
 
-    monkeypatch.setattr(features, "save_file", disk_full)
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)  # what mmdemo.atomic.save_tensors writes with
     with pytest.raises(OSError, match="No space"):
         cached_features(data, te, ie, max_length=16, cache_dir=tmp_path, splits=("dev",), batch_size=16)
     assert not list(tmp_path.rglob("dev.safetensors"))
@@ -446,3 +447,49 @@ def test_paired_bootstrap_interval_on_fixed_numbers():
     assert tie["difference"] == 0 and tie["low"] < 0 < tie["high"] and tie["a"] == tie["b"] == 0.5
     with pytest.raises(ValueError, match="no seed"):
         paired_bootstrap({0: t(1)}, {1: t(1)})
+
+
+def test_training_options_are_declared_once_on_the_run_spec(monkeypatch):
+    """RunSpec declares each training option once: train's flags, the keys a sweep grid or preset may set beside
+    head fields, and train_task's keywords are read off it, so a new option field is a flag without touching the
+    parser; the older name of the tuned text layers still parses (recorded commands, presets, sweep grids)."""
+    import argparse
+    import dataclasses
+
+    import trainer.spec as spec
+    from trainer.__main__ import build_parser
+    from trainer.sweep import TRAIN_OPTIONS, point_args
+
+    def train_parser() -> argparse.ArgumentParser:
+        sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+        return sub.choices["train"]
+
+    names = {f.name for f in spec.OPTIONS}
+    assert {"finetune_text_layers", "encoder_lr", "lora_rank", "text_encoder", "image_encoder", "image_cap",
+            "balance_groups", "balance_classes", "event_adversarial", "image_dropout"} == names
+    assert set(TRAIN_OPTIONS) == names | {"unfreeze_text_layers"}  # the sweep's train-option keys
+    assert names <= {a.dest for a in train_parser()._actions}
+    args = ["train", "--task", "mvsa-single", "--model", "concat"]
+    unset = build_parser().parse_args(args)
+    assert all(getattr(unset, n) is None for n in names)  # unset: the preset's value, else RunSpec's default
+    for old in (["--unfreeze-text-layers", "2"], ["--finetune-text-layers", "2"]):
+        assert build_parser().parse_args(args + old).finetune_text_layers == 2
+    assert point_args({"unfreeze_text_layers": 2, "balance_groups": True}) == ["--unfreeze-text-layers", "2",
+                                                                                "--balance-groups"]
+    assert build_parser().parse_args(args + point_args({"finetune_text_layers": 1})).finetune_text_layers == 1
+    defaults = spec.train_options(unfreeze_text_layers=3)
+    assert defaults["finetune_text_layers"] == 3 and defaults["encoder_lr"] == spec.RunSpec.__dataclass_fields__[
+        "encoder_lr"].default
+    with pytest.raises(TypeError, match="unknown training options"):
+        spec.train_options(finetune_layers=1)
+    assert spec.UNSEEN_EVENT_OPTIONS == {"image_cap": 0, "balance_groups": False, "balance_classes": False,
+                                         "event_adversarial": 0.0, "image_dropout": 0.0}
+    assert spec.LATER_FIELDS == ("balance_classes",)  # LOEO digests of kept folds depend on it
+
+    @dataclasses.dataclass
+    class Wider(spec.RunSpec):
+        label_smoothing: float = spec.option(0.0, "smooth the training labels by this much", metavar="EPS")
+
+    monkeypatch.setattr(spec, "OPTIONS", [f for f in dataclasses.fields(Wider) if f.metadata.get("option")])
+    wider = build_parser().parse_args(args + ["--label-smoothing", "0.1"])
+    assert wider.label_smoothing == 0.1 and "smooth the training labels" in train_parser().format_help()

@@ -23,9 +23,10 @@ from typing import Callable
 
 import torch
 from filelock import FileLock
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from mmdemo.atomic import save_tensors
 from mmdemo.encoders import Captions, ImageEncoder, ImageFeatures, TextEncoder, TextFeatures, prior_encoders
 from mmdemo.inputs import InputError, load_image
 from mmdemo.models import FeatureNeeds, get_model, list_models
@@ -281,13 +282,6 @@ TENSORS = ("labels", "text_tokens", "text_offsets", "text_pooled", "text_ids", "
            "image_index", "image_patches", "image_pooled")
 
 
-def _save_atomic(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    tmp.rename(path)  # the cache entry exists only once it is complete
-
-
 def save_split(split: CachedSplit, path: Path) -> None:
     tensors = {k: getattr(split, k) for k in TENSORS}
     if split.image_logits is not None:
@@ -295,7 +289,7 @@ def save_split(split: CachedSplit, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.with_suffix(".json").write_text(json.dumps({"ids": split.ids, "skipped": split.skipped,
                                                      "image_files": split.image_files}))
-    _save_atomic(tensors, path)
+    save_tensors(tensors, path)  # the cache entry exists only once it is complete
 
 
 def load_split(path: Path) -> CachedSplit:
@@ -362,7 +356,7 @@ def cached_features(data: DatasetSplits, text_encoder: TextEncoder, image_encode
             print(out[name].describe(f"{data.name}/{name}"), flush=True)
         if prior:
             prior_path = root / f"{name}.prior-{prior}.safetensors"
-            _build_once(prior_path, lambda: _save_atomic(encode_prior(
+            _build_once(prior_path, lambda: save_tensors(encode_prior(
                 out[name], {s.id: s.text for s in data.splits()[name]}, prior, max_length, batch_size,
                 desc=f"{data.name}/{name}"), prior_path))
             vectors = load_file(str(prior_path))

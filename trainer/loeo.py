@@ -33,10 +33,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from mmdemo.atomic import save_tensors
+
 from .datasets import DatasetSplits, load_task_data
 from .features import CachedSplit, concat_splits
-from .loop import UNSEEN_EVENT_OPTIONS, RunSpec, predict_split, save_atomically, train
+from .loop import predict_split, train
 from .metrics import compute_metrics
+from .spec import LATER_FIELDS, UNSEEN_EVENT_OPTIONS, RunSpec
 
 
 def fold_events(data: DatasetSplits) -> list[str]:
@@ -121,13 +124,10 @@ def _summary(values: list[float]) -> dict:
             "values": values}
 
 
-# RunSpec fields added after folds were first kept: left out of the digest while off, so those folds still resume.
-_LATER_FIELDS = ("balance_classes",)
-
-
 def _recipe(spec: RunSpec) -> str:
-    """A digest of everything a fold's training depends on (the seed and the fold's data version included)."""
-    fields = {k: v for k, v in dataclasses.asdict(spec).items() if k not in _LATER_FIELDS or v}
+    """A digest of everything a fold's training depends on (the seed and the fold's data version included); an
+    option added after folds were first kept (`LATER_FIELDS`) counts only when on, so those folds still resume."""
+    fields = {k: v for k, v in dataclasses.asdict(spec).items() if k not in LATER_FIELDS or v}
     return hashlib.blake2b(json.dumps(fields, sort_keys=True, default=str).encode(), digest_size=8).hexdigest()
 
 
@@ -159,7 +159,7 @@ def _train_fold(spec: RunSpec, feats: dict[str, CachedSplit], data: DatasetSplit
              "dev_events": sorted({s.group for s in data.dev}),
              "sizes": {k: len(v) for k, v in feats.items()}, "best_epoch": record["best_epoch"],
              "dev_score": max(h[f"dev_{spec.select_metric}"] for h in record["history"])}
-    save_atomically(out, done, {"recipe": recipe, "entry": json.dumps(entry)})
+    save_tensors(out, done, {"recipe": recipe, "entry": json.dumps(entry)})
     state.unlink(missing_ok=True)
     return out, entry
 
@@ -233,7 +233,7 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
     sizes = torch.tensor([folds[e][seeds[0]]["sizes"]["test"] for e in events])
     held_out["event"] = torch.arange(len(events)).repeat_interleave(sizes).to(torch.int16)  # index into "events"
     held_out["labels"] = held_out["labels"].to(torch.int16 if held_out["labels"].dim() == 1 else torch.uint8)
-    save_atomically(held_out, out / PREDICTIONS_FILE, {"events": json.dumps(events), "seeds": json.dumps(seeds)})
+    save_tensors(held_out, out / PREDICTIONS_FILE, {"events": json.dumps(events), "seeds": json.dumps(seeds)})
     (out / "loeo.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     shutil.rmtree(folds_dir, ignore_errors=True)  # the run is finished: its resumable state goes
     return report

@@ -4,90 +4,28 @@
 from __future__ import annotations
 
 import json
-import os
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
-from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from mmdemo.encoders import FeatureDims, ImageFeatures
+from mmdemo.atomic import save_tensors
+from mmdemo.encoders import ImageFeatures
 from mmdemo.models import FitData, MultimodalClassifier
 from mmdemo.predict import HEADS
 
 from .adversarial import EventDiscriminator
+from .batches import loader, model_batch, require_captions
 from .features import CachedSplit
 from .metrics import compute_metrics
-
-
-@dataclass
-class RunSpec:
-    """Everything that defines one training run (seed included)."""
-
-    task: str
-    model: str
-    labels: list[str]
-    multi_label: bool
-    text_encoder: str
-    image_encoder: str
-    dims: FeatureDims
-    seed: int = 0
-    variant: str = ""
-    overrides: dict = field(default_factory=dict)
-    max_length: int = 64
-    data_version: str = ""
-    select_metric: str = "accuracy"
-    finetune_text_layers: int = 0  # > 0: the last n text layers train too (from cached states where possible)
-    encoder_lr: float = 2e-5
-    lora_rank: int = 0  # > 0: the tuned text layers train through LoRA adapters of this rank, not whole
-    ordinal: bool | None = None  # None: the task registry's answer
-    prior_encoder: str = ""  # the prior encoder the model is built with ("" = none; dims.prior_dim says its width)
-    # How training samples are drawn (default: every post once per epoch, shuffled). image_cap k > 0: an image
-    # shared by n posts counts min(n, k) times per epoch however large n is; balance_groups: every group (a
-    # MediaEval event) weighs the same in total, so one large event does not dominate. Both need `groups` / images
-    # on the training split and draw with replacement (`sample_weights`). balance_classes: every class weighs the
-    # same in total (after the two above), so the head learns no class prior: a new event's share of fakes is
-    # unknown (MediaEval's range from 8% to 100%), and the training events' share would be a guess about it.
-    image_cap: int = 0
-    balance_groups: bool = False
-    balance_classes: bool = False
-    # > 0: event-adversarial training with this lambda (trainer/adversarial.py): a discriminator of the training
-    # split's groups (events) on the head's fused representation, through a gradient-reversal layer.
-    event_adversarial: float = 0.0
-    # > 0: modality dropout (Neverova et al., ModDrop, 2015): each training post's image is replaced, with this
-    # probability, by the blank image the app's contributions stand in for a missing one, so the network learns to
-    # answer from the caption when the image says nothing it knows.
-    image_dropout: float = 0.0
-
-    def unseen_event_options(self) -> dict:
-        """The fields above made for events never seen in training (sampling, adversary, image dropout)."""
-        return {k: getattr(self, k) for k in UNSEEN_EVENT_OPTIONS}
-
-
-# Those fields with their defaults: a run records them (metrics' "training_for_unseen_events"), a LOEO report its
-# options, and `trainer bundle --calibration` checks one against the other.
-UNSEEN_EVENT_OPTIONS = {f.name: f.default for f in fields(RunSpec)
-                        if f.name in ("image_cap", "balance_groups", "balance_classes", "event_adversarial",
-                                      "image_dropout")}
-
-
-def require_captions(model: MultimodalClassifier, split: CachedSplit) -> None:
-    """A model that fine-tunes a text encoder which cannot start from hidden states must read the raw captions."""
-    if model.finetune_text_layers and not model.tunes_frozen_features and split.texts is None:
-        raise ValueError(f"this model fine-tuned {model.text_encoder_name}, which cannot start from cached hidden "
-                         "states, so it reads raw captions: load the features with "
-                         "trainer.run.load_features(..., finetune_text_layers=n)")
-
-
-def model_batch(model: MultimodalClassifier, split: CachedSplit, idx: torch.Tensor):
-    """The samples idx as the model reads them (its declared needs; captions when they are attached)."""
-    return split.batch(idx, model.needs)
+from .probe import reference_of
+from .spec import RunSpec
 
 
 def sample_weights(split: CachedSplit, image_cap: int = 0, balance_groups: bool = False,
@@ -116,25 +54,10 @@ def sample_weights(split: CachedSplit, image_cap: int = 0, balance_groups: bool 
     return weights / weights.sum()
 
 
-def _loader(split: CachedSplit, batch_size: int, model: MultimodalClassifier, shuffle: bool, seed: int = 0,
-            weights: torch.Tensor | None = None, with_index: bool = False) -> DataLoader:
-    """Batches (text, image, labels), and the batch's sample indices last when `with_index`."""
-    require_captions(model, split)
-    gen = torch.Generator().manual_seed(seed)
-    sampler = None if weights is None else WeightedRandomSampler(weights, len(split), replacement=True, generator=gen)
-
-    def collate(idx: list[int]):
-        idx = torch.tensor(idx)
-        return (*model_batch(model, split, idx), idx) if with_index else model_batch(model, split, idx)
-
-    return DataLoader(range(len(split)), batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                      generator=gen, collate_fn=collate)
-
-
 def fit_data(model: MultimodalClassifier, split: CachedSplit) -> FitData:
     """The training split as `FusionHead.fit` reads it."""
     def batches(batch_size: int):
-        return iter(_loader(split, batch_size, model, shuffle=False))
+        return iter(loader(split, batch_size, model, shuffle=False))
 
     return FitData([split.token_ids(i) for i in range(len(split))], split.labels, batches)
 
@@ -146,7 +69,7 @@ def predict_split(model: MultimodalClassifier, split: CachedSplit, batch_size: i
     model.eval()
     outs: dict[str, list] = {h: [] for h in HEADS}
     loss_sum = 0.0
-    for text, image, y in _loader(split, batch_size, model, shuffle=False):
+    for text, image, y in loader(split, batch_size, model, shuffle=False):
         out = model(text.to(device), image.to(device))
         y = y.to(device)
         loss_sum += model.head.objective(out, y).total.item() * len(y)
@@ -214,17 +137,7 @@ def save_train_state(path: Path, model: MultimodalClassifier, best_state: dict, 
                **{f"best.{k}": v for k, v in best_state.items()}, **opt_tensors,
                "rng.torch": torch.get_rng_state(), "rng.loader": generator.get_state()}
     meta = {"optimizer": opt_meta, "scheduler": scheduler.state_dict(), **progress}
-    save_atomically(tensors, path, {"progress": json.dumps(meta)})
-
-
-def save_atomically(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """One safetensors file, replaced whole: a kill while writing leaves the previous file (or none), never half a
-    file, which is what makes a resumable state safe to read back."""
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    save_tensors(tensors, path, {"progress": json.dumps(meta)})
 
 
 def read_train_progress(path: Path) -> dict:
@@ -293,110 +206,188 @@ def _event_adversary(spec: RunSpec, model: MultimodalClassifier, split: CachedSp
             torch.tensor([index[g] for g in split.groups]))
 
 
-def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True,
-          state_path: Path | None = None) -> tuple[MultimodalClassifier, dict]:
-    """Train one head; returns the best-on-dev model and a record with history and timing. With `state_path`,
-    the run's state is saved there after every epoch and, if a state is already there, the run resumes from it."""
-    accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
-    set_seed(spec.seed)
-    model = MultimodalClassifier(
+
+
+# ---- one run: build, optimiser, epochs ----------------------------------------------------------------------------
+
+
+@dataclass
+class Training:
+    """The live objects of one run (`prepare`). `model` is what accelerate wrapped (what a step calls), `raw` the
+    model itself; `generator` the training loader's (its state is part of the resumable run state)."""
+
+    accelerator: Accelerator
+    model: nn.Module
+    raw: MultimodalClassifier
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loader: torch.utils.data.DataLoader
+    generator: torch.Generator
+    adversary: nn.Module | None = None  # the event discriminator (`--event-adversarial`)
+    event_ids: torch.Tensor | None = None  # each training sample's event index, for the discriminator
+    blank: ImageFeatures | None = None  # the blank image's features (`--image-dropout`)
+
+    def extra(self) -> nn.Module | None:
+        """The training-only module outside the model that a resumable state keeps with it."""
+        return self.accelerator.unwrap_model(self.adversary) if self.adversary is not None else None
+
+
+@dataclass
+class Progress:
+    """Where a run stands after its last finished epoch: what a resumable state holds beside its tensors."""
+
+    epoch: int = 0
+    best_score: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list = field(default_factory=list)
+    stopped: bool = False
+    elapsed: float = 0.0
+    best_state: dict | None = None  # the best weights so far (tensors, saved apart from this record)
+
+    def record(self) -> dict:
+        return {"epoch": self.epoch, "best_score": self.best_score, "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs, "history": self.history, "stopped": self.stopped,
+                "elapsed": self.elapsed}
+
+
+def build_model(spec: RunSpec) -> MultimodalClassifier:
+    """The untrained model of a run (its initial weights come from the global RNG)."""
+    return MultimodalClassifier(
         model=spec.model, task=spec.task, labels=spec.labels, multi_label=spec.multi_label,
         text_encoder=spec.text_encoder, image_encoder=spec.image_encoder, dims=spec.dims.to_dict(),
         head=spec.overrides or None, variant=spec.variant, max_length=spec.max_length,
         finetune_text_layers=spec.finetune_text_layers, data_version=spec.data_version, ordinal=spec.ordinal,
         prior_encoder=spec.prior_encoder, lora_rank=spec.lora_rank)
-    cfg = model.head_config
-    for split in (s for s in feats.values() if len(s)):  # fail before training, not at the first evaluation
-        require_captions(model, split)
-        model_batch(model, split, torch.tensor([0]))
-    model.head.fit(fit_data(model, feats["train"]))  # statistics fitted on train, saved with the head
-    train_loader = _loader(feats["train"], cfg.batch_size, model, shuffle=True, seed=spec.seed,
-                           weights=sample_weights(feats["train"], spec.image_cap, spec.balance_groups,
-                                                   spec.balance_classes), with_index=True)
-    generator = train_loader.generator
-    adversary, event_ids = _event_adversary(spec, model, feats["train"])
-    if spec.image_dropout:
-        from .probe import reference_of  # the probe imports this module
 
-        blank = reference_of(model, "blank").image
-    # Fine-tuned encoder layers get a BERT-style small learning rate; the head keeps its own.
+
+def make_optimizer(spec: RunSpec, model: MultimodalClassifier, adversary: nn.Module | None, steps: int):
+    """AdamW with the head's lr and weight decay, and a cosine schedule with warmup over `steps` batches. Fine-tuned
+    encoder layers get a BERT-style small learning rate (`spec.encoder_lr`); the head keeps its own."""
+    cfg = model.head_config
     head_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("text_encoder.")]
     enc_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("text_encoder.")]
     groups = [{"params": head_params + (list(adversary.parameters()) if adversary else [])}]
     groups += [{"params": enc_params, "lr": spec.encoder_lr}] if enc_params else []
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * len(train_loader)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
-    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    return optimizer, get_cosine_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
+
+
+def prepare(spec: RunSpec, feats: dict[str, CachedSplit]) -> Training:
+    """Build, fit and wire one run. The order fixes its random draws: the seed, the model's initial weights, what
+    the head fits on train, the event discriminator's weights."""
+    accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
+    set_seed(spec.seed)
+    model = build_model(spec)
+    for split in (s for s in feats.values() if len(s)):  # fail before training, not at the first evaluation
+        require_captions(model, split)
+        model_batch(model, split, torch.tensor([0]))
+    model.head.fit(fit_data(model, feats["train"]))  # statistics fitted on train, saved with the head
+    weights = sample_weights(feats["train"], spec.image_cap, spec.balance_groups, spec.balance_classes)
+    train_loader = loader(feats["train"], model.head_config.batch_size, model, shuffle=True, seed=spec.seed,
+                          weights=weights, with_index=True)
+    adversary, event_ids = _event_adversary(spec, model, feats["train"])
+    blank = reference_of(model, "blank").image if spec.image_dropout else None
+    optimizer, scheduler = make_optimizer(spec, model, adversary, model.head_config.epochs * len(train_loader))
+    generator = train_loader.generator
+    wrapped, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
     if adversary is not None:
         adversary = accelerator.prepare(adversary)
-    raw: MultimodalClassifier = accelerator.unwrap_model(model)
+    return Training(accelerator, wrapped, accelerator.unwrap_model(wrapped), optimizer, scheduler, train_loader,
+                    generator, adversary, event_ids, blank)
 
-    best_score, best_state, best_epoch, bad_epochs, history = -1.0, None, 0, 0, []
-    first, elapsed = 1, 0.0
-    if state_path is not None and Path(state_path).is_file() and _readable_state(Path(state_path)):
-        best_state, done = load_train_state(Path(state_path), raw, optimizer, scheduler, generator,
-                                            extra=accelerator.unwrap_model(adversary) if adversary else None)
-        best_score, best_epoch, bad_epochs, history = (done["best_score"], done["best_epoch"], done["bad_epochs"],
-                                                       done["history"])
-        first, elapsed = done["epoch"] + 1, done["elapsed"]
-        if done["stopped"]:
-            first = cfg.epochs + 1  # it had stopped early: nothing left to run
-    start = time.perf_counter() - elapsed
+
+def resume(t: Training, state_path: Path | None) -> Progress:
+    """The progress of a run saved at `state_path`, restored into `t` (a fresh start when there is none, or none
+    this code reads)."""
+    if state_path is None or not Path(state_path).is_file() or not _readable_state(Path(state_path)):
+        return Progress()
+    best_state, done = load_train_state(Path(state_path), t.raw, t.optimizer, t.scheduler, t.generator,
+                                        extra=t.extra())
+    return Progress(**done, best_state=best_state)
+
+
+def train_step(t: Training, text, image, y: torch.Tensor, idx: torch.Tensor) -> tuple[float, dict[str, float]]:
+    """One optimizer step on a batch -> (its loss, each term of its objective)."""
+    with t.accelerator.autocast():
+        out = t.model(text, image)
+        objective = t.raw.head.objective(out, y)
+        if t.adversary is not None:
+            objective.terms["event"] = t.adversary.loss(out.features, t.event_ids[idx].to(t.accelerator.device))
+        loss = objective.total
+    t.accelerator.backward(loss)
+    if objective.update is not None:
+        _drop_other_groups(t.raw, objective.update)
+    t.optimizer.step()
+    t.optimizer.zero_grad(set_to_none=True)
+    return loss.item(), {name: float(term.detach()) for name, term in objective.terms.items()}
+
+
+def train_epoch(spec: RunSpec, t: Training, epoch: int) -> tuple[float, dict[str, float]]:
+    """One pass over the training loader -> (mean loss, mean of each objective term) over its samples."""
+    t.model.train()
+    t.raw.head.on_epoch_start(epoch, t.raw.head_config.epochs)
+    loss_sum, n, term_sums = 0.0, 0, {}
+    for text, image, y, idx in t.loader:
+        if spec.image_dropout:  # the global RNG: its state is part of the resumable run state
+            image = blank_images(image, t.blank, torch.rand(len(y)) < spec.image_dropout)
+        device = t.accelerator.device
+        text, image, y = text.to(device), image.to(device), y.to(device)
+        for step in range(t.raw.head.steps_per_batch()):  # in order, each on the weights the step before left
+            t.raw.head.on_step(step)
+            loss, terms = train_step(t, text, image, y, idx)
+            loss_sum += loss * len(y)
+            for name, term in terms.items():
+                term_sums[name] = term_sums.get(name, 0.0) + term * len(y)
+        t.scheduler.step()  # once per batch, however many steps the head takes on it
+        n += len(y)
+    return loss_sum / n, {k: round(v / n, 5) for k, v in term_sums.items()}
+
+
+def end_epoch(spec: RunSpec, t: Training, dev_split: CachedSplit, p: Progress, epoch: int, train_loss: float,
+              terms: dict[str, float]) -> float:
+    """Score the epoch on dev, keep the best weights, count the epochs without progress -> the dev score."""
+    dev = evaluate(t.raw, dev_split, device=t.accelerator.device)
+    score = dev["fused"][spec.select_metric]
+    p.history.append({"epoch": epoch, "train_loss": train_loss, "dev_loss": dev["loss"],
+                      f"dev_{spec.select_metric}": score, "train_terms": terms})
+    if score > p.best_score:
+        p.best_score, p.best_epoch, p.bad_epochs = score, epoch, 0
+        p.best_state = trained_state(t.raw)
+    else:
+        p.bad_epochs += 1
+    p.epoch, p.stopped = epoch, p.bad_epochs >= t.raw.head_config.patience
+    return score
+
+
+def train(spec: RunSpec, feats: dict[str, CachedSplit], progress: bool = True,
+          state_path: Path | None = None) -> tuple[MultimodalClassifier, dict]:
+    """Train one head; returns the best-on-dev model and a record with history and timing. With `state_path`,
+    the run's state is saved there after every epoch and, if a state is already there, the run resumes from it."""
+    t = prepare(spec, feats)
+    epochs = t.raw.head_config.epochs
+    p = resume(t, state_path)
+    first = epochs + 1 if p.stopped else p.epoch + 1  # a run that had stopped early has nothing left to run
+    start = time.perf_counter() - p.elapsed
     name = f"{spec.task}/{spec.model}{'-' + spec.variant if spec.variant else ''} seed {spec.seed}"
-    bar = tqdm(range(first, cfg.epochs + 1), desc=name, disable=not (progress and accelerator.is_main_process),
+    bar = tqdm(range(first, epochs + 1), desc=name, disable=not (progress and t.accelerator.is_main_process),
                leave=False)
     for epoch in bar:
-        model.train()
-        raw.head.on_epoch_start(epoch, cfg.epochs)
-        loss_sum, n, term_sums = 0.0, 0, {}
-        for text, image, y, idx in train_loader:
-            if spec.image_dropout:  # the global RNG: its state is part of the resumable run state
-                image = blank_images(image, blank, torch.rand(len(y)) < spec.image_dropout)
-            text, image, y = text.to(accelerator.device), image.to(accelerator.device), y.to(accelerator.device)
-            for step in range(raw.head.steps_per_batch()):  # in order, each on the weights the step before left
-                raw.head.on_step(step)
-                with accelerator.autocast():
-                    out = model(text, image)
-                    objective = raw.head.objective(out, y)
-                    if adversary is not None:
-                        objective.terms["event"] = adversary.loss(out.features, event_ids[idx].to(accelerator.device))
-                    loss = objective.total
-                accelerator.backward(loss)
-                if objective.update is not None:
-                    _drop_other_groups(raw, objective.update)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                loss_sum += loss.item() * len(y)
-                for name, term in objective.terms.items():
-                    term_sums[name] = term_sums.get(name, 0.0) + float(term.detach()) * len(y)
-            scheduler.step()  # once per batch, however many steps the head takes on it
-            n += len(y)
-        dev = evaluate(raw, feats["dev"], device=accelerator.device)
-        score = dev["fused"][spec.select_metric]
-        history.append({"epoch": epoch, "train_loss": loss_sum / n, "dev_loss": dev["loss"],
-                        f"dev_{spec.select_metric}": score,
-                        "train_terms": {k: round(v / n, 5) for k, v in term_sums.items()}})
-        bar.set_postfix(loss=f"{loss_sum / n:.3f}", dev=f"{score:.4f}")
-        if score > best_score:
-            best_score, best_epoch, bad_epochs = score, epoch, 0
-            best_state = trained_state(raw)
-        else:
-            bad_epochs += 1
-        stop = bad_epochs >= cfg.patience
+        train_loss, terms = train_epoch(spec, t, epoch)
+        score = end_epoch(spec, t, feats["dev"], p, epoch, train_loss, terms)
+        bar.set_postfix(loss=f"{train_loss:.3f}", dev=f"{score:.4f}")
         if state_path is not None:
-            save_train_state(Path(state_path), raw, best_state, optimizer, scheduler, generator, {
-                "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                "history": history, "stopped": stop, "elapsed": time.perf_counter() - start},
-                extra=accelerator.unwrap_model(adversary) if adversary else None)
-        if stop:
+            p.elapsed = time.perf_counter() - start
+            save_train_state(Path(state_path), t.raw, p.best_state, t.optimizer, t.scheduler, t.generator,
+                             p.record(), extra=t.extra())
+        if p.stopped:
             break
-    raw.load_state_dict(best_state, strict=False)  # the frozen encoder weights are not in it: they never moved
-    raw.eval().cpu()
-    record = {"best_epoch": best_epoch, "epochs_run": len(history), "history": history,
-              "train_seconds": round(time.perf_counter() - start, 2), "device": str(accelerator.device),
+    t.raw.load_state_dict(p.best_state, strict=False)  # the frozen encoder weights are not in it: they never moved
+    t.raw.eval().cpu()
+    record = {"best_epoch": p.best_epoch, "epochs_run": len(p.history), "history": p.history,
+              "train_seconds": round(time.perf_counter() - start, 2), "device": str(t.accelerator.device),
               "selected_on": f"dev {spec.select_metric} (fused)"}
     drawn = spec.unseen_event_options()
     if any(drawn.values()):
         record["training_for_unseen_events"] = drawn
-    return raw, record
+    return t.raw, record

@@ -26,7 +26,7 @@ from mmdemo.encoders import Captions, prior_encoders, shared_image_encoder, shar
 from mmdemo.models import MultimodalClassifier, Signal
 
 from .features import CachedSplit
-from .loop import _loader, model_batch, require_captions
+from .batches import loader, model_batch, require_captions
 from .metrics import compute_metrics
 
 
@@ -36,7 +36,7 @@ def train_reference(model: MultimodalClassifier, split: CachedSplit) -> Referenc
     token_id = 0
     if model.needs.token_ids:
         token_id = getattr(getattr(shared_text_encoder(model.text_encoder_name), "tokenizer", None), "unk_token_id", 0) or 0
-    return mean_reference(iter(_loader(split, 256, model, shuffle=False)), token_id)
+    return mean_reference(iter(loader(split, 256, model, shuffle=False)), token_id)
 
 
 @torch.no_grad()

@@ -22,21 +22,33 @@ Placeholders (ROOTS: one or more run directories joined by commas, whose seeds p
     {{json PATH KEY.KEY... [FORMAT]}}                      one figure of a committed JSON file (see `json_figure`)
     {{point PATH/sweep.json TAG}}                          one sweep point's dev mean ± std
     {{chosen PATH/sweep.json}}                             the point the selection rules choose (trainer/sweep.py)
+    {{figure NAME KIND ARGS}}                              a picture (trainer/figures.py) with its numbers as a table:
+        scores ROOTS TASK FLOOR MODEL,... SPLIT METRIC     each model's seeds, mean ± std, against the FLOOR model
+        shares PATH                                        each bundle's measured caption / image share on dev
+        events LABEL=DIR,...                               each recipe's macro F1 per held-out event (both classes)
+        reliability DIR                                    a LOEO run's pooled held-out predictions, raw and scaled
+
+The index (docs/RESULTS.in.md -> docs/RESULTS.md) and one page per topic (docs/results/TOPIC.in.md -> TOPIC.md) are
+rendered alike; figures are drawn into docs/results/figures/ only when the pages are written (`write_results`), so
+the freshness test compares the numbers behind each figure (its table) without drawing.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 from pathlib import Path
+
+from mmdemo.atomic import write_text
 
 from .report import collect, mean_std
 from .run import REPO_ROOT
 from .sweep import choose, sweep_table
 
-TEMPLATE = REPO_ROOT / "docs" / "RESULTS.in.md"
-OUTPUT = REPO_ROOT / "docs" / "RESULTS.md"
+DOCS = REPO_ROOT / "docs"
+FIGURES = DOCS / "results" / "figures"
 SHORT = {"accuracy": "acc", "weighted_f1": "wF1", "macro_f1": "macro F1"}
 PLACEHOLDER = re.compile(r"\{\{(\w+) ([^}]*)\}\}")
 
@@ -288,9 +300,102 @@ def sweep_point(path: str, tag: str, base: Path = REPO_ROOT) -> str:
     return f"{row['dev_mean'] * 100:.2f} ± {row['dev_std'] * 100:.2f}"
 
 
-def render(template: str, base: Path = REPO_ROOT) -> str:
+def reliability_bins(loeo_dir: Path, bins: int = 15, least: int = 20) -> tuple[list, dict]:
+    """A reliability diagram's points for a recipe's pooled held-out predictions, raw and after the recipe's one
+    temperature (`trainer.trust.recipe_calibration`): per bin of the top class's probability (bins of fewer than
+    `least` predictions left out), the mean probability, how often the top class was right, and the count."""
+    import torch
+    from safetensors.torch import load_file
+
+    from .loeo import PREDICTIONS_FILE
+    from .trust import recipe_calibration
+
+    kept = load_file(str(loeo_dir / PREDICTIONS_FILE))
+    seeds = sorted(k for k in kept if k.startswith("fused."))
+    logits, target = torch.cat([kept[k] for k in seeds]).float(), kept["labels"].long().repeat(len(seeds))
+    cal = recipe_calibration(loeo_dir)
+    curves = []
+    for t, label in ((1.0, f"raw (ECE {cal['ece_before']:.3f})"),
+                     (cal["temperature"], f"T = {cal['temperature']:.3g} (ECE {cal['ece_after']:.3f})")):
+        p = (logits / t).softmax(-1)
+        conf, right = p.max(-1).values, (p.argmax(-1) == target).float()
+        which = torch.clamp((conf * bins).long(), max=bins - 1)
+        curves.append((label, [(conf[which == b].mean().item(), right[which == b].mean().item(),
+                                int((which == b).sum())) for b in range(bins) if (which == b).sum() >= least]))
+    return curves, cal
+
+
+def _figure_block(path: Path, title: str, table_lines: list[str], page_dir: Path) -> str:
+    """The picture's markdown (linked relative to its page) and its numbers, folded under it."""
+    link = os.path.relpath(path, page_dir)
+    return (f"![{title}]({link})\n\n<details><summary>The figure's numbers</summary>\n\n" + "\n".join(table_lines)
+            + "\n\n</details>")
+
+
+def figure(name: str, kind: str, *args: str, base: Path, page_dir: Path, figures_dir: Path, draw: bool) -> str:
+    """{{figure NAME KIND ARGS}}: the rows of the picture, as a table, and (draw) the picture itself, drawn into
+    figures_dir/NAME.png."""
+    from . import figures
+
+    path = figures_dir / f"{name}.png"
+    if kind == "scores":  # ROOTS TASK FLOOR MODEL,... SPLIT METRIC
+        roots, task, floor_model, models, split, metric = args
+        values = lambda m: _values(_runs(roots, task, m, base), split, "fused", metric)  # noqa: E731
+        rows = [(_label(m), values(m)) for m in models.split(",")]
+        floor = values(floor_model)
+        score = f"{split} {SHORT.get(metric, metric)}"
+        title = f"{task}: {score} of the fused prediction"
+        table_lines = [f"| model | {score}: mean ± std | seeds |", "|---|---|---|"]
+        table_lines += [f"| {label} | {mean_std(v)} | {', '.join(f'{x * 100:.2f}' for x in v)} |"
+                        for label, v in [(f"{floor_model} (floor)", floor)] + rows]
+        if draw:
+            figures.scores([(label, [x * 100 for x in v]) for label, v in rows], [x * 100 for x in floor],
+                           f"floor: {floor_model}", f"{score} (%)", title, path)
+    elif kind == "shares":  # PATH: the probe's report of the bundles
+        reports = json.loads((base / args[0]).read_text())
+        rows = [(name_, r["dev"]["shapley"]["text_share"]) for name_, r in sorted(reports.items()) if "dev" in r]
+        title = "What each bundled network's answer draws on, measured (dev)"
+        table_lines = ["| checkpoint | caption share: mean ± std over dev | image share |", "|---|---|---|"]
+        table_lines += [f"| {n} | {v['mean']:.2f} ± {v['std']:.2f} | {1 - v['mean']:.2f} |" for n, v in rows]
+        if draw:
+            figures.shares([(n, v["mean"]) for n, v in rows], title, path)
+    elif kind == "events":  # LABEL=DIR,...: each DIR holds a loeo.json
+        recipes = [item.partition("=") for item in args[0].split(",")]
+        reports = [(label.replace("_", " "), json.loads((base / d / "loeo.json").read_text()))
+                   for label, _, d in recipes]
+        first = reports[0][1]
+        both = [e for e in first["events"] if len(first["per_event"][e]["classes"]) > 1]
+        series = [(label, [r["per_event"][e]["macro_f1"]["mean"] for e in both],
+                  [r["per_event"][e]["macro_f1"]["std"] for e in both]) for label, r in reports]
+        title = "Macro F1 on each event left out of training (events with both classes)"
+        table_lines = ["| held-out event | posts | " + " | ".join(label for label, _, _ in series) + " |",
+                       "|---" * (2 + len(series)) + "|"]
+        table_lines += [f"| {e} | {first['per_event'][e]['n']} | " + " | ".join(
+            f"{m[i] * 100:.1f} ± {sd[i] * 100:.1f}" for _, m, sd in series) + " |" for i, e in enumerate(both)]
+        if draw:
+            figures.events(both, series, 0.5, "macro F1 (mean ± std over seeds); a fair coin scores at most 0.5",
+                           title, path)
+    elif kind == "reliability":  # DIR: a leave-one-event-out run that kept its held-out predictions
+        curves, cal = reliability_bins(base / args[0])
+        title = "Reliability on held-out events, seeds pooled"
+        table_lines = ["| predictions | bin: mean top-class probability | how often the top class was right | posts |",
+                       "|---|---|---|---|"]
+        table_lines += [f"| {label} | {c:.3f} | {r:.3f} | {n:,} |" for label, points in curves for c, r, n in points]
+        if draw:
+            figures.reliability(curves, title, path)
+    else:
+        raise ValueError(f"unknown figure kind {kind}")
+    return _figure_block(path, title, table_lines, page_dir)
+
+
+def render(template: str, base: Path = REPO_ROOT, page_dir: Path = DOCS, figures_dir: Path = FIGURES,
+           draw: bool = False) -> str:
+    """TEMPLATE with its placeholders filled; page_dir is where the page will live (figure links are relative to
+    it); draw: also draw its figures into figures_dir."""
     def fill(match: re.Match) -> str:
         kind, args = match.group(1), match.group(2).split()
+        if kind == "figure":
+            return figure(*args, base=base, page_dir=page_dir, figures_dir=figures_dir, draw=draw)
         if kind == "table":
             return table(*args, base=base)
         if kind == "heads":
@@ -336,13 +441,24 @@ def render(template: str, base: Path = REPO_ROOT) -> str:
             roots, task, model, split, head, metric = args
             values = _values(_runs(roots, task, model, base), split, head, metric)
             return mean_std(values) if kind == "value" else ", ".join(f"{v * 100:.2f}" for v in values)
-        raise ValueError(f"unknown placeholder {{{{{kind} ...}}}} in {TEMPLATE.name}")
+        raise ValueError(f"unknown placeholder {{{{{kind} ...}}}}")
 
-    header = ("<!-- Generated by `python -m trainer report --markdown` from docs/RESULTS.in.md and the metrics.json "
-              "files it names; edit the template, not this file. -->\n\n")
+    header = ("<!-- Generated by `python -m trainer report --markdown` from its template (the .in.md beside it, or "
+              "docs/RESULTS.in.md) and the files it names; edit the template, not this file. -->\n\n")
     return header + PLACEHOLDER.sub(fill, template)
 
 
-def write_results(template: Path = TEMPLATE, out: Path = OUTPUT) -> Path:
-    out.write_text(render(template.read_text()))
-    return out
+def pages(docs: Path = DOCS) -> list[tuple[Path, Path]]:
+    """(template, page) pairs: the index, then one page per topic."""
+    topics = sorted((docs / "results").glob("*.in.md"))
+    return [(docs / "RESULTS.in.md", docs / "RESULTS.md")] + [(t, t.with_name(t.name[:-len(".in.md")] + ".md"))
+                                                              for t in topics]
+
+
+def write_results(docs: Path = DOCS) -> list[Path]:
+    """Every page and its figures, from the committed files."""
+    written = []
+    for template, page in pages(docs):
+        write_text(page, render(template.read_text(), page_dir=page.parent, draw=True))
+        written.append(page)
+    return written

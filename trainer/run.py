@@ -16,14 +16,15 @@ import torch
 from mmdemo.checkpoint import read_config, read_metrics, save_checkpoint
 from mmdemo.encoders import (DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER, FeatureDims, available_prior,
                              create_image_encoder, create_text_encoder)
-from mmdemo.hub import make_model_card
+from mmdemo.card import make_model_card
 from mmdemo.models import MultimodalClassifier, get_model
 from mmdemo.tasks import get_task
 
 from .datasets import DatasetSplits, load_task_data
 from .features import CachedSplit, cached_features
-from .loop import RunSpec, evaluate, train
+from .loop import evaluate, train
 from .metrics import plot_confusion, plot_curves, selection_metric
+from .spec import RunSpec, train_options
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = REPO_ROOT / "outputs"  # every run lands here unless told otherwise (git-ignored)
@@ -106,18 +107,17 @@ def write_run(model: MultimodalClassifier, record: dict, feats: dict[str, Cached
 
 
 def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_dir: str | None = None,
-               out: Path = OUTPUTS, text_encoder: str = DEFAULT_TEXT_ENCODER,
-               image_encoder: str = DEFAULT_IMAGE_ENCODER,
-               overrides: dict | None = None, max_length: int = 64, cache_dir: Path | None = None,
-               progress: bool = True, finetune_text_layers: int = 0, encoder_lr: float = 2e-5,
-               lora_rank: int = 0, resume: bool = False, image_cap: int = 0, balance_groups: bool = False,
-               balance_classes: bool = False, event_adversarial: float = 0.0, image_dropout: float = 0.0,
-               protocol: str = "split", validation_events: tuple[str, ...] = ()) -> list[Path]:
-    """Train one run per seed into <out>/<task>/<model>[-<variant>]/seed<k>/. Each run keeps its state beside that
-    directory after every epoch (`.seed<k>.state.safetensors`); with `resume`, a run whose state is there continues
-    from its last finished epoch (a finished run's state is removed). `protocol="loeo"`: leave-one-event-out
-    instead (trainer/loeo.py), its report in <out>/<task>/<model>[-<variant>]/loeo/loeo.json (`resume`: the folds
-    an interrupted run finished are kept, and the fold it was training continues from its last finished epoch).
+               out: Path = OUTPUTS, overrides: dict | None = None, max_length: int = 64, cache_dir: Path | None = None,
+               progress: bool = True, resume: bool = False, protocol: str = "split",
+               validation_events: tuple[str, ...] = (), text_encoder: str = DEFAULT_TEXT_ENCODER,
+               image_encoder: str = DEFAULT_IMAGE_ENCODER, **options) -> list[Path]:
+    """Train one run per seed into <out>/<task>/<model>[-<variant>]/seed<k>/. `text_encoder`, `image_encoder` and
+    `options` are RunSpec's training options (trainer/spec.py; older names accepted), RunSpec's defaults for those
+    not given. Each run keeps its state beside that directory after every epoch (`.seed<k>.state.safetensors`);
+    with `resume`, a run whose state is there continues from its last finished epoch (a finished run's state is
+    removed). `protocol="loeo"`: leave-one-event-out instead (trainer/loeo.py), its report in
+    <out>/<task>/<model>[-<variant>]/loeo/loeo.json (`resume`: the folds an interrupted run finished are kept, and
+    the fold it was training continues from its last finished epoch).
     `protocol="all-events"`: the checkpoint of a recipe that LOEO measured, trained on every event but the
     validation events (which choose the epoch) into <out>/<task>/<model>[-<variant>]/all-events/seed<k>/, with no
     test part: `trainer bundle --calibration` then adds the LOEO report's temperature and unseen-event scores.
@@ -132,20 +132,18 @@ def train_task(task: str, model: str, seeds: list[int], variant: str = "", data_
     if needs.prior and not prior:
         print(f"{model} asks for the prior encoder {needs.prior!r}, whose weights are not available here: training it "
               f"without (the paper's w/o-prior row); the checkpoint records prior_encoder=''", flush=True)
-    data, feats, dims = load_features(task, text_encoder, image_encoder, data_dir, max_length, cache_dir,
-                                      finetune_text_layers=finetune_text_layers, text_layers=needs.text_layers,
-                                      prior=prior)
+    options = train_options(text_encoder=text_encoder, image_encoder=image_encoder, **options)
+    data, feats, dims = load_features(task, options["text_encoder"], options["image_encoder"], data_dir, max_length,
+                                      cache_dir, finetune_text_layers=options["finetune_text_layers"],
+                                      text_layers=needs.text_layers, prior=prior)
     command = "python -m trainer " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith(
         ("__main__.py", "trainer")) else ""
     metric = selection_metric(data.multi_label, t.paper_metric)
-    if balance_groups or event_adversarial:
+    base = RunSpec(task=task, model=model, labels=data.labels, multi_label=data.multi_label, dims=dims, variant=variant,
+                   overrides=overrides or {}, max_length=max_length, data_version=data.version, select_metric=metric,
+                   ordinal=t.ordinal, prior_encoder=prior, **options)
+    if base.balance_groups or base.event_adversarial:
         feats["train"].attach_groups(data.train)
-    base = RunSpec(task=task, model=model, labels=data.labels, multi_label=data.multi_label, text_encoder=text_encoder,
-                   image_encoder=image_encoder, dims=dims, variant=variant, overrides=overrides or {},
-                   max_length=max_length, data_version=data.version, select_metric=metric,
-                   finetune_text_layers=finetune_text_layers, encoder_lr=encoder_lr, ordinal=t.ordinal,
-                   prior_encoder=prior, lora_rank=lora_rank, image_cap=image_cap, balance_groups=balance_groups,
-                   balance_classes=balance_classes, event_adversarial=event_adversarial, image_dropout=image_dropout)
     if protocol == "loeo":
         from .loeo import pooled_features, run_loeo
 

@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 
 from mmdemo.checkpoint import read_config
-from mmdemo.hub import BASE_MODELS, bundled_checkpoints, check_hub_ready, configured_repos
+from mmdemo.card import BASE_MODELS
+from mmdemo.hub import bundled_checkpoints, check_hub_ready, configured_repos
 
 from .run import REPO_ROOT
 

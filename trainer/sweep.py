@@ -3,9 +3,10 @@ their mean dev score (the task's selection metric, fused head), never by test.
 
 Each point is one `python -m trainer train` process (so points run in parallel, `--jobs`), writing its runs to
 `<out>/<task>/<model>/<tag>/...`; `sweep.json` beside them lists every point's dev scores and the best one.
-A point sets head config fields (`--set`) and the trainer options in TRAIN_OPTIONS (fine-tuning the text encoder
-or not is a point like any other). A later sweep of the same model and seeds adds its points to the earlier ones,
-so e.g. fine-tuned points are ranked against the frozen ones on the same dev scores.
+A point sets head config fields (`--set`) and RunSpec's training options (TRAIN_OPTIONS, trainer/spec.py:
+fine-tuning the text encoder or not is a point like any other; an option's older name is kept in the point's tag
+and flag). A later sweep of the same model and seeds adds its points to the earlier ones, so e.g. fine-tuned points
+are ranked against the frozen ones on the same dev scores.
 
 `protocol="loeo"` (MediaEval): each point is one leave-one-event-out run over all seeds (trainer/loeo.py), ranked
 by its validation score, the mean over folds of the validation events' score (never a left-out event's): the
@@ -33,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .run import REPO_ROOT, dev_scores, run_name
+from .spec import TRAIN_OPTIONS  # grid keys that are `train` options (trainer/spec.py), not head config fields
 
 
 # Dev scores are float32 fractions averaged over seeds: figures that agree to 1e-6 are equal, so a gap that equals
@@ -86,21 +88,13 @@ def grid_points(grid: dict[str, list]) -> list[dict]:
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
-# Grid keys that are `train` options rather than head config fields (the encoders too: a point may change them).
-TRAIN_OPTIONS = {"unfreeze_text_layers": "--unfreeze-text-layers", "encoder_lr": "--encoder-lr",
-                 "lora_rank": "--lora-rank", "text_encoder": "--text-encoder", "image_encoder": "--image-encoder",
-                 "image_cap": "--image-cap", "balance_groups": "--balance-groups",
-                 "balance_classes": "--balance-classes",
-                 "event_adversarial": "--event-adversarial", "image_dropout": "--image-dropout"}
-
-
 def point_tag(point: dict) -> str:
     return "_".join(f"{k}={v}" for k, v in point.items()) or "defaults"
 
 
 def point_args(point: dict) -> list[str]:
-    """The `python -m trainer train` arguments of a point: {"lr": 1e-3, "unfreeze_text_layers": 2} ->
-    ["--set", "lr=0.001", "--unfreeze-text-layers", "2"]."""
+    """The `python -m trainer train` arguments of a point: {"lr": 1e-3, "finetune_text_layers": 2} ->
+    ["--set", "lr=0.001", "--finetune-text-layers", "2"] (an older name gives its own flag, which train reads too)."""
     args = []
     for k, v in point.items():
         if k in TRAIN_OPTIONS and isinstance(v, bool):  # a switch: present or absent

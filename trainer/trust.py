@@ -40,8 +40,8 @@ from .features import CachedSplit
 from .loop import predict_split
 from .metrics import compute_metrics
 from .probe import measure_signals, reference_of
+from .run import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Held-out scores that were read more than once while the settings that produced them were being chosen (issue 49,
 # point 5: the unseen-event recipe search; INFIG's and MAHFNet's MVSA-Single settings, per the git log and
@@ -182,41 +182,6 @@ def recipe_calibration(loeo_dir: Path) -> dict | None:
                          f"posts, each from a model that never saw its event)"}
 
 
-def reliability_diagram(loeo_dir: Path, out: Path, bins: int = 15) -> Path:
-    """A reliability diagram of a recipe's pooled held-out predictions: per bin of the top class's probability, how
-    often the top class was right, before and after the recipe's temperature (`recipe_calibration`)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from safetensors.torch import load_file
-
-    from .loeo import PREDICTIONS_FILE
-
-    kept = load_file(str(Path(loeo_dir) / PREDICTIONS_FILE))
-    seeds = sorted(k for k in kept if k.startswith("fused."))
-    logits, target = torch.cat([kept[k] for k in seeds]).float(), kept["labels"].long().repeat(len(seeds))
-    cal = recipe_calibration(loeo_dir)
-    edges = np.linspace(0, 1, bins + 1)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="calibrated")
-    for t, name in ((1.0, f"raw (ECE {cal['ece_before']:.3f})"),
-                    (cal["temperature"], f"T = {cal['temperature']:.3g} (ECE {cal['ece_after']:.3f})")):
-        p = (logits / t).softmax(-1)
-        conf, right = p.max(-1).values.numpy(), (p.argmax(-1) == target).float().numpy()
-        which = np.clip(np.digitize(conf, edges) - 1, 0, bins - 1)
-        keep = [b for b in range(bins) if (which == b).sum() >= 20]  # bins of fewer than 20 predictions left out
-        ax.plot([conf[which == b].mean() for b in keep], [right[which == b].mean() for b in keep], marker="o",
-                label=name)
-    ax.set_xlabel("top class's probability"), ax.set_ylabel("how often the top class was right")
-    ax.set_title(f"held-out events, {len(seeds)} seeds pooled", fontsize=10)
-    ax.set_xlim(0.45, 1), ax.set_ylim(0, 1), ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
-
-
 def measure(ckpt_dir: Path, loeo: Path | None = None, data_dir: str | None = None,
             cache_dir: Path | None = None) -> tuple[dict, dict | None, dict]:
     """-> (trust, calibration or None, the dev metrics re-measured) for a checkpoint directory; nothing is written
@@ -280,7 +245,7 @@ def measure(ckpt_dir: Path, loeo: Path | None = None, data_dir: str | None = Non
 
 def write_trust(ckpt_dir: Path, trust: dict, calibration: dict | None) -> None:
     """Store the measure in config.json (the weights are not touched) and make the model card anew."""
-    from mmdemo.hub import make_model_card
+    from mmdemo.card import make_model_card
 
     config, metrics = read_config(ckpt_dir), read_metrics(ckpt_dir)
     config["trust"] = trust

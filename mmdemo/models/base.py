@@ -284,3 +284,38 @@ class MLP(nn.Sequential):
         for layer in list(self)[:-1]:
             x = layer(x)
         return self[-1](x), x
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One row of the model registry: what a network file declares in its `ENTRIES` (mmdemo.models lists them)."""
+
+    name: str
+    head: type[FusionHead]
+    description: str
+    paper: str = ""  # citation, shown in model cards and the app
+    defaults: dict = field(default_factory=dict)  # config overrides that define this entry (e.g. fusion="text")
+    variants: dict[str, dict] = field(default_factory=dict)  # ablation rows: variant name -> config overrides
+    # Settings chosen on dev, per task: preset name -> {task: {head config field or train option: value}} (train
+    # options: unfreeze_text_layers, encoder_lr, lora_rank, text_encoder, image_encoder). `python -m trainer train
+    # --preset best` trains the row of docs/RESULTS.md.
+    presets: dict[str, dict[str, dict]] = field(default_factory=dict)
+
+    def config(self, overrides: dict | None = None, variant: str = "") -> HeadConfig:
+        if variant and variant not in self.variants:
+            raise KeyError(f"model {self.name!r} has no variant {variant!r}; variants: {', '.join(self.variants) or 'none'}")
+        d = {**self.defaults, **(self.variants.get(variant, {})), **(overrides or {})}
+        return self.head.config_class.from_dict(d)
+
+    def preset(self, name: str, task: str) -> dict:
+        """The settings of preset `name` for `task` (head config fields and train options)."""
+        if name not in self.presets:
+            raise KeyError(f"model {self.name!r} has no preset {name!r}; presets: {', '.join(self.presets) or 'none'}")
+        if task not in self.presets[name]:
+            raise KeyError(f"{self.name}'s preset {name!r} was chosen for {', '.join(self.presets[name])}, not {task!r}: "
+                           f"choose settings on its dev set (python -m trainer sweep --task {task} ...)")
+        return dict(self.presets[name][task])
+
+    def configs(self) -> dict[str, HeadConfig]:
+        """{variant ("" = the full model): its config}, every row this entry can train."""
+        return {v: self.config(variant=v) for v in ("", *self.variants)}

@@ -17,14 +17,13 @@ import torch
 from torch import nn
 
 from ..encoders.base import FeatureDims, ImageFeatures, TextFeatures
-from .base import MLP, FeatureNeeds, FitData, FusionHead, HeadConfig, ModelOutput, TaskInfo
+from .base import MLP, FeatureNeeds, FitData, FusionHead, HeadConfig, ModelEntry, ModelOutput, TaskInfo
 
 
 @dataclass
 class BaselineConfig(HeadConfig):
     text_layers: int = 0  # the baselines read only the pooled vectors
-    # hidden / dropout / lr chosen by mean dev weighted F1 of concat on mvsa-single over seeds 0-2, among
-    # (256, 0.3, 1e-3), (256, 0.5, 1e-3), (64, 0.5, 1e-3), (128, 0.5, 1e-3, wd 0.1) and this one.
+    # hidden / dropout / lr chosen on MVSA-Single dev (concat, mean weighted F1 over seeds 0-2).
     hidden: int = 64
     dropout: float = 0.6
     lr: float = 3e-4
@@ -100,37 +99,33 @@ class LabelPrior(FusionHead):
         return ModelOutput(logits, logits, logits)
 
 
-def _register() -> None:
-    from . import ModelEntry, register_model
+# Presets: the settings chosen on each task's dev set (docs/RESULTS.md, scripts/reproduce.sh, scripts/hashtags.sh).
+_TASKS = ("mvsa-single", "mediaeval2016")
+# hashtags (frozen features): CACNet's budget, the lr chosen on dev P@1 for every baseline
+_HASHTAGS = {"lr": 1e-3, "epochs": 40, "patience": 40, "batch_size": 20}
 
-    # Presets: the settings chosen on each task's dev set (docs/RESULTS.md, scripts/reproduce.sh, scripts/hashtags.sh).
-    tasks = ("mvsa-single", "mediaeval2016")
-    # hashtags (frozen features): CACNet's budget, lr 1e-3 over 3e-4 on dev P@1 for every baseline
-    hashtags = {"lr": 1e-3, "epochs": 40, "patience": 40, "batch_size": 20}
-    register_model(ModelEntry("text-only", UnimodalBranches, "MLP on the text encoder's pooled vector",
-                              defaults={"fusion": "text"},
-                              presets={"best": {**{t: {"unfreeze_text_layers": 2, "encoder_lr": 2e-5} for t in tasks},
-                                                "hashtags": hashtags}}))
-    register_model(ModelEntry("image-only", UnimodalBranches, "MLP on the image encoder's pooled vector",
-                              defaults={"fusion": "image"},
-                              presets={"best": {**{t: {} for t in tasks}, "hashtags": hashtags}}))
-    register_model(ModelEntry("concat", UnimodalBranches, "Late fusion: MLP on [text pooled; image pooled]",
-                              defaults={"fusion": "concat"},
-                              presets={"best": {
-                                  "mvsa-single": {"unfreeze_text_layers": 2, "encoder_lr": 5e-5, "epochs": 8},
-                                  # MediaEval is judged on events never seen: the recipe the leave-one-event-out
-                                  # validation folds chose (largest events validating; scripts/loeo.sh), frozen text:
-                                  # every training image blanked, since no image feature the folds could see transfers
-                                  # to a new event, and an event discriminator (EANN, lambda 1) against what the rest
-                                  # learns of each event. The bundle adds `--protocol all-events --validation-events
-                                  # nepal,boston,eclipse`. The task-split row in docs/RESULTS.md is the earlier dev
-                                  # point (2 tuned layers, encoder lr 5e-5), its command in its metrics.json.
-                                  "mediaeval2016": {"image_dropout": 1.0, "event_adversarial": 1.0},
-                                  "hashtags": hashtags}}))
-    register_model(ModelEntry("prior", LabelPrior, "The labels' training frequencies, whatever the input (the "
-                              "tag-popularity / class-prior baseline)",
-                              presets={"best": {"hashtags": {"lr": 1e-2, "epochs": 40, "patience": 40,
-                                                             "batch_size": 20}}}))
-
-
-_register()
+ENTRIES = (
+    ModelEntry("text-only", UnimodalBranches, "MLP on the text encoder's pooled vector",
+               defaults={"fusion": "text"},
+               presets={"best": {**{t: {"unfreeze_text_layers": 2, "encoder_lr": 2e-5} for t in _TASKS},
+                                 "hashtags": _HASHTAGS}}),
+    ModelEntry("image-only", UnimodalBranches, "MLP on the image encoder's pooled vector",
+               defaults={"fusion": "image"},
+               presets={"best": {**{t: {} for t in _TASKS}, "hashtags": _HASHTAGS}}),
+    ModelEntry("concat", UnimodalBranches, "Late fusion: MLP on [text pooled; image pooled]",
+               defaults={"fusion": "concat"},
+               presets={"best": {
+                   "mvsa-single": {"unfreeze_text_layers": 2, "encoder_lr": 5e-5, "epochs": 8},
+                   # MediaEval is judged on events never seen: the recipe the leave-one-event-out validation folds
+                   # chose (largest events validating; scripts/loeo.sh), frozen text: every training image blanked,
+                   # since no image feature the folds could see transfers to a new event, and an event
+                   # discriminator (EANN, lambda 1) against what the rest learns of each event. The bundle adds
+                   # `--protocol all-events --validation-events nepal,boston,eclipse`. The task-split row in
+                   # docs/RESULTS.md is the earlier dev point (2 tuned layers, encoder lr 5e-5), its command in its
+                   # metrics.json.
+                   "mediaeval2016": {"image_dropout": 1.0, "event_adversarial": 1.0},
+                   "hashtags": _HASHTAGS}}),
+    ModelEntry("prior", LabelPrior, "The labels' training frequencies, whatever the input (the "
+               "tag-popularity / class-prior baseline)",
+               presets={"best": {"hashtags": {"lr": 1e-2, "epochs": 40, "patience": 40, "batch_size": 20}}}),
+)

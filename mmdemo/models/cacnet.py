@@ -70,14 +70,14 @@ Deviations forced by the offline encoders, and readings of the paper where it is
 - The Case 1 / Case 2 decision is made per batch in `objective` from that batch's outputs and labels, in train
   and in eval mode (the dev loss is the loss the current phase / case would minimise; per-iteration: phase 2's).
 
-What the schedules do here (frozen MiniLM-L6 + EfficientNet-Lite0; figures in docs/RESULTS.md): after phase 1 the
-whole network fits a training batch better than either single-modal sub-network (E << E', E''), so beta >= gamma on
-nearly every phase-2 batch even at gamma = 0.8, and phase 2 is almost all Case 2: y itself is hardly ever trained
-directly. With the block schedule the best dev epoch on MVSA-Single fell in phase 1, before any cross-active weight
-had moved; with the per-iteration schedule at gamma 0.4-0.8 every phase-2 batch ran Case 2 and dev fell behind. The
-gamma = 1 control (phase 1, then the whole network end to end) trains every weight and scored best on dev, the
-opposite of the paper's Table 4: the MVSA-Single and hashtag bundles are that row (the `best` presets); MediaEval's
-validation events chose the block schedule at the paper's gamma.
+What the schedules do here (frozen MiniLM-L6 + EfficientNet-Lite0; docs/results/mvsa-single.md, "Ablations"): after
+phase 1 the whole network fits a training batch better than either single-modal sub-network (E << E', E''), so
+beta >= gamma on nearly every phase-2 batch even at gamma = 0.8, and phase 2 is almost all Case 2: y itself is
+hardly ever trained directly. With the block schedule the best dev epoch on MVSA-Single fell in phase 1, before any
+cross-active weight had moved; with the per-iteration schedule at gamma 0.4-0.8 every phase-2 batch ran Case 2 and
+dev fell behind. The gamma = 1 control (phase 1, then the whole network end to end) trains every weight and scored
+best on dev, the opposite of the paper's Table 4: the MVSA-Single and hashtag bundles are that row (the `best`
+presets); MediaEval's validation events chose the block schedule at the paper's gamma.
 
 Per-modality outputs: `image_logits` / `text_logits` are the passive virtual outputs y' / y'' (eq. 1), CACNet's
 own single-modal predictions; `logits` is y. The cross-active virtual outputs travel in `CACNetOutput` for Case 2.
@@ -104,7 +104,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..encoders.base import FeatureDims, ImageFeatures, TextFeatures
-from .base import FeatureNeeds, FitData, FusionHead, HeadConfig, ModelOutput, Objective, Signal, TaskInfo, task_loss
+from .base import (FeatureNeeds, FitData, FusionHead, HeadConfig, ModelEntry, ModelOutput, Objective, Signal, TaskInfo,
+                   task_loss)
 
 
 SCHEDULES = ("per-iteration", "block")
@@ -122,10 +123,8 @@ class CACNetConfig(HeadConfig):
     hidden: int = 600  # two hidden layers of 600 units, half image (h', g'), half text (h'', g'')
     idf: bool = True  # IDF-weighted average of the word vectors (False: plain average)
     input_norm: bool = True  # LayerNorm (no affine) on the raw image / word vectors before the projections
-    # Not in the paper. Dev, MVSA-Single (weighted F1, seed 0, `python -m trainer sweep --grid dropout=0.0,0.5
-    # lr=1e-3,3e-4`): dropout / lr 0.0 / 3e-4 68.5, 0.0 / 1e-3 67.6, 0.5 / 1e-3 67.1, 0.5 / 3e-4 67.0 (one seed: within
-    # the noise; every best epoch in phase 1). Dev, hashtags (P@1, seeds 0-2, dropout 0): lr 1e-3 27.9 ± 1.5, 3e-4
-    # 18.6 ± 0.8 (the prior: 14.7). So no dropout (as in the paper) and lr 1e-3, the clear difference.
+    # Not in the paper, which uses none; dev did not ask for it (MVSA-Single: `python -m trainer sweep --grid
+    # dropout=0.0,0.5 lr=1e-3,3e-4`, seed 0, within the noise; hashtags: docs/results/hashtags.md).
     dropout: float = 0.0
     # How the phases alternate (the docstring's "The phases"): "per-iteration" runs phase 1 then phase 2 on every
     # mini-batch (two optimizer steps per batch), "block" runs phase 1 for the first `phase1_ratio` of the epochs and
@@ -407,35 +406,27 @@ class CACNet(FusionHead):
 GAMMA_1 = {"schedule": "per-iteration", "gamma_start": 1.0, "gamma_end": 1.0}
 
 
-def _register() -> None:
-    from . import ModelEntry, register_model
-
-    register_model(ModelEntry(
-        "cacnet", CACNet,
-        "CACNet: an MLP on [image; caption] whose passive (within-modality) and cross-active (across-modality) "
-        "weights train in phases: single-modal sub-networks first, then end to end or only the cross-active "
-        "weights, per batch, by how the sub-networks' errors compare with the whole network's",
-        paper="Kim, Lee & Kang, Cross-Active Connection for Image-Text Multimodal Feature Fusion, NLDB 2021, "
-              "arXiv:2104.01581",
-        variants={
-            "block": {"schedule": "block"},  # phase 1 as a block of the first epochs, then phase 2 (before issue 47)
-            "gamma-1": {"gamma_start": 1.0, "gamma_end": 1.0},  # Table 4: CACNet (gamma = 1)
-            "no-phase1": {"schedule": "block", "phase1_ratio": 0.0},  # phase 2 on every batch, no phase 1
-            # a plain MLP on the concatenation: no phase 1, and phase 2 always end to end
-            "mlp": {"gamma_start": 1.0, "gamma_end": 1.0, "schedule": "block", "phase1_ratio": 0.0},
-        },
-        # Chosen on dev (scripts/cacnet_schedule.sh, docs/RESULTS.md), 3 seeds, by `trainer sweep`'s rule (the best
-        # mean, ties to the earlier grid point), then the better of the two rows: Table 4's gamma = 1 row, with the
-        # per-iteration schedule, on both tasks. MVSA-Single: lr 3e-4 (weighted F1 68.42 ± 0.37; the paper's gamma
-        # 0.4-0.8 ran Case 2 on every batch, 65.45 ± 1.62 per-iteration; block 68.05 ± 0.64 kept a phase-1 epoch with
-        # the cross-active weights untrained). Hashtags: lr 1e-3 (P@1 37.75 ± 0.85, level with block's 37.75 ± 3.40,
-        # the earlier grid point; the paper's gamma 31.86 ± 3.06 at best). MediaEval, whose bundle is trained on
-        # every event but its validation events: on those events MVSA-Single's point scored macro F1 55.8 ± 14.6 and
-        # the block schedule at lr 3e-4 59.1 ± 5.7 (3 seeds each), so by the same rule the block schedule stays there
-        # (its best epochs fall in phase 2: its cross-active weights are trained).
-        presets={"best": {"hashtags": {**GAMMA_1, "lr": 1e-3}, "mvsa-single": {**GAMMA_1, "lr": 3e-4},
-                          "mediaeval2016": {"schedule": "block", "lr": 3e-4}}},
-    ))
-
-
-_register()
+ENTRIES = (ModelEntry(
+    "cacnet", CACNet,
+    "CACNet: an MLP on [image; caption] whose passive (within-modality) and cross-active (across-modality) "
+    "weights train in phases: single-modal sub-networks first, then end to end or only the cross-active "
+    "weights, per batch, by how the sub-networks' errors compare with the whole network's",
+    paper="Kim, Lee & Kang, Cross-Active Connection for Image-Text Multimodal Feature Fusion, NLDB 2021, "
+          "arXiv:2104.01581",
+    variants={
+        "block": {"schedule": "block"},  # phase 1 as a block of the first epochs, then phase 2 (before issue 47)
+        "gamma-1": {"gamma_start": 1.0, "gamma_end": 1.0},  # Table 4: CACNet (gamma = 1)
+        "no-phase1": {"schedule": "block", "phase1_ratio": 0.0},  # phase 2 on every batch, no phase 1
+        # a plain MLP on the concatenation: no phase 1, and phase 2 always end to end
+        "mlp": {"gamma_start": 1.0, "gamma_end": 1.0, "schedule": "block", "phase1_ratio": 0.0},
+    },
+    # Chosen on dev (scripts/cacnet_schedule.sh), 3 seeds, by `trainer sweep`'s rule (the best mean, ties to the
+    # earlier grid point), then the better of the two rows: Table 4's gamma = 1 row, with the per-iteration
+    # schedule, on MVSA-Single and hashtags (the paper's gamma 0.4-0.8 ran Case 2 on every batch; the block schedule
+    # kept a phase-1 epoch with the cross-active weights untrained): docs/results/mvsa-single.md, "Ablations"
+    # (CACNet's two-phase schedule), and docs/results/hashtags.md. MediaEval, whose bundle is trained on every event
+    # but its validation events: there the block schedule led MVSA-Single's point, so by the same rule it stays
+    # (its best epochs fall in phase 2: its cross-active weights are trained; docs/results/mediaeval.md, CACNet).
+    presets={"best": {"hashtags": {**GAMMA_1, "lr": 1e-3}, "mvsa-single": {**GAMMA_1, "lr": 3e-4},
+                      "mediaeval2016": {"schedule": "block", "lr": 3e-4}}},
+),)

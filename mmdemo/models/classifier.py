@@ -208,7 +208,8 @@ class MultimodalClassifier(nn.Module, PyTorchModelHubMixin, library_name="mmdemo
     @torch.no_grad()
     def merge_adapters(self) -> "MultimodalClassifier":
         """Fold the LoRA adapters into the weights they sit on (peft's merge), for serving: the same outputs
-        without the adapters' extra matmuls (14 of the 86 ms of an HGLNet prediction at rank 64, docs/PERFORMANCE.md).
+        without the adapters' extra matmuls (measured: docs/results/checkpoints.md, "Whole tuned layers shipped as
+        adapters"; docs/PERFORMANCE.md).
         The adapters stay and are what a checkpoint saves; only further training would be wrong (it would see them
         twice)."""
         from peft.tuners.lora import LoraLayer

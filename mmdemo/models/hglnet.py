@@ -46,7 +46,7 @@ explain (only the quantities of components that are switched on):
                     as keys, and their rows in "text->image" are zeroed.
 
 Ablations (Table 3) registered as variants: no-text = HGLNet-T, no-image = HGLNet-V, no-hierarchy = HGLNet-H,
-no-gga = HGLNet-G, no-crt = HGLNet-C (see `_register`).
+no-gga = HGLNet-G, no-crt = HGLNet-C (see `ENTRIES`).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..encoders.base import FeatureDims, ImageFeatures, TextFeatures
-from .base import MLP, FusionHead, HeadConfig, ModelOutput, Signal, TaskInfo, masked_mean
+from .base import MLP, FusionHead, HeadConfig, ModelEntry, ModelOutput, Signal, TaskInfo, masked_mean
 
 
 @dataclass
@@ -74,15 +74,13 @@ class HGLNetConfig(HeadConfig):
     heads: int = 4  # h (Table 2, Weibo)
     ffn_dim: int = 64  # eq. 16's "two-layer FC" width is not given; 2*d_f, the width of the paper's O_f
     # eq. 9 Conv1x1 output channels; 0 = keep d_l as the paper does (W_v is d_l x d_f): 1280 -> 1280 for
-    # EfficientNet-Lite0, 1.6M of the head's parameters. On MVSA-Single dev (weighted F1, 3 seeds, lr 1e-3,
-    # `python -m trainer sweep`, results/sweep/) 256 channels scored 72.19 ± 0.61 vs 71.81 ± 0.89 for the paper's
-    # width, in a quarter of the time and size; the bundled checkpoints use 256 (`--set conv_channels=256`).
+    # EfficientNet-Lite0, 1.6M of the head's parameters. 256 channels are as good on MVSA-Single dev in a quarter of
+    # the size (docs/results/mvsa-single.md, "Settings, chosen on dev"); the presets use 256.
     conv_channels: int = 0
     dropout: float = 0.5  # Sec. 4.1
     # Table 2 (Weibo) says 1e-4. Here only the randomly initialised head trains, on cached frozen features with
-    # ~29 steps per epoch (MVSA-Single, batch 128), and 1e-4 underfits: 10-epoch runs (seed 0) reached dev
-    # weighted-F1 0.654 with train loss still 1.39 at 1e-4, against 0.710 (best epoch 3) at 1e-3. The sweep above
-    # (3 seeds) gives 3e-4 71.22 ± 1.08 (256 channels) / 68.96 ± 1.75 (paper width) against 72.19 / 71.81 at 1e-3.
+    # ~29 steps per epoch (MVSA-Single, batch 128), where 1e-4 underfits; dev chose 1e-3 over 3e-4
+    # (docs/results/mvsa-single.md, "Settings, chosen on dev").
     lr: float = 1e-3
     weight_decay: float = 0.01  # Table 2 (Weibo)
     batch_size: int = 128  # Table 2 (Weibo)
@@ -304,33 +302,28 @@ class HGLNet(FusionHead):
         return ModelOutput(logits, text_logits, image_logits, explain=explain, features=fused)
 
 
-def _register() -> None:
-    from . import ModelEntry, register_model
-
-    register_model(ModelEntry(
-        "hglnet", HGLNet,
-        "HGLNet: global gated attention weighs the modalities; cross residual transformers fuse text tokens of "
-        "the last four layers with image patches",
-        paper="Zhang et al., Hierarchical Global-Local Feature Fusion Network for Multi-modal Classification "
-              "(HGLNet), ICME 2022",
-        # Table 3 rows: -T removes the text (image stream only), -V the image (text hierarchy only), -H the
-        # hierarchy (last layer, one CRT), -G the GGA (streams unscaled), -C the CRT (aligned streams pooled)
-        variants={
-            "no-text": {"use_text": False},
-            "no-image": {"use_image": False},
-            "no-hierarchy": {"text_layers": 1, "crt_modules": 1},
-            "no-gga": {"use_gga": False},
-            "no-crt": {"use_crt": False},
-        },
-        # Chosen on each task's dev set (docs/RESULTS.md, scripts/reproduce.sh; hashtags: scripts/hashtags.sh, frozen
-        # encoders and the baselines' budget, lr 1e-3 over 3e-4 on dev P@1).
-        presets={"best": {
-            "mvsa-single": {"conv_channels": 256, "lr": 1e-3, "weight_decay": 0.1, "unfreeze_text_layers": 3,
-                            "encoder_lr": 5e-5},
-            "mediaeval2016": {"conv_channels": 256, "lr": 1e-3, "unfreeze_text_layers": 2, "encoder_lr": 1e-4},
-            "hashtags": {"conv_channels": 256, "lr": 1e-3, "epochs": 40, "patience": 40, "batch_size": 20},
-        }},
-    ))
-
-
-_register()
+ENTRIES = (ModelEntry(
+    "hglnet", HGLNet,
+    "HGLNet: global gated attention weighs the modalities; cross residual transformers fuse text tokens of "
+    "the last four layers with image patches",
+    paper="Zhang et al., Hierarchical Global-Local Feature Fusion Network for Multi-modal Classification "
+          "(HGLNet), ICME 2022",
+    # Table 3 rows: -T removes the text (image stream only), -V the image (text hierarchy only), -H the
+    # hierarchy (last layer, one CRT), -G the GGA (streams unscaled), -C the CRT (aligned streams pooled)
+    variants={
+        "no-text": {"use_text": False},
+        "no-image": {"use_image": False},
+        "no-hierarchy": {"text_layers": 1, "crt_modules": 1},
+        "no-gga": {"use_gga": False},
+        "no-crt": {"use_crt": False},
+    },
+    # Chosen on each task's dev set (scripts/reproduce.sh; hashtags: scripts/hashtags.sh, frozen encoders and the
+    # baselines' budget): docs/results/mvsa-single.md "Settings, chosen on dev", docs/results/mediaeval.md,
+    # docs/results/hashtags.md.
+    presets={"best": {
+        "mvsa-single": {"conv_channels": 256, "lr": 1e-3, "weight_decay": 0.1, "unfreeze_text_layers": 3,
+                        "encoder_lr": 5e-5},
+        "mediaeval2016": {"conv_channels": 256, "lr": 1e-3, "unfreeze_text_layers": 2, "encoder_lr": 1e-4},
+        "hashtags": {"conv_channels": 256, "lr": 1e-3, "epochs": 40, "patience": 40, "batch_size": 20},
+    }},
+),)

@@ -31,15 +31,13 @@ Reading choices where the paper is ambiguous (all stated again at the code that 
 - eq. 7: KL >= 0, so alpha = sigmoid(KL) lies in [0.5, 1), not in all of [0, 1]. That is the paper's
   formula and we keep it: alpha = 0.5 exactly when P_t == P_v (unimodal and cross-modal features
   weighted equally, which is also what the "no CMGL" ablation fixes alpha to), and it grows toward 1
-  as the modalities disagree, shifting weight onto the cross-modal features. Caveat, measured: nothing
-  in L = L_reg + L_cls aligns X_t and X_v coordinate-wise, and on MVSA-Single the bundled checkpoint's alpha is
-  flat: 0.6725 ± 0.0145 on dev, the same on image-shuffled pairs (results/probe/bundled.json; earlier checkpoints sat
-  at other levels, equally flat). Why (`python scripts/mggf_alpha.py`): the symmetric KL of two near-uniform
-  softmaxes is about (var_t + var_v) / 2 - cov(X_t, X_v) over the d coordinates; the LayerNorms fix the variances
-  at ~1 and the learned X_t, X_v sit at a fixed correlation (0.192 on matched and on shuffled pairs alike, bundled
-  checkpoint, dev). Without the LayerNorm (feature_norm=False, the paper as printed; frozen features, results/alpha/)
-  alpha follows the image vector's scale instead: 0.52 ± 0.01, again the same on shuffled pairs, at a dev F1 inside
-  the LayerNorm's spread (docs/RESULTS.md).
+  as the modalities disagree, shifting weight onto the cross-modal features. Caveat: nothing in
+  L = L_reg + L_cls aligns X_t and X_v coordinate-wise. The symmetric KL of two near-uniform softmaxes is about
+  (var_t + var_v) / 2 - cov(X_t, X_v) over the d coordinates, so with the LayerNorms fixing the variances alpha
+  moves only with the correlation of two learned spaces, and without them (feature_norm=False) with the image
+  vector's scale, not with whether caption and image agree. Measured flat, with and without the LayerNorm, and the
+  same on image-shuffled pairs (`python scripts/mggf_alpha.py`; docs/results/mvsa-single.md, "How far from the
+  papers").
 - eq. 8-9 on two single vectors are degenerate (a 1x1 softmax is 1). The complexity analysis (4.3.4)
   gives CMF's attention a cost of O(L_t L_v d), i.e. attention between text tokens and image patches,
   and section 3.2 says CMF works "on the extracted multi-granularity features". So each modality
@@ -94,7 +92,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..encoders.base import FeatureDims, ImageFeatures, TextFeatures
-from .base import MLP, FusionHead, HeadConfig, ModelOutput, Objective, Signal, TaskInfo
+from .base import MLP, FusionHead, HeadConfig, ModelEntry, ModelOutput, Objective, Signal, TaskInfo
 
 
 @dataclass
@@ -114,11 +112,11 @@ class MGGFConfig(HeadConfig):
     # "auto": "intensity" (scalar score vs class index on [+1, -1]) on ordinal single-label tasks, else "probs"
     reg_target: str = "auto"
     aux_detach: bool = True  # auxiliary unimodal classifiers read detached X_t, X_v (probes)
-    # The LayerNorm at the end of eq. 3-4 (not in the paper; see GranularityEncoder). False: X_m as printed. Chosen on
-    # MVSA-Single dev at the `best` point by the sweep rule: with it 73.96 ± 0.93, without 73.10 ± 0.74 (3 seeds).
+    # The LayerNorm at the end of eq. 3-4 (not in the paper; see GranularityEncoder). False: X_m as printed. Kept by
+    # the sweep rule on MVSA-Single dev at the `best` point (docs/results/mvsa-single.md, "How far from the papers").
     feature_norm: bool = True
-    # Not given in the paper. Chosen on MVSA-Single dev with lr (mean weighted F1 over 3 seeds, results/sweep/):
-    # dropout 0.5 / lr 5e-4: 70.97 ± 0.29, 0.3 / 5e-4: 70.89 ± 0.13, lr 2e-4: 69.93 / 69.92.
+    # Not given in the paper. Chosen on MVSA-Single dev with lr (docs/results/mvsa-single.md, "Settings, chosen on
+    # dev").
     dropout: float = 0.5
     # Optimisation: the paper fine-tunes BERT/ViT with Adam, lr 2e-5, batch 128, 20 epochs. Here the
     # encoders are frozen and only the head trains (from cached features), which wants a larger lr;
@@ -437,35 +435,28 @@ def mean_discrepancy(head: nn.Module, text: TextFeatures, image: ImageFeatures) 
         head.train(was_training)
 
 
-def _register() -> None:
-    from . import ModelEntry, register_model
-
-    register_model(ModelEntry(
-        "mggf", MGGF,
-        "MGGF: global + local features per modality, KL-guided weighting of cross-modal (attention + outer "
-        "product) vs unimodal features",
-        paper="Zhang et al., A Multimodal Sentiment Analysis Method Based on Multi-Granularity Guided Fusion, "
-              "CMC 2025, doi:10.32604/cmc.2025.072286",
-        variants={
-            "global-only": {"granularity": "global"},  # Table 4 row 1
-            "local-only": {"granularity": "local"},  # Table 4 row 2
-            "no-cmgl": {"cmgl": False},  # Table 4 row 3 (alpha = 0.5)
-            "cat": {"fusion": "cat"},  # Table 4 row 4 (w/o CMF) = Table 6 MGGF-CAT (same numbers)
-            "cnn": {"fusion": "cnn"},  # Table 6 MGGF-CNN
-            "cos": {"distance": "cos"},  # Table 5 MGGF-COS
-            "dis": {"distance": "dis"},  # Table 5 MGGF-DIS
-        },
-        # Chosen on MVSA-Single dev (docs/RESULTS.md, scripts/reproduce.sh). Then hidden 256 -> 128 for a bundle
-        # under 5 MB where dev stays within one std (scripts/lora.sh, "Narrower heads"): MVSA-Single; MediaEval,
-        # where the narrower head is trained on frozen encoders (the tuned point costs an hour a seed on the CPU)
-        # and beats the wider tuned one on dev. Hashtags (scripts/hashtags.sh): frozen, the baselines' budget, lr
-        # 1e-3 over 5e-4 on dev P@1, then hidden 192: the sweep's rule 2 (trainer/sweep.py) keeps it, its gap to the
-        # wider point equalling that point's std (2 of 68 posts).
-        presets={"best": {
-            "mvsa-single": {"hidden": 128, "dropout": 0.5, "lr": 5e-4, "unfreeze_text_layers": 2, "encoder_lr": 1e-4},
-            "mediaeval2016": {"hidden": 128, "dropout": 0.5, "lr": 5e-4},
-            "hashtags": {"hidden": 192, "dropout": 0.5, "lr": 1e-3, "epochs": 40, "patience": 40, "batch_size": 20}}},
-    ))
-
-
-_register()
+ENTRIES = (ModelEntry(
+    "mggf", MGGF,
+    "MGGF: global + local features per modality, KL-guided weighting of cross-modal (attention + outer "
+    "product) vs unimodal features",
+    paper="Zhang et al., A Multimodal Sentiment Analysis Method Based on Multi-Granularity Guided Fusion, "
+          "CMC 2025, doi:10.32604/cmc.2025.072286",
+    variants={
+        "global-only": {"granularity": "global"},  # Table 4 row 1
+        "local-only": {"granularity": "local"},  # Table 4 row 2
+        "no-cmgl": {"cmgl": False},  # Table 4 row 3 (alpha = 0.5)
+        "cat": {"fusion": "cat"},  # Table 4 row 4 (w/o CMF) = Table 6 MGGF-CAT (same numbers)
+        "cnn": {"fusion": "cnn"},  # Table 6 MGGF-CNN
+        "cos": {"distance": "cos"},  # Table 5 MGGF-COS
+        "dis": {"distance": "dis"},  # Table 5 MGGF-DIS
+    },
+    # Chosen on MVSA-Single dev (scripts/reproduce.sh; docs/results/mvsa-single.md, "Settings, chosen on dev").
+    # Then the narrowest head whose dev stays within one std, for a bundle under 5 MB (scripts/lora.sh;
+    # docs/results/checkpoints.md, "Narrower MGGF and MAHFNet heads"): hidden 128 on MVSA-Single and MediaEval
+    # (there on frozen encoders, which the tuned point did not beat on dev), 192 on hashtags (scripts/hashtags.sh:
+    # frozen, the baselines' budget, lr chosen on dev P@1; kept by the sweep's rule 2, trainer/sweep.py).
+    presets={"best": {
+        "mvsa-single": {"hidden": 128, "dropout": 0.5, "lr": 5e-4, "unfreeze_text_layers": 2, "encoder_lr": 1e-4},
+        "mediaeval2016": {"hidden": 128, "dropout": 0.5, "lr": 5e-4},
+        "hashtags": {"hidden": 192, "dropout": 0.5, "lr": 1e-3, "epochs": 40, "patience": 40, "batch_size": 20}}},
+),)

@@ -5,9 +5,10 @@ A reader turns one published on-disk layout into a `DatasetSplits`: three lists 
 Readers only check that image files exist (cheap); decoding errors are counted later by the
 feature extractor.
 
-Readers are registered in `READERS` under the key that `mmdemo.tasks.Task.reader` names, and are
-called as `READERS[key](root, **task.reader_kwargs, **user_kwargs)`. `load_task_data` does that
-for a task name.
+Each reader module declares `ENTRIES` (`ReaderEntry`: the key that `mmdemo.tasks.Task.reader` names, the
+function, the layout it expects); `trainer.datasets` lists the modules and builds `READERS` from them. A reader
+is called as `READERS[key](root, **task.reader_kwargs, **user_kwargs)`; `load_task_data` does that for a task
+name, with `root` from `task_data_dir` (an explicit folder, else the task's folder under `data_root()`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from mmdemo.inputs import FALLBACK_ENCODINGS, clean_text, decode_bytes, decode_t
 
 # Bump when a reader's output changes for the same files (it is part of every `version`).
 READER_VERSION = "1"
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 SPLIT_NAMES = ("train", "dev", "test")
 
@@ -225,54 +224,38 @@ def existing(path: Path) -> Path | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Registry
+# Registry entries and the data root
 
 Reader = Callable[..., DatasetSplits]
 
-READERS: dict[str, Reader] = {}
-LAYOUTS: dict[str, str] = {}  # reader key -> one-paragraph description of the expected files
+
+@dataclass(frozen=True)
+class ReaderEntry:
+    """What a reader module declares in its `ENTRIES`; trainer.datasets lists the modules and builds `READERS`."""
+
+    key: str  # what `mmdemo.tasks.Task.reader` names
+    read: Reader  # called as read(root, **task.reader_kwargs, **user_kwargs)
+    layout: str  # one paragraph: the files it expects under root
 
 
-def register_reader(key: str, layout: str) -> Callable[[Reader], Reader]:
-    def decorator(fn: Reader) -> Reader:
-        if key in READERS:
-            raise ValueError(f"reader {key!r} is registered twice")
-        READERS[key] = fn
-        LAYOUTS[key] = layout
-        return fn
-    return decorator
+DATA_ENV = "MMDEMO_DATA"
+# The library names a dataset's folder (`Task.dataset`); where those folders are is the trainer's setting. This
+# default is the layout of the repository's own checkout, next to it: ../shared/datasets.
+DEFAULT_DATA_ROOT = Path(os.path.normpath(Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"))
+
+
+def data_root() -> Path:
+    """The folder that holds the datasets' folders (mvsa-single/, mediaeval2016/, ...): $MMDEMO_DATA when set,
+    else DEFAULT_DATA_ROOT."""
+    return Path(os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT)
 
 
 def task_data_dir(task_name: str, data_dir: str | Path | None = None) -> Path:
-    """The folder a task reads: `data_dir` if given, else the task's default relative to the repo root."""
+    """The folder a task reads: `data_dir` (that dataset's own folder, `--data-dir`) if given, else the task's
+    dataset folder under `data_root()`."""
     from mmdemo.tasks import get_task
 
     task = get_task(task_name)
     if data_dir is not None:
         return Path(data_dir)
-    return Path(os.path.normpath(REPO_ROOT / task.default_data_dir))  # "../shared/..." without the ".."
-
-
-def load_task_data(task_name: str, data_dir: str | Path | None = None, **kwargs) -> DatasetSplits:
-    """Read the data of a registered task: resolves the Task, its folder and reader, calls the reader.
-
-    `kwargs` override the task's `reader_kwargs` (e.g. `seed=1`, `min_count=10`, `leave_out="nepal"`).
-    """
-    from mmdemo.tasks import get_task
-
-    task = get_task(task_name)
-    if task.reader not in READERS:
-        raise KeyError(f"task {task_name!r} names reader {task.reader!r}, which is not registered; "
-                       f"known readers: {', '.join(sorted(READERS))}")
-    root = task_data_dir(task_name, data_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"data for task {task_name!r} not found: {root} is not a directory. "
-            f"Pass data_dir=... or put the dataset there. Expected layout ({task.reader}): "
-            f"{LAYOUTS[task.reader]}")
-    splits = READERS[task.reader](root, **{**task.reader_kwargs, **kwargs})
-    if task.labels and tuple(splits.labels) != task.labels:
-        raise ValueError(f"reader {task.reader!r} returned labels {splits.labels}, but task {task_name!r} "
-                         f"declares {list(task.labels)}")
-    splits.name = task.name
-    return splits
+    return data_root() / task.dataset

@@ -18,13 +18,13 @@ from pathlib import Path
 
 from trainer.datasets.base import (
     DatasetSplits,
+    ReaderEntry,
     Sample,
     clean_text,
     decode_bytes,
     existing,
     make_splits,
     random_split,
-    register_reader,
 )
 
 COLUMNS = ("id", "text", "image", "label")
@@ -44,7 +44,6 @@ def sorted_label_names(names: set[str]) -> list[str]:
     return sorted(names)
 
 
-@register_reader("cmcd", LAYOUT)
 def read_cmcd(root: Path, seed: int = 0) -> DatasetSplits:
     root = Path(root)
     dev_path = next((root / n for n in DEV_NAMES if (root / n).is_file()), None)
@@ -86,3 +85,6 @@ def _samples(root: Path, rows: list[dict[str, str]], index: dict[str, int], seen
         seen.add(sample_id)
         samples.append(Sample(sample_id, image, clean_text(row.get("text") or ""), index[label]))
     return samples
+
+
+ENTRIES = (ReaderEntry("cmcd", read_cmcd, LAYOUT),)

@@ -17,19 +17,18 @@ from pathlib import Path
 
 from trainer.datasets.base import (
     DatasetSplits,
+    ReaderEntry,
     Sample,
     clean_text,
     decode_bytes,
     existing,
     make_splits,
     random_split,
-    register_reader,
 )
 
 LAYOUT = "texts/{train,test}_titles.csv (image_name,text,label) + images/{train,test}/{label}/{image_name}"
 
 
-@register_reader("food101", LAYOUT)
 def read_food101(root: Path, seed: int = 0) -> DatasetSplits:
     root = Path(root)
     skipped: Counter = Counter()
@@ -72,3 +71,6 @@ def _read_rows(path: Path, skipped: Counter) -> list[tuple[str, str, str]]:
         seen.add(image_name)
         rows.append((image_name, text, label))
     return rows
+
+
+ENTRIES = (ReaderEntry("food101", read_food101, LAYOUT),)

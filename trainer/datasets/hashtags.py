@@ -32,12 +32,12 @@ from pathlib import Path
 
 from trainer.datasets.base import (
     DatasetSplits,
+    ReaderEntry,
     Sample,
     clean_text,
     make_splits,
     random_split,
     read_lines,
-    register_reader,
 )
 from trainer.datasets.mvsa import read_mvsa
 
@@ -74,8 +74,10 @@ def _encode(tags: list[str], index: dict[str, int]) -> tuple[int, ...]:
     return tuple(sorted({index[t] for t in tags if t in index}))
 
 
-@register_reader("hashtags-mvsa", "an MVSA folder, either layout of the 'mvsa' reader; the labels are "
-                                  "the frequent hashtags of the captions.")
+MVSA_HASHTAGS_LAYOUT = ("an MVSA folder, either layout of the 'mvsa' reader; the labels are "
+                        "the frequent hashtags of the captions.")
+
+
 def read_hashtags_mvsa(root: Path, min_count: int = 10, max_labels: int | None = 50, multiple: bool = False,
                        seed: int = 0) -> DatasetSplits:
     root = Path(root)
@@ -103,7 +105,6 @@ HARRISON_LAYOUT = ("data_list.txt (image path per line, relative to the folder) 
                    "tags per line, same order) + optional caption_list.txt and vocab.txt.")
 
 
-@register_reader("harrison", HARRISON_LAYOUT)
 def read_harrison(root: Path, min_count: int = 20, max_labels: int | None = None, seed: int = 0) -> DatasetSplits:
     root = Path(root)
     images = [line.strip() for line in read_lines(root / "data_list.txt")]
@@ -152,3 +153,7 @@ def read_harrison(root: Path, min_count: int = 20, max_labels: int | None = None
 def _normalise_tags(line: str) -> list[str]:
     """'#Love  cute ' -> ['#love', '#cute'] (the same '#tag' form as hashtags-mvsa)."""
     return list(dict.fromkeys("#" + t.lstrip("#").casefold() for t in line.split() if t.lstrip("#")))
+
+
+ENTRIES = (ReaderEntry("hashtags-mvsa", read_hashtags_mvsa, MVSA_HASHTAGS_LAYOUT),
+           ReaderEntry("harrison", read_harrison, HARRISON_LAYOUT))

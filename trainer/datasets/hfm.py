@@ -24,11 +24,11 @@ from pathlib import Path
 from trainer.datasets.base import (
     DatasetSplits,
     ImageIndex,
+    ReaderEntry,
     Sample,
     clean_text,
     make_splits,
     read_lines,
-    register_reader,
 )
 
 LABELS = ["not-sarcastic", "sarcastic"]
@@ -40,7 +40,6 @@ LAYOUT = ("text/{train,valid2,test2}.txt with one Python list literal per line [
           "+ dataset_image/{id}.jpg")
 
 
-@register_reader("hfm", LAYOUT)
 def read_hfm(root: Path, keyword_filter: bool = True) -> DatasetSplits:
     root = Path(root)
     images = ImageIndex(root / "dataset_image")
@@ -90,3 +89,6 @@ def _read_split(path: Path, images: ImageIndex, keyword_filter: bool, seen: set[
         seen.add(sample_id)
         samples.append(Sample(sample_id, image, clean_text(text), label))
     return samples
+
+
+ENTRIES = (ReaderEntry("hfm", read_hfm, LAYOUT),)

@@ -30,11 +30,11 @@ from pathlib import Path
 from trainer.datasets.base import (
     DatasetSplits,
     ImageIndex,
+    ReaderEntry,
     Sample,
     clean_text,
     make_splits,
     read_lines,
-    register_reader,
 )
 
 LABELS = ["real", "fake"]  # order of mmdemo.tasks: index 1 = fake
@@ -53,7 +53,6 @@ def event_of(image_id: str) -> str:
     return EVENT_ALIASES.get(prefix, prefix)
 
 
-@register_reader("mediaeval2016", LAYOUT)
 def read_mediaeval(root: Path, dev_events: Sequence[str] | None = None, test_events: Sequence[str] | None = None,
                    leave_out: str | None = None, validation_events: Sequence[str] | None = None) -> DatasetSplits:
     root = Path(root)
@@ -112,3 +111,6 @@ def _read_posts(root: Path, skipped: Counter) -> list[Sample]:
         samples.append(Sample(post_id, images.get(f"{image_id}.jpg"), clean_text(text), LABELS.index(label),
                               group=event_of(image_id)))
     return samples
+
+
+ENTRIES = (ReaderEntry("mediaeval2016", read_mediaeval, LAYOUT),)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from trainer.datasets.base import (
     DatasetSplits,
+    ReaderEntry,
     Sample,
     clean_text,
     existing,
@@ -35,7 +36,6 @@ from trainer.datasets.base import (
     random_split,
     read_lines,
     read_text_file,
-    register_reader,
 )
 
 LABELS = ["positive", "neutral", "negative"]
@@ -46,7 +46,6 @@ LAYOUT = ("(a) splits/{train,dev,test}.json with items {id, text, emotion_label}
           "labelResultAll.txt ('ID<TAB>text,image' per annotator).")
 
 
-@register_reader("mvsa", LAYOUT)
 def read_mvsa(root: Path, multiple: bool = False, seed: int = 0) -> DatasetSplits:
     root = Path(root)
     name = "mvsa-multiple" if multiple else "mvsa-single"
@@ -127,3 +126,6 @@ def _read_original_release(root: Path, multiple: bool, skipped: Counter) -> list
         text = read_text_file(root / "data" / f"{sample_id}.txt")
         samples.append(Sample(sample_id, image, text, LABELS.index(label)))
     return samples
+
+
+ENTRIES = (ReaderEntry("mvsa", read_mvsa, LAYOUT),)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from trainer.datasets.base import (
     DatasetSplits,
+    ReaderEntry,
     Sample,
     clean_text,
     existing,
@@ -35,7 +36,6 @@ from trainer.datasets.base import (
     random_split,
     read_lines,
     read_text_file,
-    register_reader,
 )
 
 LABELS = ["angry", "bored", "calm", "fearful", "happy", "loving", "sad"]
@@ -53,7 +53,6 @@ def label_index(name: str) -> int | None:
     return LABELS.index(name) if name in LABELS else None
 
 
-@register_reader("tumemo", LAYOUT)
 def read_tumemo(root: Path, seed: int = 0) -> DatasetSplits:
     root = Path(root)
     skipped: Counter = Counter()
@@ -131,3 +130,6 @@ def _read_unsplit(root: Path, skipped: Counter) -> list[Sample]:
         seen.add(sample_id)
         samples.append(Sample(sample_id, image, read_text_file(root / "data" / f"{sample_id}.txt"), label))
     return samples
+
+
+ENTRIES = (ReaderEntry("tumemo", read_tumemo, LAYOUT),)

@@ -23,11 +23,11 @@ from pathlib import Path
 from trainer.datasets.base import (
     DatasetSplits,
     ImageIndex,
+    ReaderEntry,
     Sample,
     clean_text,
     make_splits,
     read_lines,
-    register_reader,
 )
 
 LABELS = ["real", "fake"]
@@ -38,7 +38,6 @@ LAYOUT = ("tweets/{train,test}_{nonrumor,rumor}.txt (3 lines per post: 'id|...' 
           "'url|url|null', text) + nonrumor_images/ and rumor_images/ named after the url's last part")
 
 
-@register_reader("weibo", LAYOUT)
 def read_weibo(root: Path, seed: int = 0, dev_fraction: float = 0.1) -> DatasetSplits:
     root = Path(root)
     images = _image_index(root)
@@ -107,3 +106,6 @@ def _split_dev(train: list[Sample], seed: int, fraction: float) -> tuple[list[Sa
         rng.shuffle(ids)
         dev_ids.update(ids[:round(len(ids) * fraction)])
     return [s for s in train if s.id not in dev_ids], [s for s in train if s.id in dev_ids]
+
+
+ENTRIES = (ReaderEntry("weibo", read_weibo, LAYOUT),)

@@ -18,7 +18,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from trainer.datasets.base import DatasetSplits, Sample, clean_text, existing, make_splits, read_lines, register_reader
+from trainer.datasets.base import DatasetSplits, ReaderEntry, Sample, clean_text, existing, make_splits, read_lines
 
 LABELS = ["1", "2", "3", "4", "5"]
 SENTENCE_DELIMITER = "|||"
@@ -27,7 +27,6 @@ LAYOUT = ("train.json, valid.json, test/{city}_test.json (or test.json): JSON li
           "[{_id}], Rating + photos/{id[:2]}/{id}.jpg")
 
 
-@register_reader("yelp", LAYOUT)
 def read_yelp(root: Path) -> DatasetSplits:
     root = Path(root)
     skipped: Counter = Counter()
@@ -74,3 +73,6 @@ def _read_reviews(root: Path, path: Path, city: str, seen: set[str], skipped: Co
         text = review.get("Text") if isinstance(review.get("Text"), str) else ""
         samples.append(Sample(review_id, image, clean_text(text.replace(SENTENCE_DELIMITER, " ")), rating - 1, city))
     return samples
+
+
+ENTRIES = (ReaderEntry("yelp", read_yelp, LAYOUT),)
