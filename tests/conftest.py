@@ -5,16 +5,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from pathlib import Path  # noqa: E402
-
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 # Tiny models are latency-bound: one intra-op thread is several times faster than two on a 2-core box.
 torch.set_num_threads(1)
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +22,7 @@ def tiny_encoders():
 @pytest.fixture(scope="module")
 def bert_resnet():
     """(dims, text, image) of four fixed captions through tiny-bert and tiny-resnet."""
-    from .synthetic import encode_examples
+    from tests.helpers import encode_examples
 
     return encode_examples("tiny-bert", "tiny-resnet")
 
@@ -35,7 +30,7 @@ def bert_resnet():
 @pytest.fixture(scope="module")
 def clip_pair():
     """(dims, text, image) of four fixed captions through the tiny open_clip text and image towers."""
-    from .synthetic import encode_examples
+    from tests.helpers import encode_examples
 
     return encode_examples("tiny-clip-text", "tiny-clip-image")
 

@@ -4,7 +4,7 @@ Each network is one file in this package that declares `ENTRIES`, a tuple of `Mo
 registers nothing. `NETWORKS` below is the one list of network files, and the registry is built from it while
 this package is imported, so Python's import lock makes the build atomic: a thread that uses the registry, even
 as its first import, sees it full. A new network is one file plus its line in `NETWORKS`
-(tests/test_registry.py fails for a file that declares `ENTRIES` and is not listed).
+(tests/networks/test_registry.py fails for a file that declares `ENTRIES` and is not listed).
 """
 
 from __future__ import annotations

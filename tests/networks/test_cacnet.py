@@ -15,8 +15,7 @@ from mmdemo.models import FitData, ModelOutput, TaskInfo, get_model
 from mmdemo.models.cacnet import CACNet, CrossActiveLayer, cross_active_beta, cross_active_drift, sample_errors
 from trainer.loop import RunSpec, train
 
-from .conftest import REPO_ROOT
-from .synthetic import LABELS, synthetic_features
+from tests.helpers import LABELS, REPO_ROOT, synthetic_features
 
 ENTRY = get_model("cacnet")
 DIMS = FeatureDims(text_dim=8, text_layers=2, image_dim=6, image_pooled_dim=6, image_logits_dim=0,

@@ -8,24 +8,11 @@ import torch
 from PIL import Image
 
 from mmdemo.checkpoint import CheckpointError, load_checkpoint, read_config, save_checkpoint
-from mmdemo.encoders import FeatureDims
-from mmdemo.models import ModelOutput, MultimodalClassifier, get_model, list_models
+from mmdemo.models import ModelOutput, get_model, list_models
 from mmdemo.predict import Predictor
+from tests.helpers import SENTIMENT as LABELS, features, make_classifier
 
-LABELS = ["positive", "neutral", "negative"]
 BASELINES = ["text-only", "image-only", "concat"]
-
-
-def make_classifier(te, ie, model="concat", **kw) -> MultimodalClassifier:
-    dims = FeatureDims.of(te, ie)
-    return MultimodalClassifier(model=model, task="mvsa-single", labels=LABELS, text_encoder=te.name,
-                                image_encoder=ie.name, dims=dims.to_dict(), **kw)
-
-
-def features(te, ie, n=3):
-    captions = ["good day", "what a terrible, awful experience today", "ok"][:n]
-    images = [Image.new("RGB", (64, 64), (40 * i, 90, 200 - 40 * i)) for i in range(n)]
-    return te.encode(captions, num_layers=min(4, te.num_layers)), ie.encode(images)
 
 
 def test_registry_lists_the_baselines():

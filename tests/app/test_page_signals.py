@@ -5,16 +5,14 @@ not change with the input is collapsed under a title that says so."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from mmdemo.checkpoint import is_flat
 
-from .pages import EXAMPLE, chromium, make_checkpoint, served
+from tests.helpers import EXAMPLE, REPO_ROOT, chromium, make_checkpoint, served
 
 pytestmark = pytest.mark.browser
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _validity(p05: float, p95: float, low: float | None, high: float | None, rho: float, mean: float,
@@ -59,7 +57,7 @@ def test_every_signal_shows_its_measured_validity_and_a_flat_one_is_collapsed(ur
         assert flat.count() == 1 and "does not change with the input: collapsed" in flat.inner_text()
         line = flat.get_by_text("it ranged from 0.672 to 0.681 (5–95% of them): it does not change with the input.")
         assert not line.is_visible()
-        page.screenshot(path=str(REPO / ".cache" / "screens" / "signals-collapsed.png"), full_page=True)
+        page.screenshot(path=str(REPO_ROOT / ".cache" / "screens" / "signals-collapsed.png"), full_page=True)
         flat.locator("summary").first.click()
         assert line.is_visible()
-        signals.screenshot(path=str(REPO / ".cache" / "screens" / "signals.png"))
+        signals.screenshot(path=str(REPO_ROOT / ".cache" / "screens" / "signals.png"))

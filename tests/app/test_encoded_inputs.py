@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,9 +17,8 @@ from mmdemo.models import list_models
 from mmdemo.pipeline import ENCODED
 from mmdemo.predict import Predictor
 
-from .pages import make_checkpoint
+from tests.helpers import EXAMPLES, make_checkpoint
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CAPTION = "Best day ever at the beach!"
 
 

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from .pages import EXAMPLE, SENTIMENT, chromium, free_port, make_checkpoint, pick, served
+from tests.helpers import EXAMPLE, REPO_ROOT, SENTIMENT, chromium, free_port, make_checkpoint, pick, served
 
 pytestmark = pytest.mark.browser
 FAKE_NEWS = ["real", "fake"]
 ANY_SENTIMENT = re.compile("|".join(SENTIMENT))
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +89,7 @@ def test_a_task_or_network_switch_leaves_no_answer_of_the_old_selection(page):
     expect(page.locator("#mm-fused")).to_contain_text(re.compile("real|fake"), timeout=60_000)
     page.locator("#mm-caption textarea").fill("Another caption")
     expect(page.locator("#mm-verdict")).to_contain_text("Press Predict and explain", timeout=10_000)
-    page.screenshot(path=str(REPO / ".cache" / "screens" / "after-switch.png"))
+    page.screenshot(path=str(REPO_ROOT / ".cache" / "screens" / "after-switch.png"))
 
 
 @pytest.mark.parametrize("server_sees_the_change", [True, False])
@@ -175,9 +174,10 @@ def test_the_compare_table_fits_its_column(page):
                           "getComputedStyle(e).overflowX) || e.scrollWidth <= e.clientWidth + 1)")
     broken = table.evaluate(BROKEN_WORDS)
     assert not broken, broken
-    table.screenshot(path=str(REPO / ".cache" / "screens" / "compare.png"))
+    table.screenshot(path=str(REPO_ROOT / ".cache" / "screens" / "compare.png"))
 
 
+@pytest.mark.slow
 def test_three_cold_starts_opened_at_once_show_no_error(tmp_path):
     """`python app.py` opened within a second of starting: the first network loads in the background while the page
     asks for it (the model registry once filled itself in one thread while another read it half-filled)."""
@@ -188,7 +188,7 @@ def test_three_cold_starts_opened_at_once_show_no_error(tmp_path):
             port = free_port()
             env = {**os.environ, "MMDEMO_CHECKPOINTS": str(tmp_path), "GRADIO_SERVER_PORT": str(port),
                    "GRADIO_SERVER_NAME": "127.0.0.1"}
-            app = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+            app = subprocess.Popen([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, text=True)
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -13,7 +13,7 @@ import pytest
 
 from mmdemo.checkpoint import read_config, read_metrics, read_trust
 
-from .conftest import REPO_ROOT, SHARED
+from tests.helpers import REPO_ROOT, SHARED
 
 BUNDLES = sorted(p.parent for p in (REPO_ROOT / "checkpoints").glob("*/*/config.json"))
 NAMES = [f"{p.parent.name}/{p.name}" for p in BUNDLES]

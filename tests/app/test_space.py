@@ -38,6 +38,7 @@ def test_space_files_are_exactly_what_the_app_needs(tmp_path):
         build_space(tmp_path / "space")  # never writes over a directory
 
 
+@pytest.mark.slow
 def test_the_space_runs_the_app_on_its_own_and_predicts(tmp_path):
     from gradio_client import Client, handle_file
 

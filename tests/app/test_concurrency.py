@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -16,9 +15,8 @@ import pytest  # noqa: E402
 from mmdemo.models import list_models  # noqa: E402
 from mmdemo.app.handlers import DemoApp  # noqa: E402
 
-from .pages import make_checkpoint  # noqa: E402  (tiny random checkpoints, as the app tests use)
+from tests.helpers import EXAMPLES, make_checkpoint  # noqa: E402
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 INPUTS = [(EXAMPLES / "beach.jpg", "Best day ever at the beach!"), (EXAMPLES / "rain.jpg", "grey and cold again"),
           (EXAMPLES / "cake.jpg", "a cake for my birthday, with a much longer caption than the other two have")]
 MODELS = list_models()
@@ -50,6 +48,7 @@ def compare(app, _model, i):
     return ("compare", i, table.drop(columns=["ms"]).to_json())
 
 
+@pytest.mark.slow
 def test_concurrent_predict_explain_compare_equal_the_quiet_answers(app):
     jobs = [(fn, model, i) for fn in (predict, explain) for model in MODELS for i in range(len(INPUTS))]
     jobs += [(compare, None, i) for i in range(len(INPUTS))]

@@ -13,7 +13,7 @@ from mmdemo import hub
 from mmdemo.card import make_model_card
 from mmdemo.checkpoint import save_checkpoint
 from mmdemo.models import MultimodalClassifier
-from tests.test_contract import LABELS, features, make_classifier
+from tests.helpers import REPO_ROOT, SENTIMENT as LABELS, features, make_classifier
 
 METRICS = {"seed": 0, "selected_on": "dev weighted_f1 (fused)",
            "dev": {"fused": {"accuracy": 0.71, "weighted_f1": 0.70, "macro_f1": 0.55}},
@@ -55,9 +55,10 @@ def test_push_without_token_or_reachable_hub_says_so(ckpt, monkeypatch, tmp_path
         hub.push_checkpoint(ckpt, "someone/mmdemo-test", token="hf_fake")
 
 
+@pytest.mark.slow
 def test_cli_push_and_push_to_hub_fail_before_any_work(ckpt):
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    root = Path(__file__).parents[1]
+    root = REPO_ROOT
     for args in (["push", "--checkpoint", str(ckpt), "--repo-id", "a/b"],
                  ["train", "--task", "mvsa-single", "--model", "concat", "--push-to-hub", "--repo-id", "a/b"]):
         out = subprocess.run([sys.executable, "-m", "trainer", *args], capture_output=True, text=True, cwd=root,
@@ -151,7 +152,7 @@ def test_model_card_shows_multi_label_metrics(ckpt):
 
 
 def test_bundled_checkpoints_are_what_push_uploads():
-    bundled = hub.bundled_checkpoints(Path(__file__).resolve().parents[1] / "checkpoints")
+    bundled = hub.bundled_checkpoints(REPO_ROOT / "checkpoints")
     assert {"mvsa-single", "mediaeval2016"} <= set(bundled)
     for task, models in bundled.items():
         for model, path in models.items():

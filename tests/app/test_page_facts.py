@@ -1,12 +1,9 @@
-"""What the page shows belongs to what is on screen, checked without a browser: the model registry under concurrent
-first use, the tickets that keep a stale answer off the page, per-task examples, and the notes on captions the text
-encoder cannot read. (The browser side is tests/test_page_truth.py.)"""
+"""What the page shows belongs to what is on screen, checked without a browser: the tickets that keep a stale
+answer off the page, per-task examples, and the notes on captions the text encoder cannot read. (The browser side is tests/app/test_page_truth.py.)"""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import gradio as gr
@@ -18,48 +15,19 @@ from mmdemo.hub import bundled_checkpoints
 from mmdemo.tasks import TASKS
 from mmdemo.app.handlers import DemoApp, OnScreen, selection_of
 
-from .pages import EXAMPLE, TASK, make_checkpoint
-
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLES_DIR = REPO / "examples"
-
-# 12 threads ask the registry for a network at once, in a fresh process: before the registry was filled under a
-# lock, most of them saw it half-filled ("unknown model 'hglnet'; registered: concat, image-only, prior, text-only").
-COLD_REGISTRY = """
-import threading
-from mmdemo.models import get_model
-barrier, failures = threading.Barrier(12), []
-def ask():
-    barrier.wait()
-    try:
-        get_model("hglnet")
-    except KeyError as e:
-        failures.append(str(e))
-threads = [threading.Thread(target=ask) for _ in range(12)]
-[t.start() for t in threads]
-[t.join() for t in threads]
-print(len(failures))
-"""
-
-
-def test_the_model_registry_is_whole_for_every_thread_of_a_cold_process():
-    for _ in range(3):
-        out = subprocess.run([sys.executable, "-c", COLD_REGISTRY], capture_output=True, text=True, cwd=REPO,
-                             timeout=300)
-        assert out.returncode == 0, out.stderr
-        assert out.stdout.strip() == "0", out.stdout
+from tests.helpers import EXAMPLE, EXAMPLES, REPO_ROOT, TASK, make_checkpoint
 
 
 def test_a_page_shows_one_selection_at_a_time():
     on_screen = OnScreen()
-    beach, rain = (selection_of(Image.open(EXAMPLES_DIR / name), "a caption", TASK, "concat")
+    beach, rain = (selection_of(Image.open(EXAMPLES / name), "a caption", TASK, "concat")
                    for name in ("beach.jpg", "rain.jpg"))
-    assert beach == selection_of(Image.open(EXAMPLES_DIR / "beach.jpg"), "a caption", TASK, "concat")  # by content
+    assert beach == selection_of(Image.open(EXAMPLES / "beach.jpg"), "a caption", TASK, "concat")  # by content
     assert on_screen.show("page", beach) and on_screen.shows("page", beach)
     assert not on_screen.show("page", beach)  # the same selection again is no change
     assert on_screen.show("page", rain) and not on_screen.shows("page", beach)
     assert on_screen.shows("other page", beach) and on_screen.shows("", beach)  # unseen pages and the API
-    other_network = selection_of(Image.open(EXAMPLES_DIR / "rain.jpg"), "a caption", TASK, "hglnet")
+    other_network = selection_of(Image.open(EXAMPLES / "rain.jpg"), "a caption", TASK, "hglnet")
     assert on_screen.shows("page", other_network, parts=3) and not on_screen.shows("page", other_network)
 
 
@@ -91,10 +59,10 @@ def test_a_checkpoint_message_does_not_show_the_servers_paths(tmp_path):
 
 
 def test_every_task_with_networks_has_its_own_examples():
-    rows = json.loads((EXAMPLES_DIR / "examples.json").read_text())
-    example_rows = DemoApp(REPO / "checkpoints", EXAMPLES_DIR).example_rows
+    rows = json.loads((EXAMPLES / "examples.json").read_text())
+    example_rows = DemoApp(REPO_ROOT / "checkpoints", EXAMPLES).example_rows
     assert {r["task"] for r in rows} <= set(TASKS)
-    for task in bundled_checkpoints(REPO / "checkpoints"):
+    for task in bundled_checkpoints(REPO_ROOT / "checkpoints"):
         examples = example_rows(task)
         assert len(examples) >= 3, task
         for image, caption in examples:
@@ -113,7 +81,7 @@ def test_every_task_with_networks_has_its_own_examples():
 def test_a_caption_mostly_outside_the_vocabulary_is_said_to_be(caption, said):
     from mmdemo.predict import Predictor
 
-    predictor = Predictor.from_checkpoint(REPO / "checkpoints" / "mvsa-single" / "concat")  # the real MiniLM-L6
+    predictor = Predictor.from_checkpoint(REPO_ROOT / "checkpoints" / "mvsa-single" / "concat")  # the real MiniLM-L6
     _, notes = predictor.prepare(Image.open(EXAMPLE), caption)
     outside = [n for n in notes if "outside the text encoder's vocabulary" in n]
     assert bool(outside) == bool(said), notes
@@ -122,7 +90,7 @@ def test_a_caption_mostly_outside_the_vocabulary_is_said_to_be(caption, said):
 def test_a_cut_caption_says_where_it_stops():
     from mmdemo.predict import Predictor
 
-    predictor = Predictor.from_checkpoint(REPO / "checkpoints" / "mvsa-single" / "concat")
+    predictor = Predictor.from_checkpoint(REPO_ROOT / "checkpoints" / "mvsa-single" / "concat")
     _, notes = predictor.prepare(Image.open(EXAMPLE), " ".join(f"word{i}" for i in range(200)))
     cut = [n for n in notes if "cut to the first 64 tokens" in n]
     assert cut and "so it stops at “…" in cut[0], notes
@@ -158,7 +126,7 @@ def test_the_reading_guide_lists_every_signal_as_the_network_declares_it():
     plain sentence its file declares (a signal renamed or reworded in its file fails here until the guide follows)."""
     from mmdemo.models import MODELS, list_models
 
-    guide = (REPO / "docs" / "READING.md").read_text()
+    guide = (REPO_ROOT / "docs" / "READING.md").read_text()
     for name in list_models():
         for key, signal in MODELS[name].head.signals.items():
             assert f"| {name} | {signal.title} |" in guide, (name, key)

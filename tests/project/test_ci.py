@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
+from tests.helpers import REPO_ROOT
 
-CI = Path(__file__).resolve().parents[1] / ".ci" / "run"
+CI = REPO_ROOT / ".ci" / "run"
 
 PYTHON3 = """#!/bin/sh
 # python3 -m venv DIR: a virtual environment whose python and pip do nothing; `python -m pytest` exits $FAKE_RC

@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 import os
 import re
-import socket
 import struct
 import zlib
 from pathlib import Path
@@ -26,14 +25,7 @@ from mmdemo.app import build_demo  # noqa: E402
 from mmdemo.app.catalogue import NO_CHECKPOINT_HELP  # noqa: E402
 from mmdemo.app.handlers import PREDICTED, DemoApp  # noqa: E402
 
-from .pages import CHROMIUM, EXAMPLE, TASK, make_checkpoint  # noqa: E402
-from .pages import SENTIMENT as LABELS  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers import CHROMIUM, EXAMPLE, REPO_ROOT, SENTIMENT as LABELS, TASK, free_port, make_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +38,7 @@ def server(tmp_path_factory):
         make_checkpoint(root, model)
     demo = build_demo(root)
     demo.queue(default_concurrency_limit=1)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(),
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(),
                             quiet=True)
     yield url, root, tmp_path_factory.mktemp("files")
     demo.close()
@@ -306,7 +298,7 @@ def two_tasks(tmp_path_factory):
             make_checkpoint(root, model, task, labels=labels)
     demo = build_demo(root)
     demo.queue(default_concurrency_limit=1)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=_free_port(), quiet=True)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True)
     from gradio_client import Client
 
     yield Client(url, verbose=False)
@@ -380,7 +372,7 @@ def test_the_page_is_built_without_torch():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'captum', 'transformers')"
             " or m in ('mmdemo.predict', 'mmdemo.models', 'mmdemo.encoders')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=REPO_ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
 

@@ -17,7 +17,7 @@ from trainer.bundle import bundle
 from trainer.report import table
 from trainer.run import write_run
 
-from .synthetic import LABELS, synthetic_data
+from tests.helpers import LABELS, synthetic_data
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory, tiny_encoders):

@@ -1,7 +1,6 @@
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -9,8 +8,8 @@ from PIL import Image
 
 from mmdemo.encoders import (IMAGE_ENCODERS, TEXT_ENCODERS, EncoderUnavailableError, FeatureDims, create_image_encoder,
                              create_text_encoder)
+from tests.helpers import ASSETS, REPO_ROOT
 
-ASSETS = Path(__file__).parent / "assets"
 TINY_TEXT = [n for n in TEXT_ENCODERS if n.startswith("tiny-")]
 TINY_IMAGE = [n for n in IMAGE_ENCODERS if n.startswith("tiny-")]
 
@@ -212,7 +211,7 @@ def test_import_reads_no_weights_and_touches_no_network():
         assert "concat" in mmdemo.models.list_models()
         print("ok")
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1],
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT,
                          timeout=120)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
 

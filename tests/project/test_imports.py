@@ -13,7 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+import pytest
+
+from tests.helpers import REPO_ROOT
+
 PACKAGES = ("mmdemo", "trainer")
 
 
@@ -158,6 +161,7 @@ def test_the_graph_reader_sees_cycles_relative_and_deferred_imports(tmp_path):
     assert find_cycle(import_graph(tmp_path, ("pkg",))) == ["pkg.c", "pkg.d", "pkg.c"]
 
 
+@pytest.mark.slow
 def test_every_module_imports_in_a_fresh_interpreter_and_the_library_alone_loads_no_trainer():
     library = sorted(m for m in package_modules() if m.split(".")[0] == "mmdemo")
     trainer = sorted(m for m in package_modules() if m.split(".")[0] == "trainer")

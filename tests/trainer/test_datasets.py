@@ -16,6 +16,7 @@ from trainer.datasets.hashtags import extract_hashtags, remove_hashtags
 from trainer.datasets.hfm import parse_line
 from trainer.datasets.mediaeval import event_of
 from trainer.datasets.mvsa import majority, merge_text_image
+from tests.helpers import MEDIAEVAL_HEADER, REPO_ROOT, assert_group_disjoint, write
 
 POS, NEU, NEG = 0, 1, 2
 
@@ -27,14 +28,6 @@ POS, NEU, NEG = 0, 1, 2
 def write_jpeg(path: Path, color: tuple[int, int, int] = (200, 30, 30)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (4, 4), color).save(path, "JPEG")
-    return path
-
-
-def write(path: Path, content: str | bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, str):
-        content = content.encode("utf-8")
-    path.write_bytes(content)
     return path
 
 
@@ -105,7 +98,7 @@ def test_load_task_data_missing_dir_is_a_clear_error(tmp_path):
 def test_a_task_names_its_folder_and_the_trainer_finds_it_under_the_data_root(tmp_path, monkeypatch):
     from trainer.datasets import DATA_ENV, DEFAULT_DATA_ROOT
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = REPO_ROOT
     monkeypatch.delenv(DATA_ENV, raising=False)
     assert DEFAULT_DATA_ROOT == repo.parent / "shared" / "datasets"  # the checkout's own layout, no ".." left in
     assert task_data_dir("mvsa-single") == DEFAULT_DATA_ROOT / "mvsa-single"
@@ -121,7 +114,7 @@ def test_a_task_names_its_folder_and_the_trainer_finds_it_under_the_data_root(tm
 
 def test_the_library_does_not_know_where_the_data_is():
     """mmdemo names dataset folders; the repository layout (../shared, REPO_ROOT) is the trainer's business."""
-    source = (Path(__file__).resolve().parents[1] / "mmdemo" / "tasks.py").read_text()
+    source = (REPO_ROOT / "mmdemo" / "tasks.py").read_text()
     assert "shared" not in source and "data_dir" not in source and "/" not in "".join(t.dataset for t in TASKS.values())
 
 
@@ -228,9 +221,6 @@ def test_mvsa_without_annotations_is_a_clear_error(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # MediaEval 2016
 
-MEDIAEVAL_HEADER = "post_id\tpost_text\tuser_id\timage_id(s)\tusername\ttimestamp\tlabel"
-
-
 def make_mediaeval(root: Path) -> Path:
     posts = [  # (post id, image ids, label)
         ("1", "sandy_fake_01", "fake"), ("2", "sandy_real_01", "real"), ("3", "sandy_fake_01", "fake"),
@@ -249,14 +239,6 @@ def make_mediaeval(root: Path) -> Path:
         if image_id != "boston_fake_03":
             write_jpeg(root / "images" / f"{image_id}.jpg")
     return root
-
-
-def assert_group_disjoint(data: DatasetSplits) -> None:
-    events = {name: {s.group for s in split} for name, split in data.splits().items()}
-    images = {name: {s.image for s in split} for name, split in data.splits().items()}
-    for a, b in (("train", "dev"), ("train", "test"), ("dev", "test")):
-        assert not events[a] & events[b], (a, b, events[a] & events[b])
-        assert not images[a] & images[b], (a, b)
 
 
 def test_mediaeval_event_split(tmp_path):

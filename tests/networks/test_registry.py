@@ -30,12 +30,11 @@ from mmdemo.render import main_signal, signals_html
 from trainer.loop import RunSpec, evaluate, train
 from trainer.probe import modality_report, reference_of
 
-from .synthetic import LABELS, synthetic_features
+from tests.helpers import LABELS, REPO_ROOT, synthetic_features
 
 ROWS = [(m, v) for m in list_models() for v in ("", *get_model(m).variants)]
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_network_file_is_listed_in_the_registry():

@@ -64,6 +64,7 @@ def test_an_interrupted_unpack_is_never_read_as_complete(tmp_path):
     assert (model_dir / "config.json").read_text() == '{"hidden_size": 4}'
 
 
+@pytest.mark.slow
 def test_two_processes_starting_at_once_get_one_complete_copy(tmp_path):
     spec, parts = split_zip(tmp_path, n_parts=4)
     root = tmp_path / "cache"

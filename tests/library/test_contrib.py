@@ -14,7 +14,7 @@ from mmdemo.predict import Predictor
 from trainer.loop import RunSpec, train
 from trainer.probe import modality_report, reference_of
 
-from .synthetic import LABELS, synthetic_features
+from tests.helpers import LABELS, synthetic_features
 
 
 def test_shapley_values_on_fixed_numbers():

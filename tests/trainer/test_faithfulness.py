@@ -9,7 +9,7 @@ import pytest
 
 from trainer.faithfulness import dev_posts, faithfulness, run
 
-from .pages import make_checkpoint
+from tests.helpers import make_checkpoint
 
 
 @pytest.fixture(scope="module")

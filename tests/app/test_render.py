@@ -17,7 +17,7 @@ from mmdemo.contrib import COALITIONS, Contribution
 from mmdemo.models import MultimodalClassifier, get_model, list_models
 from mmdemo.predict import Prediction
 
-from .synthetic import LABELS, synthetic_features
+from tests.helpers import LABELS, synthetic_features
 
 
 def prediction(v_positive: tuple[float, float, float, float], fused: float | None = None,

@@ -19,9 +19,7 @@ from trainer.loop import blank_images, sample_weights
 from trainer.results import render
 from trainer.run import train_task
 
-from .conftest import SHARED
-from .synthetic import synthetic_features
-from .test_datasets import MEDIAEVAL_HEADER, assert_group_disjoint, write
+from tests.helpers import MEDIAEVAL_HEADER, SHARED, assert_group_disjoint, synthetic_features, write
 
 
 @pytest.mark.skipif(not (SHARED / "datasets" / "mediaeval2016").is_dir(), reason="needs ../shared/datasets")

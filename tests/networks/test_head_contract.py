@@ -22,7 +22,7 @@ from mmdemo.models import (MLP, FeatureNeeds, FitData, FusionHead, HeadConfig, M
 from mmdemo.predict import Predictor
 from mmdemo.app.handlers import DemoApp
 
-from .synthetic import LABELS, synthetic_data, train_on_synthetic
+from tests.helpers import LABELS, synthetic_data, train_on_synthetic
 
 
 @dataclass

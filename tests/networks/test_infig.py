@@ -22,7 +22,7 @@ from mmdemo.models import infig as I
 from mmdemo.models.infig import (INFIG, GlobalProjection, KeyQueue, content_fingerprints, fine_grained_loss,
                                  fine_grained_similarity, global_alignment_loss, momentum_update, same_content)
 
-from .synthetic import LABELS, synthetic_data, train_on_synthetic
+from tests.helpers import LABELS, synthetic_data, train_on_synthetic
 
 ENTRY = get_model("infig")
 VARIANTS = ["no-clip", "no-gam", "no-hfam", "no-gam-hfam", "gam-tokens"]
