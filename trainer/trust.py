@@ -32,6 +32,7 @@ import torch
 
 from mmdemo.checkpoint import (CARD_FILE, CONFIG_FILE, METRICS_FILE, UNINFORMATIVE_STD, load_checkpoint, read_config,
                                read_metrics)
+from mmdemo.atomic import write_text
 from mmdemo.predict import probabilities
 from mmdemo.tasks import get_task
 
@@ -250,9 +251,10 @@ def write_trust(ckpt_dir: Path, trust: dict, calibration: dict | None) -> None:
     config, metrics = read_config(ckpt_dir), read_metrics(ckpt_dir)
     config["trust"] = trust
     metrics["split_names"] = trust["splits"]  # what "dev" and "test" are, for whoever reads the metrics alone
-    (ckpt_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_text(ckpt_dir / METRICS_FILE, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     config.pop("calibration", None)
     if calibration:
         config["calibration"] = calibration
-    (ckpt_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    make_model_card(config, metrics, metrics.get("command", "")).save(ckpt_dir / CARD_FILE)
+    write_text(ckpt_dir / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    # the card from the files as written (keys sorted), so that remaking it from them gives the same card
+    make_model_card(read_config(ckpt_dir), metrics, metrics.get("command", "")).save(ckpt_dir / CARD_FILE)
