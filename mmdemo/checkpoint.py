@@ -303,8 +303,10 @@ def reliability_line(trust: Trust) -> str:
                      "so it tells you nothing about this one")
     elif trust.calibrated:
         c = trust.calibration
+        held_out = (f"; calibration error {c['ece_after_unseen']:.2f} on an event left out of the fit, "
+                    f"{c['ece_before']:.2f} unscaled" if "ece_after_unseen" in c else "")
         parts.append(f"its fused probabilities are calibrated (temperature {c['temperature']:.3g}, fitted on "
-                     f"{c['fitted_on']}); its text-only and image-only ones are not")
+                     f"{c['fitted_on']}{held_out}); its text-only and image-only ones are not")
     elif trust.calibration:
         c = trust.calibration
         parts.append(f"its fused probabilities are divided by a temperature of {c['temperature']:.3g} fitted on "

@@ -78,6 +78,7 @@ def test_a_temperature_that_does_not_carry_over_to_a_new_event_is_not_called_cal
     helps = read_trust({"trust": {"informative": True, "judged": RECIPE},
                         "calibration": {**cal, "ece_after_unseen": 0.15}})
     assert helps.calibrated and "calibrated (temperature 8," in reliability_line(helps)
+    assert "calibration error 0.15 on an event left out of the fit, 0.21 unscaled)" in reliability_line(helps)
 
 
 def test_a_checkpoint_with_no_held_out_measure_says_so():
