@@ -22,12 +22,18 @@ def _validity(p05: float, p95: float, low: float | None, high: float | None, rho
             "shuffled_mean": shuffled}
 
 
+JUDGED = {"metric": "weighted_f1", "value": 0.41, "floor": 0.36, "floor_name": "always answering positive",
+          "on": "events training never saw", "whose": "recipe", "optimistic": False}
+
+
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoints")
     path = make_checkpoint(root, "mggf")
     config = json.loads((path / "config.json").read_text())
-    config["trust"] = {"informative": True, "signals": {
+    config["calibration"] = {"temperature": 2.5, "whose": "recipe", "ece_before": 0.433, "ece_after": 0.007,
+                             "ece_after_unseen": 0.115, "fitted_on": "the recipe's held-out predictions"}
+    config["trust"] = {"informative": True, "judged": JUDGED, "signals": {
         "discrepancy": _validity(0.672, 0.681, 0.5, 1.0, 0.02, 0.676, 0.676),  # flat: 0.009 of a 0.5 range
         "kl": _validity(0.4, 1.3, 0.0, None, 0.45, 0.8, 0.5),
         "score": _validity(-0.9, 1.1, None, None, 0.35, 0.36, 0.38)}}
@@ -61,3 +67,20 @@ def test_every_signal_shows_its_measured_validity_and_a_flat_one_is_collapsed(ur
         flat.locator("summary").first.click()
         assert line.is_visible()
         signals.screenshot(path=str(REPO_ROOT / ".cache" / "screens" / "signals.png"))
+
+
+def test_a_calibrated_answer_says_how_well_its_temperature_held_on_inputs_it_was_not_fitted_on(url):
+    """The word "calibrated" comes with the calibration error measured where the temperature was not fitted."""
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.goto(url)
+        page.locator("#mm-status").filter(has_text="is ready").wait_for(timeout=60_000)
+        page.locator("#mm-image input[type=file]").set_input_files(str(EXAMPLE))
+        page.locator("#mm-image img").first.wait_for(timeout=30_000)
+        page.locator("#mm-caption textarea").fill("Best day ever at the beach!")
+        page.locator("#mm-run").click()
+        line = page.get_by_text("its fused probabilities are calibrated (temperature 2.5")
+        line.wait_for(timeout=60_000)
+        assert line.is_visible()
+        assert "calibration error 0.12 on an event left out of the fit, 0.43 unscaled" in line.inner_text()
+        page.screenshot(path=str(REPO_ROOT / ".cache" / "screens" / "calibrated-line.png"))
