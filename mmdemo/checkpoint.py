@@ -301,18 +301,18 @@ def reliability_line(trust: Trust) -> str:
     if trust.informative is False:
         parts.append("its answer does not change with the input (the same probabilities for every post), "
                      "so it tells you nothing about this one")
-    elif trust.calibrated:
-        c = trust.calibration
-        held_out = (f"; calibration error {c['ece_after_unseen']:.2f} on an event left out of the fit, "
-                    f"{c['ece_before']:.2f} unscaled" if "ece_after_unseen" in c else "")
-        parts.append(f"its fused probabilities are calibrated (temperature {c['temperature']:.3g}, fitted on "
-                     f"{c['fitted_on']}{held_out}); its text-only and image-only ones are not")
     elif trust.calibration:
         c = trust.calibration
-        parts.append(f"its fused probabilities are divided by a temperature of {c['temperature']:.3g} fitted on "
-                     f"{c['fitted_on']}, which does not carry over to a new event (calibration error "
-                     f"{c['ece_after_unseen']:.2f} on an event left out of the fit, {c['ece_before']:.2f} unscaled): "
-                     f"read them as rough scores, not chances")
+        held_out = (f"calibration error {c['ece_after_unseen']:.2f} on an event left out of the fit, "
+                    f"{c['ece_before']:.2f} unscaled" if "ece_after_unseen" in c else "")
+        if trust.calibrated:
+            parts.append(f"its fused probabilities are calibrated (temperature {c['temperature']:.3g}, fitted on "
+                         f"{c['fitted_on']}{'; ' + held_out if held_out else ''}); its text-only and image-only "
+                         f"ones are not")
+        else:  # only a measured held-out error can say it does not carry over (`Trust.carries_over`)
+            parts.append(f"its fused probabilities are divided by a temperature of {c['temperature']:.3g} fitted on "
+                         f"{c['fitted_on']}, which does not carry over to a new event ({held_out}): read them as "
+                         f"rough scores, not chances")
     elif j or trust.spread:
         parts.append("its probabilities are not calibrated: read them as scores, not chances")
     if not parts:

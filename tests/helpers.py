@@ -55,7 +55,6 @@ def synthetic_data(root, n_train=48, n_dev=16, n_test=16, corrupt=2) -> DatasetS
 
 def synthetic_features(root, tiny_encoders, n_train=32, n_dev=8, n_test=8):
     """(data, cached features, FeatureDims) of a small synthetic task through the tiny encoders, cached under root."""
-    from mmdemo.encoders import FeatureDims
     from trainer.features import cached_features
 
     data = synthetic_data(root, n_train=n_train, n_dev=n_dev, n_test=n_test, corrupt=0)

@@ -42,15 +42,21 @@ def url(tmp_path_factory):
         yield address
 
 
+def predicted_page(browser, url: str):
+    """A page that has uploaded the example, written a caption and asked for a prediction, as a person does."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(url)
+    page.locator("#mm-status").filter(has_text="is ready").wait_for(timeout=60_000)
+    page.locator("#mm-image input[type=file]").set_input_files(str(EXAMPLE))
+    page.locator("#mm-image img").first.wait_for(timeout=30_000)
+    page.locator("#mm-caption textarea").fill("Best day ever at the beach!")
+    page.locator("#mm-run").click()
+    return page
+
+
 def test_every_signal_shows_its_measured_validity_and_a_flat_one_is_collapsed(url):
     with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1400, "height": 1400})
-        page.goto(url)
-        page.locator("#mm-status").filter(has_text="is ready").wait_for(timeout=60_000)
-        page.locator("#mm-image input[type=file]").set_input_files(str(EXAMPLE))
-        page.locator("#mm-image img").first.wait_for(timeout=30_000)
-        page.locator("#mm-caption textarea").fill("Best day ever at the beach!")
-        page.locator("#mm-run").click()
+        page = predicted_page(browser, url)
         signals = page.locator("#mm-signals")
         signals.filter(has_text="What the network itself reports").wait_for(timeout=60_000)
         text = signals.inner_text()
@@ -72,13 +78,7 @@ def test_every_signal_shows_its_measured_validity_and_a_flat_one_is_collapsed(ur
 def test_a_calibrated_answer_says_how_well_its_temperature_held_on_inputs_it_was_not_fitted_on(url):
     """The word "calibrated" comes with the calibration error measured where the temperature was not fitted."""
     with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1400, "height": 1400})
-        page.goto(url)
-        page.locator("#mm-status").filter(has_text="is ready").wait_for(timeout=60_000)
-        page.locator("#mm-image input[type=file]").set_input_files(str(EXAMPLE))
-        page.locator("#mm-image img").first.wait_for(timeout=30_000)
-        page.locator("#mm-caption textarea").fill("Best day ever at the beach!")
-        page.locator("#mm-run").click()
+        page = predicted_page(browser, url)
         line = page.get_by_text("its fused probabilities are calibrated (temperature 2.5")
         line.wait_for(timeout=60_000)
         assert line.is_visible()
