@@ -248,8 +248,9 @@ def _value(x: float) -> str:
     return (f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.1e}").replace("-", "−")
 
 
-def _rho(x: float) -> str:
-    return f"{x:+.2f}".replace("-", "−")
+def signed(x: float, digits: int = 2) -> str:
+    """A number with its sign always shown and a true minus sign."""
+    return f"{x:+.{digits}f}".replace("-", "−")
 
 
 def validity_line(v: dict) -> str:
@@ -264,12 +265,12 @@ def validity_line(v: dict) -> str:
         return f"{span}: it does not change with the input."
     rho = v.get("spearman_text_share")
     if rho is None or abs(rho) < WEAK_RHO:
-        follows = f"it is unrelated to the measured caption share (ρ {_rho(rho or 0)})"
+        follows = f"it is unrelated to the measured caption share (ρ {signed(rho or 0)})"
     elif abs(rho) < STRONG_RHO:
-        follows = f"it is only weakly tied to the measured caption share (ρ {_rho(rho)})"
+        follows = f"it is only weakly tied to the measured caption share (ρ {signed(rho)})"
     else:
-        follows = (f"it rises with the measured caption share (ρ {_rho(rho)})" if rho > 0 else
-                   f"it rises as the image's measured share does (ρ with the caption share {_rho(rho)})")
+        follows = (f"it rises with the measured caption share (ρ {signed(rho)})" if rho > 0 else
+                   f"it rises as the image's measured share does (ρ with the caption share {signed(rho)})")
     shift = v["mean"] - v["shuffled_mean"]
     if v["std"] > 0 and abs(shift) >= SHIFT_STDS * v["std"]:
         pairs = (f"with each caption given another post's image its mean is {_value(v['shuffled_mean'])}, against "

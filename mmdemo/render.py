@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .card import MULTI_LABEL_COLUMNS
-from .checkpoint import missing_prior, validity_line
+from .checkpoint import missing_prior, signed, validity_line
 from .names import HEADS
 from .tasks import TASKS
 
@@ -219,12 +219,8 @@ def contribution_words(c: dict[str, Any]) -> str:
     pushes towards “positive” (+0.852); the image pushes against “positive” (−1.409)." `c`: `Contribution.of(label)`.
     """
     label = html.escape(c["label"])
-    return (f"The caption {_push(c['text'])} “{label}” ({_signed(c['text'])}); the image {_push(c['image'])} "
-            f"“{label}” ({_signed(c['image'])}).")
-
-
-def _signed(x: float) -> str:
-    return f"{x:+.3f}".replace("-", "−")
+    return (f"The caption {_push(c['text'])} “{label}” ({signed(c['text'], 3)}); the image {_push(c['image'])} "
+            f"“{label}” ({signed(c['image'], 3)}).")
 
 
 def contribution_html(pred: Prediction, label: str | None = None, trust: Trust | None = None) -> str:
@@ -238,9 +234,9 @@ def contribution_html(pred: Prediction, label: str | None = None, trust: Trust |
     what = REFERENCE_WORDS.get(c["reference"], c["reference"])
     head = (f"<div style='margin-top:6px'><b>Measured: how much each modality moved “{html.escape(c['label'])}”</b>"
             f"</div>")
-    numbers = (f"Shapley values of the change in log-probability: caption <b>{_signed(c['text'])}</b>, image "
-               f"<b>{_signed(c['image'])}</b>; together beyond their separate effects (interaction) "
-               f"<b>{_signed(c['interaction'])}</b>. The network was rerun with the caption, the image or both "
+    numbers = (f"Shapley values of the change in log-probability: caption <b>{signed(c['text'], 3)}</b>, image "
+               f"<b>{signed(c['image'], 3)}</b>; together beyond their separate effects (interaction) "
+               f"<b>{signed(c['interaction'], 3)}</b>. The network was rerun with the caption, the image or both "
                f"replaced by {html.escape(what)}; each value is that modality's average effect of being added, and "
                f"the two add up to the change from neither to both.")
     details = f"<details style='font-size:90%'><summary>How this is measured</summary>{numbers}</details>"
@@ -250,10 +246,10 @@ def contribution_html(pred: Prediction, label: str | None = None, trust: Trust |
     scale = max(abs(c["text"]), abs(c["image"]), BAR_HALF_AT_LEAST)
     rows = "".join(
         f"<tr><td style='width:14%'>{name}</td><td>{_diverging(v, scale, MODALITY_COLOURS[name])}</td>"
-        f"<td style='width:24%;text-align:right'><b>{_signed(v)}</b> {_push(v).removeprefix('pushes ')}</td></tr>"
+        f"<td style='width:24%;text-align:right'><b>{signed(v, 3)}</b> {_push(v).removeprefix('pushes ')}</td></tr>"
         for name, v in (("caption", c["text"]), ("image", c["image"])))
     axis = ("<tr style='font-size:80%;opacity:.8'><td></td><td><div style='display:flex;justify-content:space-between'>"
-            f"<span>← against ({_signed(-scale)})</span><span>towards ({_signed(scale)}) →</span></div></td>"
+            f"<span>← against ({signed(-scale, 3)})</span><span>towards ({signed(scale, 3)}) →</span></div></td>"
             "<td></td></tr>")
     return (head + f"<div style='font-size:95%'>{contribution_words(c)}</div>"
             f"<table style='width:100%;font-size:95%'>{rows}{axis}</table>"
@@ -301,7 +297,7 @@ def _signal_rows(key: str, value: Any, signals: dict[str, Signal], measured: dic
         for i, v in enumerate(values[:16]):  # long vectors: the first 16 components
             part = str(names[i] if i < len(names) else i)
             name = "" if values.size == 1 else html.escape(part)
-            shown = _signed(v) if sig.low is None or sig.low < 0 else f"{v:.3f}"  # a sign where one can occur
+            shown = signed(v, 3) if sig.low is None or sig.low < 0 else f"{v:.3f}"  # a sign where one can occur
             lines.append(f"<tr><td style='width:12%'>{name}</td><td style='width:12%'><b>{shown}</b></td>"
                          f"<td>{_ranged_bar(float(v), sig)}</td></tr>")
             check = measured.get(key if values.size == 1 else f"{key}:{part}")
@@ -368,10 +364,10 @@ def measured_share(pred: Prediction, trust: Trust | None = None) -> str:
         return "no effect"
     c = pred.contributions.of(pred.top()[0])
 
-    def signed(phi: float, share: float) -> str:
+    def signed_share(phi: float, share: float) -> str:
         return "0%" if round(share * 100) == 0 else f"{'+' if phi >= 0 else '−'}{share:.0%}"
 
-    return f"{signed(c['text'], c['text_share'])} / {signed(c['image'], 1 - c['text_share'])}"
+    return f"{signed_share(c['text'], c['text_share'])} / {signed_share(c['image'], 1 - c['text_share'])}"
 
 
 READING_GUIDE = """\
