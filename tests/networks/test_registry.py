@@ -258,7 +258,10 @@ def _bundle_origin(task: str, model: str, metrics: dict):
 
 # Bundles that a selection rule now chooses differently, until they are bundled again (each must still differ: a
 # rebundled checkpoint that passes makes this entry fail, so it is removed).
-PENDING: dict[tuple[str, str], str] = {}  # bundles known to differ from their rules' choice, each with why
+PENDING: dict[tuple[str, str], str] = {  # bundles known to differ from their rules' choice, each with why
+    ("mediaeval2016", "mggf"): "the split sweep's rule 1 now drops the LayerNorm (feature_norm=False, issue 49); the "
+                               "bundle follows when that recipe's leave-one-event-out run and all-events seeds are done",
+}
 
 
 def test_every_bundled_checkpoint_is_its_networks_best_preset_its_sweeps_choice_and_best_seed():
