@@ -13,8 +13,10 @@ pooled metrics are computed over all those predictions; the per-event ones over 
 writes `<out>/<task>/<model>[-<variant>]/loeo/loeo.json`; `python -m trainer report --markdown` reads it
 (`{{loeo ...}}` in docs/RESULTS.in.md). A LOEO run is 15 trainings per seed, hours for the slower heads on a CPU:
 each finished fold keeps its predictions in `loeo/.folds/`, and the run's training state after every epoch, so that
-`--resume` continues an interrupted run where it stopped (a fold trained for another recipe is trained again);
-`.folds/` is removed once the report is written. What stays beside the report is every post's held-out fused logits
+`--resume` continues an interrupted run where it stopped (a fold trained for another recipe is trained again).
+The same command with `--resume` started in several processes shares the folds: each fold is trained under a lock
+(`flock`, POSIX), a process passes over the folds another holds and reads them back at the end, and the last process
+to finish writes the report and removes `.folds/`. What stays beside the report is every post's held-out fused logits
 per seed (`loeo/predictions.safetensors`, a few hundred kB): one temperature is fitted on them for the recipe
 (`pooled_calibration`), which the checkpoint of the recipe carries (`trainer measure`).
 """
@@ -26,20 +28,26 @@ import hashlib
 import json
 import shutil
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
-from mmdemo.atomic import save_tensors
+from mmdemo.atomic import save_tensors, write_text
 
 from .datasets import DatasetSplits, load_task_data
 from .features import CachedSplit, concat_splits
 from .loop import predict_split, train
 from .metrics import compute_metrics
 from .spec import LATER_FIELDS, UNSEEN_EVENT_OPTIONS, RunSpec
+
+try:
+    import fcntl
+except ImportError:  # Windows: a run's folds are not shared between processes
+    fcntl = None
 
 
 def fold_events(data: DatasetSplits) -> list[str]:
@@ -124,6 +132,25 @@ def _summary(values: list[float]) -> dict:
             "values": values}
 
 
+@contextmanager
+def _held(path: Path, shared: bool = False, wait: bool = True) -> Iterator[bool]:
+    """An advisory lock on `path` -> True while held, or False at once if `wait` is off and another process holds
+    it. flock: the system releases it when its process dies, so an interrupted run leaves no stale lock."""
+    if fcntl is None:
+        yield True
+        return
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _recipe(spec: RunSpec) -> str:
     """A digest of everything a fold's training depends on (the seed and the fold's data version included); an
     option added after folds were first kept (`LATER_FIELDS`) counts only when on, so those folds still resume."""
@@ -175,23 +202,69 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
     events = events or fold_events(load_task_data(task, data_dir))
     splits = {e: fold(task, e, data_dir, validation) for e in events}  # read once; the features are cut per run (memory)
     folds_dir = out / ".folds"
+    folds_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(seed, event) for seed in seeds for event in events]
+    with _held(folds_dir / ".run.lock", shared=True):  # every process of the run holds it until its report is made
+        trained = _train_folds(jobs, spec, pool, splits, folds_dir, resume, progress)
+        report, held_out = _report(spec, seeds, events, trained)
+    # the last process of the run to finish writes the report and removes the folds (the others' runs are the same)
+    with _held(folds_dir / ".run.lock", wait=False) as last:
+        if last:
+            save_tensors(held_out, out / PREDICTIONS_FILE, {"events": json.dumps(events), "seeds": json.dumps(seeds)})
+            write_text(out / "loeo.json", json.dumps(report, indent=1, sort_keys=True) + "\n")
+            shutil.rmtree(folds_dir, ignore_errors=True)  # the run is finished: its resumable state goes
+    return report
+
+
+def _train_folds(jobs: list[tuple[int, str]], spec: RunSpec, pool: CachedSplit, splits: dict[str, DatasetSplits],
+                 folds_dir: Path, resume: bool, progress: bool) -> dict[tuple[int, str], tuple[dict, dict]]:
+    """Every (seed, event) fold -> (its predictions, its report entry). Several processes running the same command
+    with `--resume` share the work: each fold is trained under its own lock, a process skips the folds another one
+    holds and, at the end, waits for them and reads them back (or trains one itself if its process died)."""
+    done, waiting = {}, []
+    for job in jobs:
+        with _held(folds_dir / f".{_fold_name(*job)}.lock", wait=False) as mine:
+            if mine:
+                done[job] = _fold_of(job, spec, pool, splits, folds_dir, resume, progress)
+            else:
+                waiting.append(job)
+    for job in waiting:
+        with _held(folds_dir / f".{_fold_name(*job)}.lock"):
+            done[job] = _fold_of(job, spec, pool, splits, folds_dir, True, progress)
+    return done
+
+
+def _fold_name(seed: int, event: str) -> str:
+    return f"{event}.seed{seed}"
+
+
+def _fold_of(job: tuple[int, str], spec: RunSpec, pool: CachedSplit, splits: dict[str, DatasetSplits],
+             folds_dir: Path, resume: bool, progress: bool) -> tuple[dict, dict]:
+    seed, event = job
+    data = splits[event]
+    predicted, entry = _train_fold(replace(spec, seed=seed, data_version=data.version), cut(pool, data), data,
+                                   folds_dir, _fold_name(seed, event), resume, progress)
+    print(f"{spec.task} loeo {event} seed {seed}: test accuracy {entry['test']['fused']['accuracy']:.4f} "
+          f"({entry['sizes']['test']} posts)", flush=True)
+    return predicted, entry
+
+
+def _report(spec: RunSpec, seeds: list[int], events: list[str],
+            trained: dict[tuple[int, str], tuple[dict, dict]]) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The LOEO report of every fold's predictions and entries, and every post's held-out fused logits per seed."""
     per_seed, folds, calibration, held_out = {}, {}, {}, {}
     for seed in seeds:
         logits: dict[str, list[torch.Tensor]] = {}
         labels: list[torch.Tensor] = []
         val_logits, val_labels = [], []
         for event in events:
-            data = splits[event]
-            predicted, entry = _train_fold(replace(spec, seed=seed, data_version=data.version), cut(pool, data), data,
-                                           folds_dir, f"{event}.seed{seed}", resume, progress)
+            predicted, entry = trained[seed, event]
             for head in entry["test"]:
                 logits.setdefault(head, []).append(predicted[head])
             labels.append(predicted["labels"])
             val_logits.append(predicted["dev"])
             val_labels.append(predicted["dev_labels"])
             folds.setdefault(event, {})[seed] = entry
-            print(f"{task} loeo {event} seed {seed}: test accuracy {entry['test']['fused']['accuracy']:.4f} "
-                  f"({entry['sizes']['test']} posts)", flush=True)
         target = torch.cat(labels)
         held_out[f"fused.seed{seed}"] = torch.cat(logits["fused"]).float()
         if "labels" in held_out and not torch.equal(held_out["labels"], target):
@@ -210,7 +283,7 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
               for head in per_seed[seeds[0]]}
     # What chooses between options: each seed's dev score averaged over the folds (validation events only).
     validation = _summary([statistics.mean(folds[e][s]["dev_score"] for e in events) for s in seeds])
-    report = {"task": task, "model": spec.model, "variant": spec.variant, "seeds": seeds, "events": events,
+    report = {"task": spec.task, "model": spec.model, "variant": spec.variant, "seeds": seeds, "events": events,
               "validation": {"metric": spec.select_metric, **validation},
               "options": {"text_encoder": spec.text_encoder, "image_encoder": spec.image_encoder,
                           **spec.unseen_event_options(), **spec.overrides,
@@ -229,14 +302,10 @@ def run_loeo(task: str, spec: RunSpec, pool: CachedSplit, seeds: list[int], out:
                                 "dev_score": _summary([folds[e][s]["dev_score"] for s in seeds]),
                                 "dev_events": folds[e][seeds[0]]["dev_events"]}
                             for e in events}}
-    out.mkdir(parents=True, exist_ok=True)
     sizes = torch.tensor([folds[e][seeds[0]]["sizes"]["test"] for e in events])
     held_out["event"] = torch.arange(len(events)).repeat_interleave(sizes).to(torch.int16)  # index into "events"
     held_out["labels"] = held_out["labels"].to(torch.int16 if held_out["labels"].dim() == 1 else torch.uint8)
-    save_tensors(held_out, out / PREDICTIONS_FILE, {"events": json.dumps(events), "seeds": json.dumps(seeds)})
-    (out / "loeo.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
-    shutil.rmtree(folds_dir, ignore_errors=True)  # the run is finished: its resumable state goes
-    return report
+    return report, held_out
 
 
 def trained_on_every_event(metrics: dict) -> bool:

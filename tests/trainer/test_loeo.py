@@ -212,6 +212,69 @@ def test_an_interrupted_loeo_run_resumes_from_its_finished_folds(tmp_path, monke
     assert len(calls) == 6 and report(out)["options"]["epochs"] == 1  # every fold trained again, for this recipe
 
 
+def test_processes_running_the_same_loeo_command_share_its_folds(tmp_path, monkeypatch):
+    """Two runs of one command with --resume (threads here: flock locks conflict between open files as between
+    processes) train each fold once between them and give the report a single run gives; a fold whose lock holder
+    dies without finishing it is trained by the run that waited for it."""
+    import threading
+
+    import trainer.loeo as loeo
+
+    root = make_events(tmp_path / "data")
+    common = dict(data_dir=str(root), text_encoder="tiny-bert", image_encoder="tiny-resnet",
+                  cache_dir=tmp_path / "cache", max_length=16, progress=False, protocol="loeo",
+                  overrides={"epochs": 2, "batch_size": 8})
+
+    def report(out):
+        return json.loads((out / "mediaeval2016" / "concat" / "loeo" / "loeo.json").read_text())
+
+    train_task("mediaeval2016", "concat", [0, 1], out=tmp_path / "single", **common)
+    real_train, one_at_a_time, both_started = loeo.train, threading.Lock(), threading.Barrier(2, timeout=60)
+    calls, first_call = [], threading.local()
+
+    def train(spec, *args, **kwargs):
+        calls.append((spec.seed, spec.data_version, threading.current_thread().name))
+        if not getattr(first_call, "seen", False):  # each run holds a fold before either trains one
+            first_call.seen = True
+            both_started.wait()
+        with one_at_a_time:  # training itself in turn: the global RNG is shared by threads, not by processes
+            return real_train(spec, *args, **kwargs)
+
+    monkeypatch.setattr(loeo, "train", train)
+    out = tmp_path / "shared"
+    runs = [threading.Thread(target=train_task, args=("mediaeval2016", "concat", [0, 1]), name=name,
+                             kwargs=dict(out=out, resume=True, **common)) for name in ("a", "b")]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=300)
+    assert len(calls) == 12 and len({c[:2] for c in calls}) == 12  # 6 events x 2 seeds, each trained once
+    assert {c[2] for c in calls} == {"a", "b"}
+    assert report(out)["pooled"] == report(tmp_path / "single")["pooled"]
+    assert report(out)["per_event"] == report(tmp_path / "single")["per_event"]
+    assert not (out / "mediaeval2016" / "concat" / "loeo" / ".folds").exists()
+
+    # a process that took sandy's fold and died: the lock goes with it, and the waiting run trains the fold
+    monkeypatch.setattr(loeo, "train", real_train)
+    out, calls = tmp_path / "died", []
+    folds = out / "mediaeval2016" / "concat" / "loeo" / ".folds"
+    folds.mkdir(parents=True)
+    with loeo._held(folds / ".sandy.seed0.lock"):
+        run = threading.Thread(target=train_task, args=("mediaeval2016", "concat", [0]),
+                               kwargs=dict(out=out, resume=True, **common))
+        run.start()
+        for _ in range(600):
+            if len(list(folds.glob("*.seed0.safetensors"))) == 5:
+                break
+            run.join(timeout=0.5)
+        assert sorted(f.name.split(".")[0] for f in folds.glob("*.safetensors")) == sorted(
+            ["boston", "eclipse", "garissa", "nepal", "malaysia"]) and run.is_alive()  # waiting for sandy
+    run.join(timeout=300)
+    sandy, single = report(out)["per_event"]["sandy"], report(tmp_path / "single")["per_event"]["sandy"]
+    assert sandy["accuracy"]["values"] == single["accuracy"]["values"][:1]  # trained here, as a single run did
+    assert not folds.exists()
+
+
 def test_gradient_reversal_flips_and_scales_the_gradient_exactly():
     x = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
     w = torch.tensor([0.5, 4.0, -1.0])
