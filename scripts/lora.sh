@@ -69,6 +69,13 @@ aside mahfnet d_model=256_hidden=128_epochs=12_patience=4
 # ranked with the narrower points (read from those finished runs, not trained again): rule 2 of trainer/sweep.py
 $S --task mediaeval2016 --model mggf --grid dropout=0.5 lr=0.0005 unfreeze_text_layers=2 encoder_lr=1e-4
 $S --task mediaeval2016 --model mahfnet --grid d_model=256 hidden=128 epochs=12 patience=4
+# MGGF without its LayerNorm at each task's point (issue 49): rule 1 keeps the LayerNorm on MVSA-Single and hashtags
+# and drops it on MediaEval's split dev, whose row follows (the MediaEval bundle's settings: scripts/loeo.sh)
+$S --task mvsa-single --model mggf --grid hidden=128 dropout=0.5 lr=5e-4 unfreeze_text_layers=2 encoder_lr=1e-4 \
+    feature_norm=false
+$S --task mediaeval2016 --model mggf --grid hidden=128 dropout=0.5 lr=5e-4 feature_norm=false
+$S --task hashtags --model mggf --grid hidden=192 dropout=0.5 lr=1e-3 epochs=40 patience=40 batch_size=20 \
+    feature_norm=false
 chosen() { python -c "import json; from trainer.sweep import choose
 print(choose(json.load(open('results/sweep/$1/$2/sweep.json')))['tag'])"; }
 for tm in {mvsa-single,mediaeval2016,hashtags}/{mggf,mahfnet}; do keep ${tm%/*} ${tm#*/} "$(chosen ${tm%/*} ${tm#*/})"; done

@@ -11,7 +11,9 @@ are ranked against the frozen ones on the same dev scores.
 `protocol="loeo"` (MediaEval): each point is one leave-one-event-out run over all seeds (trainer/loeo.py), ranked
 by its validation score, the mean over folds of the validation events' score (never a left-out event's): the
 options made for unseen events (image cap, group balancing, event-adversarial lambda, image dropout) are chosen
-this way.
+this way. `protocol="all-events"` (MediaEval's bundles): each point x seed is trained on every event but the
+validation events, ranked by its mean score on those events, the inputs that choose a MediaEval bundle's epoch
+and seed.
 
 The selection rules, stated once here and applied by `choose` to every sweep (docs/RESULTS.md quotes them):
 
@@ -117,6 +119,11 @@ def _train_command(task: str, model: str, variant: str, point: dict, seeds: list
             + (["--validation-events", ",".join(validation_events)] if validation_events else []))
 
 
+def _runs(run_dir: Path, protocol: str) -> Path:
+    """Where a point's runs are: `train --protocol all-events` puts its seeds in an all-events/ folder."""
+    return run_dir / "all-events" if protocol == "all-events" else run_dir
+
+
 def point_scores(run_dir: Path, protocol: str = "split") -> tuple[list[float], str]:
     """A point's selection scores, one per seed, and what they are: the fused dev score of each seed's run, or
     for a leave-one-event-out run each seed's validation score averaged over the folds."""
@@ -158,7 +165,7 @@ def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: P
     def one(job: tuple[dict, list[int]]) -> int:
         point, run_seeds = job
         tag, name = point_tag(point), " ".join(map(str, run_seeds))
-        run_dir = root / tag / task / run_name(model, variant)
+        run_dir = _runs(root / tag / task / run_name(model, variant), protocol)
         finished = run_dir / ("loeo/loeo.json" if protocol == "loeo" else f"seed{run_seeds[0]}/metrics.json")
         if resume and finished.is_file():
             print(f"{tag} seed {name}: done before", flush=True)
@@ -182,13 +189,15 @@ def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: P
         prefer_narrower = tuple(dict.fromkeys([*earlier, *prefer_narrower]))
     for point in points:
         tag = point_tag(point)
-        scores, metric = point_scores(root / tag / task / run_name(model, variant), protocol)
+        scores, metric = point_scores(_runs(root / tag / task / run_name(model, variant), protocol), protocol)
         rows.append({"point": point, "tag": tag, "metric": metric, "dev": scores, "dev_mean": statistics.mean(scores),
                      "dev_std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
                      "runs": str((root / tag / task).relative_to(out))})
     rows.sort(key=lambda r: -r["dev_mean"])
-    selected_on = (f"mean over seeds of the validation events' {rows[0]['metric']} (fused), averaged over the "
-                   f"leave-one-event-out folds" if protocol == "loeo" else f"mean dev {rows[0]['metric']} (fused) over seeds")
+    selected_on = {"loeo": f"mean over seeds of the validation events' {rows[0]['metric']} (fused), averaged over "
+                           f"the leave-one-event-out folds",
+                   "all-events": f"mean over seeds of the validation events' {rows[0]['metric']} (fused), trained on "
+                                 f"every other event"}.get(protocol, f"mean dev {rows[0]['metric']} (fused) over seeds")
     result = {"task": task, "model": model, "variant": variant, "seeds": seeds, "protocol": protocol,
               **({"validation_events": list(validation_events)} if validation_events else {}),
               **({"prefer_narrower": list(prefer_narrower)} if prefer_narrower else {}),
@@ -200,7 +209,7 @@ def sweep(task: str, model: str, grid: dict[str, list], seeds: list[int], out: P
 
 def sweep_table(result: dict) -> str:
     """Dev scores only: a sweep never looks at test."""
-    split = "LOEO validation folds" if result.get("protocol") == "loeo" else "dev"
+    split = {"loeo": "LOEO validation folds", "all-events": "validation events"}.get(result.get("protocol"), "dev")
     lines = [f"| {result['task']} / {run_name(result['model'], result['variant'])} | {split} {result['points'][0]['metric']}"
              f" (mean ± std, {len(result['seeds'])} seeds) |", "|---|---|"]
     pick = choose(result)  # by the rules, whatever the file's "best" says (a test holds the two equal)

@@ -470,6 +470,41 @@ def test_loeo_sweep_chooses_options_by_the_validation_folds_never_the_left_out_e
                                      ("nepal", "boston")) == ([], [])
 
 
+def test_all_events_sweep_ranks_recipes_by_the_validation_events_a_bundle_is_chosen_on(tmp_path, monkeypatch):
+    """protocol "all-events": each point x seed trains on every event but the validation ones and is ranked by its
+    score on those; the runs sit where `train --protocol all-events` puts them, and a finished one is kept."""
+    import subprocess
+    from pathlib import Path
+
+    from trainer import sweep as sweep_mod
+
+    scores = {"true": [0.30, 0.50], "false": [0.28, 0.29]}  # the recipe with the LayerNorm wins on its validation events
+    started = []
+
+    def fake_run(cmd, **kwargs):
+        started.append(cmd)
+        assert cmd[cmd.index("--protocol") + 1] == "all-events"
+        assert cmd[cmd.index("--validation-events") + 1] == "nepal,boston,eclipse"
+        seed = cmd[cmd.index("--seeds") + 1]
+        norm = json.loads(cmd[cmd.index("--set") + 1].split("=", 1)[1])
+        run = Path(cmd[cmd.index("--out") + 1]) / "mediaeval2016" / "mggf" / "all-events" / f"seed{seed}"
+        run.mkdir(parents=True)
+        write(run / "config.json", json.dumps({"task": "mediaeval2016", "multi_label": False}))
+        write(run / "metrics.json", json.dumps({"dev": {"fused": {"macro_f1": scores[str(norm).lower()][int(seed)]}}}))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(sweep_mod.subprocess, "run", fake_run)
+    args = ("mediaeval2016", "mggf", {"feature_norm": [True, False]}, [0, 1], tmp_path / "sweep")
+    result = sweep_mod.sweep(*args, protocol="all-events", validation_events=("nepal", "boston", "eclipse"))
+    assert len(started) == 4 and result["best"] == {"feature_norm": True}
+    assert [round(p["dev_mean"], 3) for p in result["points"]] == [0.4, 0.285]
+    assert "validation events" in result["selected_on"] and "validation events" in sweep_mod.sweep_table(result)
+    started.clear()
+    again = sweep_mod.sweep(*args, protocol="all-events", validation_events=("nepal", "boston", "eclipse"),
+                            resume=True)
+    assert started == [] and again["points"] == result["points"]
+
+
 def test_target_pairs_seeds_against_text_only_and_names_events_at_a_coin(tmp_path):
     def report(path, by_seed, events):
         (tmp_path / path).mkdir(parents=True)

@@ -28,12 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=Path, default=RESULTS / "main", help="where --promote puts them (committed rows)")
     p.add_argument("--resume", action="store_true",
                    help="keep the runs that finished, continue the interrupted ones, train the rest")
-    p.add_argument("--protocol", choices=("split", "loeo"), default="split",
+    p.add_argument("--protocol", choices=("split", "loeo", "all-events"), default="split",
                    help="split: each point x seed on the task's split, ranked by mean dev score; loeo: each point one "
                         "leave-one-event-out run over the seeds, ranked by its validation folds (never a left-out "
-                        "event)")
+                        "event); all-events: each point x seed trained on every event but the validation ones, "
+                        "ranked by its mean score on those (how a MediaEval bundle is chosen)")
     p.add_argument("--validation-events", default="", metavar="E1,E2,...",
-                   help="loeo: the events that may validate, in order (as for train)")
+                   help="loeo, all-events: the events that may validate, in order (as for train)")
     p.add_argument("--prefer-narrower", default="", metavar="FIELD,...",
                    help="width fields (e.g. hidden): a narrower point within one std of the winner replaces it "
                         "(rule 2 of trainer/sweep.py)")
