@@ -78,11 +78,18 @@ class Catalogue:
                 cat[task].append(model)
         return {t: m for t, m in sorted(cat.items()) if m}
 
+    def checkpoint_of(self, task: str, model: str) -> tuple[Resolved, dict]:
+        """Where a network's checkpoint is and its config.json, from the loaded network or read without loading it."""
+        cached = self._cache.get((task, model))
+        if cached:
+            return cached.where, cached.config
+        where = resolve(task, model, self.root)
+        return where, read_config(where.path)
+
     def trust_of(self, task: str, model: str) -> Trust:
         """What the checkpoint measured about itself (its config.json), read without loading it (empty if unknown)."""
         try:
-            cached = self._cache.get((task, model))
-            return read_trust(cached.config if cached else read_config(resolve(task, model, self.root).path))
+            return read_trust(self.checkpoint_of(task, model)[1])
         except user_errors():
             return Trust()
 
@@ -159,10 +166,8 @@ class Catalogue:
         loading the weights ([] when unknown)."""
         if not task or not model:
             return []
-        if (task, model) in self._cache:
-            return list(self._cache[(task, model)].predictor.labels)
         try:
-            return list(read_config(resolve(task, model, self.root).path).get("labels", []))
+            return list(self.checkpoint_of(task, model)[1].get("labels", []))
         except user_errors():
             return []
 

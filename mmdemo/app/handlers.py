@@ -25,8 +25,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..checkpoint import CheckpointError, read_config, read_metrics
-from ..hub import resolve
+from ..checkpoint import CheckpointError, read_metrics
 from ..inputs import InputError
 from ..memory import release_memory
 from ..names import HEADS
@@ -38,11 +37,20 @@ from .catalogue import NO_CHECKPOINT_HELP, Catalogue, Loaded
 if TYPE_CHECKING:
     import torch
 
-    from ..explain import Seen
+    from ..explain import Deletion, Seen
     from ..predict import Analysis, Prediction, Predictor
 
 ALL_WORDS, ALL_REGIONS, PREDICTED = "(all words)", "(all regions)", "(predicted class)"
 COMPARE_COLUMNS = ["network", "fused", "text only", "image only", "agree", "caption / image", "own signal", "ms"]
+
+
+def _check_box(label: str, units: str, check: Deletion | None) -> str:
+    """A map's deletion check (`mmdemo.explain.Deletion`) as a box: green where deleting what the map ranks first
+    moves the score more than deleting at random, amber where not, grey where it could not be checked."""
+    from ..explain import deletion_line
+
+    kind = "info" if check is None else "ok" if check.beats_random else "warn"
+    return _box(html.escape(deletion_line(check, label, units)), kind)
 
 
 def _answer_or_error(predictor: Predictor, image, caption: str | None) -> Prediction | Exception:
@@ -286,14 +294,10 @@ class DemoApp(Catalogue):
             elif tok.convergence is not None:
                 notes.append(html.escape(tok.convergence.describe("The word attributions")))
             checks = []  # the deletion check of each map (X.Deletion): green where it beats random deletion
-
-            def check_box(check: X.Deletion | None, units: str) -> str:
-                kind = "info" if check is None else "ok" if check.beats_random else "warn"
-                return _box(html.escape(X.deletion_line(check, labels[cls], units)), kind)
-
             if np.any(tok.scores):
-                checks.append(check_box(X.word_deletion(p.pipeline, inputs, X.word_scores(tok.tokens, tok.scores),
-                                                        target=cls, head=head), "words"))
+                scores = X.word_scores(tok.tokens, tok.scores)
+                checks.append(_check_box(labels[cls], "words",
+                                         X.word_deletion(p.pipeline, inputs, scores, target=cls, head=head)))
             measured = pred.contributions
             if measured is not None:
                 c = measured.of(cls)
@@ -305,7 +309,8 @@ class DemoApp(Catalogue):
                     return None, words, "".join(_box(n, "info") for n in notes + [note]) + "".join(checks)
                 picture = X.attention_picture(answer.seen, heat)
                 # the network's own attention serves its fused answer: checked on the fused head
-                checks.append(check_box(X.region_deletion(p.pipeline, inputs, heat, target=cls), "image regions"))
+                checks.append(_check_box(labels[cls], "image regions",
+                                         X.region_deletion(p.pipeline, inputs, heat, target=cls)))
             else:
                 heat, convergence = X.image_attribution(mid, p.pipeline, inputs, target=cls, head=head)
                 note = {"grad-cam": "Grad-CAM on the image encoder's last feature map.",
@@ -318,8 +323,8 @@ class DemoApp(Catalogue):
                              "the image encoder (e.g. it reads only the pooled vector); try another method.")
                 picture = X.attribution_picture(answer.seen, heat, labels[cls], mid)
                 if np.any(heat):
-                    checks.append(check_box(X.region_deletion(p.pipeline, inputs, heat, target=cls, head=head),
-                                            "image regions"))
+                    checks.append(_check_box(labels[cls], "image regions",
+                                             X.region_deletion(p.pipeline, inputs, heat, target=cls, head=head)))
             note += " " + html.escape(answer.seen.note)
             return picture, words, "".join(_box(n, "info") for n in notes + [note]) + "".join(checks)
         except Exception as e:
@@ -372,12 +377,10 @@ class DemoApp(Catalogue):
             p, inputs = loaded.predictor, answer.inputs
             label = pred.top()[0]
             cls, word_weights = p.labels.index(label), np.array([sc for _, sc in view.words])
-            checks = [(X.region_deletion(p.pipeline, inputs, view.weights, target=cls), "image regions")]
+            check_html = _check_box(label, "image regions",
+                                    X.region_deletion(p.pipeline, inputs, view.weights, target=cls))
             if np.any(word_weights):  # words coloured by attention (a picked region, or a network's own image → text)
-                checks.append((X.word_deletion(p.pipeline, inputs, word_weights, target=cls), "words"))
-            check_html = "".join(_box(html.escape(X.deletion_line(c, label, units)),
-                                      "info" if c is None else "ok" if c.beats_random else "warn")
-                                 for c, units in checks)
+                check_html += _check_box(label, "words", X.word_deletion(p.pipeline, inputs, word_weights, target=cls))
             where = f"{html.escape(region)} (white box)" if r_idx is not None else "the whole image"
             who = f"<b>{html.escape(word)}</b> looks" if w_idx is not None else "<b>all words</b> look"
             words_read = (f"how much <b>{where}</b> attends to each word" if native else
@@ -434,9 +437,7 @@ class DemoApp(Catalogue):
         if not task or not model:
             return NO_CHECKPOINT_HELP.format(root=self.root) if not self.catalogue() else "Pick a task and a model."
         try:
-            cached = self._cache.get((task, model))
-            where = cached.where if cached else resolve(task, model, self.root)
-            config = read_config(where.path)
+            where, config = self.checkpoint_of(task, model)
         except Exception as e:
             return f"**Cannot read this checkpoint:** {self._message(e, 'model panel')}"
         card = where.path / "README.md"
